@@ -1,0 +1,158 @@
+"""Node: one queue and one task per node; events flow parent -> children.
+
+`system.control.interrupt` bypasses queues: it is handed to `process_event` at once,
+and an interruptible node first cancels the event it is working on and drops its queue.
+An exception in `process_event` becomes an `agent.error` event sent downstream; the
+node keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from typing import Any
+
+from agent.events import SDKAgentErrorEvent, SDKEvent, SDKSystemControlInterruptEvent
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class Node:
+    """Base class for graph nodes. Override `process_event`; call `send_event` to emit."""
+
+    error_severity: str = "warning"
+
+    def __init__(self, name: str | None = None, is_interruptible: bool = False) -> None:
+        self.name = name or self.__class__.__name__
+        self._is_interruptible = is_interruptible
+        self._children: list[Node] = []
+        self._parents: list[Node] = []
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._running = False
+
+    # -- graph ---------------------------------------------------------------------
+    @property
+    def is_interruptible(self) -> bool:
+        return self._is_interruptible
+
+    @property
+    def children(self) -> list[Node]:
+        return self._children
+
+    @property
+    def parents(self) -> list[Node]:
+        return self._parents
+
+    @property
+    def has_parents(self) -> bool:
+        return bool(self._parents)
+
+    @property
+    def has_children(self) -> bool:
+        return bool(self._children)
+
+    def add_child(self, child: Node) -> None:
+        if child not in self._children:
+            self._children.append(child)
+        if self not in child._parents:
+            child._parents.append(self)
+
+    def add_parent(self, parent: Node) -> None:
+        parent.add_child(self)
+
+    # -- user API ------------------------------------------------------------------
+    async def process_event(self, event: SDKEvent) -> None:
+        """Handle one event. The base does nothing; subclasses forward with `send_event`."""
+
+    async def send_event(self, event: SDKEvent) -> None:
+        """Send `event` to every child (interrupts bypass the children's queues)."""
+        for child in self._children:
+            await child.queue_event(event)
+
+    async def queue_event(self, event: SDKEvent) -> None:
+        """Deliver an event to this node: queued, or handled at once if it is an interrupt."""
+        if isinstance(event, SDKSystemControlInterruptEvent):
+            if self._is_interruptible:
+                await self._drop_work()
+            await self._run(event)
+        else:
+            self._queue.put_nowait(event)
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self, init_event: Any = None, task_manager: Any = None) -> None:
+        """Start the node's task. `init_event`/`task_manager` are accepted for compatibility."""
+        if self._running:
+            return
+        self._running = True
+        self._task = asyncio.create_task(self._loop(), name=f"node:{self.name}")
+
+    async def stop(self) -> None:
+        """Stop the node's task; queued events are dropped."""
+        if not self._running:
+            return
+        self._running = False
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await _reap(task)
+        self._queue = asyncio.Queue()
+
+    # -- internals -----------------------------------------------------------------
+    async def _drop_work(self) -> None:
+        """Cancel the event in progress and drop everything queued."""
+        task = self._task
+        self._queue = asyncio.Queue()
+        if task is None or task.done() or task is asyncio.current_task():
+            return
+        task.cancel()
+        await _reap(task)
+        if self._running:
+            self._task = asyncio.create_task(self._loop(), name=f"node:{self.name}")
+
+    async def _loop(self) -> None:
+        while True:
+            event = await self._queue.get()
+            await self._run(event)
+
+    async def _run(self, event: SDKEvent) -> None:
+        try:
+            await self.process_event(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._report_error(exc, f"{type(exc).__name__} in {self.name}: {exc}")
+
+    async def _report_error(self, exc: BaseException, message: str) -> None:
+        log.exception("node %s failed: %s", self.name, message)
+        err = SDKAgentErrorEvent(
+            message=message,
+            severity=self.error_severity,  # type: ignore[arg-type]
+            payload={
+                "node_name": self.name,
+                "error_class": type(exc).__name__,
+                "traceback": "".join(traceback.format_exception(exc)),
+            },
+        )
+        try:
+            await self.send_event(err)
+        except Exception:
+            log.exception("node %s could not report its error", self.name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+async def _reap(task: asyncio.Task[None]) -> None:
+    """Wait for a cancelled task to finish, without swallowing our own cancellation."""
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:
+        log.exception("task %s failed while stopping", task.get_name())
