@@ -1,0 +1,159 @@
+"""Admission for SIP requests: a source-address allowlist and digest authentication.
+
+`AddressAllowlist` checks a source IP against CIDRs (IPv4 and IPv6, via `ipaddress`).
+`DigestAuth` challenges with `WWW-Authenticate: Digest` (RFC 2617 / RFC 7616, MD5,
+qop=auth or none) and verifies `Authorization`. Nonces are stateless: an injected
+time plus an HMAC over it with a per-process secret, valid for `nonce_ttl` seconds;
+an expired but genuine nonce gets a fresh challenge with `stale=true`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Iterable, Mapping
+
+__all__ = ["AddressAllowlist", "DigestAuth", "parse_auth_params"]
+
+
+class AddressAllowlist:
+    """`allows(ip)` is True when `ip` falls in one of the networks (all, if None)."""
+
+    def __init__(self, cidrs: Iterable[str] | None) -> None:
+        self.networks = (
+            None
+            if cidrs is None
+            else [ipaddress.ip_network(c.strip(), strict=False) for c in cidrs]
+        )
+
+    def allows(self, host: str) -> bool:
+        if self.networks is None:
+            return True
+        try:
+            addr = ipaddress.ip_address(host.strip("[]").split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr.version == net.version and addr in net for net in self.networks)
+
+
+def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
+    """`Digest a="x", b=y` -> ('digest', {'a': 'x', 'b': 'y'}); quotes and escapes undone."""
+    scheme, _, rest = value.strip().partition(" ")
+    params: dict[str, str] = {}
+    i, n = 0, len(rest)
+    while i < n:
+        while i < n and rest[i] in " \t,":
+            i += 1
+        eq = rest.find("=", i)
+        if eq < 0:
+            break
+        name = rest[i:eq].strip().lower()
+        i = eq + 1
+        while i < n and rest[i] in " \t":
+            i += 1
+        if i < n and rest[i] == '"':
+            i += 1
+            chars: list[str] = []
+            while i < n and rest[i] != '"':
+                if rest[i] == "\\" and i + 1 < n:
+                    i += 1
+                chars.append(rest[i])
+                i += 1
+            i += 1
+            value_text = "".join(chars)
+        else:
+            end = rest.find(",", i)
+            end = n if end < 0 else end
+            value_text = rest[i:end].strip()
+            i = end
+        if name:
+            params[name] = value_text
+    return scheme.lower(), params
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+class DigestAuth:
+    """Digest authentication of requests against a `{username: password}` table."""
+
+    def __init__(
+        self,
+        realm: str,
+        users: Mapping[str, str],
+        *,
+        nonce_ttl: float = 300.0,
+        secret: bytes | None = None,
+    ) -> None:
+        self.realm = realm
+        self.users = dict(users)
+        self.nonce_ttl = nonce_ttl
+        self._secret = secret or secrets.token_bytes(32)
+
+    def _sign(self, stamp: str) -> str:
+        return hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def make_nonce(self, now: float) -> str:
+        stamp = f"{int(now * 1000):x}"
+        return f"{stamp}.{self._sign(stamp)}"
+
+    def _nonce_state(self, nonce: str, now: float) -> str:
+        stamp, _, sig = nonce.partition(".")
+        if not sig or not hmac.compare_digest(sig, self._sign(stamp)):
+            return "bad"
+        try:
+            issued = int(stamp, 16) / 1000
+        except ValueError:
+            return "bad"
+        return "ok" if 0 <= now - issued <= self.nonce_ttl else "stale"
+
+    def challenge(self, now: float, *, stale: bool = False) -> str:
+        """A `WWW-Authenticate` value."""
+        value = (
+            f'Digest realm="{self.realm}", nonce="{self.make_nonce(now)}", '
+            'algorithm=MD5, qop="auth"'
+        )
+        return value + (", stale=true" if stale else "")
+
+    def check(
+        self, method: str, authorization: str | None, now: float, request_uri: str | None = None
+    ) -> str:
+        """'ok', 'stale' (re-challenge with stale=true) or 'fail' (challenge again).
+
+        With `request_uri`, the digest's uri must be that Request-URI."""
+        if not authorization:
+            return "fail"
+        scheme, p = parse_auth_params(authorization)
+        if scheme != "digest":
+            return "fail"
+        username, nonce, uri, response = (
+            p.get(k, "") for k in ("username", "nonce", "uri", "response")
+        )
+        password = self.users.get(username)
+        if password is None or p.get("realm") != self.realm or not uri or not response:
+            return "fail"
+        if request_uri is not None and uri != request_uri:
+            return "fail"
+        algorithm = p.get("algorithm", "MD5").upper()
+        if algorithm != "MD5":
+            return "fail"
+        state = self._nonce_state(nonce, now)
+        if state == "bad":
+            return "fail"
+        ha1 = _md5(f"{username}:{self.realm}:{password}")
+        ha2 = _md5(f"{method}:{uri}")
+        qop = p.get("qop")
+        if qop is None:
+            expected = _md5(f"{ha1}:{nonce}:{ha2}")
+        elif qop.lower() == "auth":
+            expected = _md5(f"{ha1}:{nonce}:{p.get('nc', '')}:{p.get('cnonce', '')}:auth:{ha2}")
+        else:
+            return "fail"
+        if not hmac.compare_digest(expected, response.lower()):
+            return "fail"
+        return "ok" if state == "ok" else "stale"
