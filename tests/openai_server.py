@@ -2,10 +2,11 @@
 
 The test queues `Reply` objects; each request takes the next one (or `default`). A reply is
 text split into small deltas, tool calls split into several deltas (optionally interleaved),
-an HTTP error, or a stream that breaks off: `cut_after` drops the connection mid-body,
-`end_after` ends the body cleanly but without `finish_reason` or `[DONE]`, `stall_after`
-holds the stream open until `release()` (or until the client leaves: `disconnects` counts
-that and `disconnected` is set).
+an HTTP error, or a stream that breaks off after N chunks: `cut_after` drops the connection
+mid-body, `end_after` ends the body cleanly without `finish_reason` or `[DONE]`,
+`error_after` sends an OpenAI error event and ends, `stall_after` holds the stream open
+until `release()` or until the client leaves (`disconnects` counts that, `disconnected` is
+set).
 Streaming follows OpenAI's wire format: `data: {chat.completion.chunk}` server-sent events,
 the usage chunk when `stream_options.include_usage` is set, then `data: [DONE]`.
 
@@ -58,6 +59,7 @@ class Reply:
     cut_after: int | None = None
     end_after: int | None = None
     stall_after: int | None = None
+    error_after: int | None = None
 
     @classmethod
     def text(cls, content: str, chunk_size: int = 4, **kw: Any) -> Reply:
@@ -163,9 +165,7 @@ class FakeOpenAIServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]
         return self
 
     async def close(self) -> None:
@@ -321,6 +321,12 @@ class FakeOpenAIServer:
                         transport.abort()
                     return response
                 if sent == reply.end_after:
+                    await response.write_eof()
+                    return response
+                if sent == reply.error_after:
+                    error = {"error": {"message": reply.error_message, "type": "server_error",
+                                       "param": None, "code": None}}
+                    await response.write(f"data: {json.dumps(error)}\n\n".encode())
                     await response.write_eof()
                     return response
                 if sent == reply.stall_after:

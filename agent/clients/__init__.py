@@ -1,6 +1,11 @@
-"""LLM clients for agent nodes: an OpenAI-compatible chat client and its shared types."""
+"""LLM clients for agent nodes: an OpenAI-compatible chat client and its shared types.
 
-from agent.clients.openai import ChatStream, OpenAIClient, ToolCallAssembler
+The client classes load the `openai` package on first use, so importing the types (as
+`agent.tools` does) stays cheap.
+"""
+
+from typing import Any
+
 from agent.clients.types import (
     ChatChunk,
     ChatResponse,
@@ -14,6 +19,8 @@ from agent.clients.types import (
     ToolResult,
     assistant_tool_calls_message,
 )
+
+_LAZY = {"ChatStream", "OpenAIClient", "ToolCallAssembler"}
 
 __all__ = [
     "ChatChunk",
@@ -31,3 +38,11 @@ __all__ = [
     "ToolResult",
     "assistant_tool_calls_message",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from agent.clients import openai as module
+
+        return getattr(module, name)
+    raise AttributeError(f"module 'agent.clients' has no attribute {name!r}")

@@ -240,6 +240,12 @@ async def test_stream_ending_without_finish_raises(server, client):
         await collect(client.chat(MESSAGES, stream=True))
 
 
+async def test_error_event_mid_stream_raises(server, client):
+    server.add(Reply.text("Partial then an error", error_after=3, error_message="overloaded"))
+    with pytest.raises(LLMStreamError, match="overloaded"):
+        await collect(client.chat(MESSAGES, stream=True))
+
+
 async def test_stalled_stream_times_out(server):
     client = OpenAIClient(base_url=server.url, max_retries=0, timeout=0.3)
     server.add(Reply.text("Hello and then silence", stall_after=2))

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 from smallestai.atoms.agent.tools import function_tool as published_function_tool
 
@@ -581,3 +583,32 @@ async def test_tool_loop_through_the_server():
     assert second.messages[2] == {"role": "tool", "tool_call_id": "call_w",
                                   "name": "get_weather",
                                   "content": json.dumps({"city": "Paris", "sky": "clear"})}
+
+
+# --- fuzz ---------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_docstring_parser_never_raises(text):
+    doc = parse_docstring(text)
+    assert isinstance(doc.description, str)
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in doc.params.items())
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.sampled_from(["divide", "other"]),
+       arguments=st.one_of(st.text(), st.dictionaries(st.text(max_size=5), st.one_of(
+           st.none(), st.integers(), st.text(max_size=5), st.floats(allow_nan=False)))))
+async def test_any_model_input_gives_a_result(name, arguments):
+    @function_tool
+    def divide(a: int, b: int = 1) -> float:
+        """Divide."""
+        return a / b
+
+    registry = ToolRegistry()
+    registry.register(divide)
+    result = await registry.call_tool(name, arguments, "id")
+    assert isinstance(result.content, str) and result.tool_call_id == "id"
+    if name == "other":
+        assert result.is_error
