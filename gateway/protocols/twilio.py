@@ -1,0 +1,122 @@
+"""Twilio bidirectional Media Streams (`<Connect><Stream>`), sans-I/O, and its TwiML answer.
+
+Facts from https://www.twilio.com/docs/voice/media-streams/websocket-messages :
+- Twilio sends JSON text messages: `connected` {protocol, version}; `start` {sequenceNumber,
+  streamSid, start: {streamSid, accountSid, callSid, tracks, customParameters, mediaFormat:
+  {encoding "audio/x-mulaw", sampleRate 8000, channels 1}}}; `media` {streamSid, media:
+  {track, chunk, timestamp, payload (base64 mu-law)}}; `dtmf` {streamSid, dtmf: {track,
+  digit}}; `mark` {streamSid, mark: {name}} once the audio before our mark has played (or was
+  cleared); `stop` {streamSid, stop: {accountSid, callSid}}.
+- We may send `media` {event, streamSid, media: {payload}}, `mark` {event, streamSid, mark:
+  {name}} and `clear` {event, streamSid}; binary frames are rejected by Twilio (error 31950,
+  https://www.twilio.com/docs/api/errors/31950).
+- Hanging up: closing the socket ends `<Connect>`, and with no TwiML after it the call ends
+  (https://www.twilio.com/docs/voice/twiml/stream).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.protocols.common import (
+    CallStarted,
+    ClearAudio,
+    Command,
+    Connected,
+    DtmfIn,
+    Event,
+    Ignored,
+    MarkPlayed,
+    ProtocolError,
+    SendAudio,
+    SendMark,
+    WireFormat,
+    check_digit,
+    dumps,
+    encode_b64,
+    get_obj,
+    get_str,
+    opt_str,
+    parse_rate,
+    str_params,
+    xml_document,
+)
+from gateway.protocols.jsonstream import JsonMediaStream
+
+__all__ = ["TwilioProtocol", "twilio_twiml"]
+
+# mediaFormat.encoding values we can decode (Twilio documents only audio/x-mulaw at 8000 Hz)
+_ENCODINGS = {"audio/x-mulaw": "pcmu", "audio/x-alaw": "pcma"}
+
+
+class TwilioProtocol(JsonMediaStream):
+    name = "twilio"
+
+    def _handle(self, event: str, msg: dict[str, Any]) -> list[Event]:
+        if event == "media":
+            self._require_started(event)
+            self._check_stream(msg, "streamSid")
+            return self._audio(get_obj(msg, "media", "twilio media"), "twilio media")
+        if event == "connected":
+            if self.started:
+                raise ProtocolError("twilio: 'connected' after 'start'")
+            return [Connected(opt_str(msg, "version"))]
+        if event == "start":
+            return self._started(_parse_start(msg))
+        if event == "dtmf":
+            self._require_started(event)
+            self._check_stream(msg, "streamSid")
+            dtmf = get_obj(msg, "dtmf", "twilio dtmf")
+            return [DtmfIn(check_digit(dtmf.get("digit"), "twilio dtmf"))]
+        if event == "mark":
+            self._require_started(event)
+            self._check_stream(msg, "streamSid")
+            mark = get_obj(msg, "mark", "twilio mark")
+            return [MarkPlayed(get_str(mark, "name", "twilio mark"))]
+        if event == "stop":
+            self._check_stream(msg, "streamSid")
+            return self._ended("stop")
+        return [Ignored(f"twilio: event {event!r}")]
+
+    def _render(self, cmd: Command) -> list[str | bytes]:
+        sid = self.stream_id
+        if isinstance(cmd, SendAudio):
+            payload = encode_b64(bytes(cmd.payload))
+            return [dumps({"event": "media", "streamSid": sid, "media": {"payload": payload}})]
+        if isinstance(cmd, SendMark):
+            return [dumps({"event": "mark", "streamSid": sid, "mark": {"name": cmd.name}})]
+        if isinstance(cmd, ClearAudio):
+            return [dumps({"event": "clear", "streamSid": sid})]
+        return []  # Hangup: close the socket
+
+
+def _parse_start(msg: dict[str, Any]) -> CallStarted:
+    start = get_obj(msg, "start", "twilio start")
+    stream_sid = get_str(start, "streamSid", "twilio start")
+    call_sid = get_str(start, "callSid", "twilio start")
+    fmt = start.get("mediaFormat")
+    wire = WireFormat("pcmu", 8000)
+    if fmt is not None:
+        if not isinstance(fmt, dict):
+            raise ProtocolError("twilio start: mediaFormat must be an object")
+        encoding = fmt.get("encoding", "audio/x-mulaw")
+        codec = _ENCODINGS.get(encoding) if isinstance(encoding, str) else None
+        if codec is None:
+            raise ProtocolError(f"twilio start: unsupported encoding {encoding!r}")
+        rate = parse_rate(fmt.get("sampleRate", 8000), None, "twilio start")
+        wire = WireFormat(codec, rate)  # type: ignore[arg-type]
+    params = str_params(start.get("customParameters"), "twilio start")
+    return CallStarted(call_id=call_sid, stream_id=stream_sid, wire=wire, params=params)
+
+
+def twilio_twiml(stream_url: str, params: Mapping[str, str] | None = None) -> str:
+    """TwiML answering a call with a bidirectional stream to `stream_url` (wss://HOST/path),
+    passing `params` as `<Parameter name value>`; they come back as start.customParameters
+    (https://www.twilio.com/docs/voice/twiml/stream)."""
+    response = ET.Element("Response")
+    stream = ET.SubElement(ET.SubElement(response, "Connect"), "Stream", url=stream_url)
+    for key, value in (params or {}).items():
+        ET.SubElement(stream, "Parameter", name=str(key), value=str(value))
+    return xml_document(response)
