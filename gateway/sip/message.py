@@ -90,6 +90,7 @@ REASONS = {
     600: "Busy Everywhere", 603: "Decline",
 }  # fmt: skip
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 
 
@@ -530,6 +531,9 @@ def _parse_head(head: bytes) -> SipMessage:
     except UnicodeDecodeError as exc:
         raise SipParseError(f"header section is not valid UTF-8 ({exc.reason})") from None
     lines = text.replace("\r\n", "\n").split("\n")
+    bad = _CONTROL.search("\n".join(lines))
+    if bad:
+        raise SipParseError(f"control character {bad.group()!r} in the header section")
     while lines and not lines[0].strip():
         lines.pop(0)
     if not lines:

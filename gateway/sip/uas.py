@@ -357,7 +357,11 @@ class SipUas:
         if isinstance(msg, SipResponse):
             return self._on_response(msg, addr)
         assert isinstance(msg, SipRequest)
-        return self._on_request(msg, addr, now, transport)
+        try:
+            return self._on_request(msg, addr, now, transport)
+        except SipParseError as exc:  # a header the checks up front did not cover
+            log.info("dropped %s from %s: %s", msg.method, addr[0], exc)
+            return []
 
     def ring(self, call: SipCall, *, now: float) -> list[Action]:
         """Send 180 Ringing for a call not answered yet."""
@@ -475,6 +479,7 @@ class SipUas:
                 return []
         try:
             key = _txn_key(req)
+            _ = req.call_id
             cseq_num, cseq_method = req.cseq
             from_tag = req.from_addr.tag
             to_tag = req.to_addr.tag
