@@ -12,8 +12,9 @@ loop, so it needs only a small signalling core it can drive with injected time;
 that is this package (RFC 3261 subset for a UAS, RFC 4566/3264, RFC 3550, RFC 4733).
 
 Modules: `message` (SIP parse/serialize, stream framing), `sdp` (offer/answer),
-`rtp` (packets, sender), `dtmf` (RFC 4733), `jitter` (jitter buffer), `auth`
-(allowlist, digest), `timers` (injected-time deadlines), `uas` (the UAS state machine).
+`rtp` (packets, sender), `dtmf` (RFC 4733), `jitter` (jitter buffer), `rtp_session`
+(one call's media state: answer, symmetric RTP, DTMF in/out, hold), `auth` (allowlist,
+digest), `timers` (injected-time deadlines), `uas` (the UAS state machine).
 """
 
 from gateway.sip.auth import AddressAllowlist, DigestAuth
@@ -28,6 +29,7 @@ from gateway.sip.message import (
     parse_message,
 )
 from gateway.sip.rtp import RtpError, RtpPacket, RtpSender, is_rtcp, parse_rtp
+from gateway.sip.rtp_session import RtpSession
 from gateway.sip.sdp import NoCommonCodec, SdpError, build_answer, negotiate, parse_sdp
 from gateway.sip.uas import (
     CallConfirmed,
@@ -57,6 +59,7 @@ __all__ = [
     "RtpError",
     "RtpPacket",
     "RtpSender",
+    "RtpSession",
     "SdpError",
     "Send",
     "SipCall",

@@ -471,6 +471,8 @@ class SipUas:
         return resp
 
     def _on_request(self, req: SipRequest, addr: Addr, now: float, transport: str) -> list[Action]:
+        if not self.allowlist.allows(addr[0]) and req.method == "ACK":
+            return []
         if req.method == "ACK":
             try:
                 return self._on_ack(req, now)
@@ -571,7 +573,7 @@ class SipUas:
             remote_tag=from_tag,
             from_header=req.headers.get("From") or "",
             to_header=req.headers.get("To") or "",
-            remote_target=target or req.from_addr.uri.__str__(),
+            remote_target=target or str(req.from_addr.uri),
             route_set=req.headers.get_all("Record-Route"),
             remote_cseq=req.cseq[0],
             offer=req.body,

@@ -1,0 +1,151 @@
+"""One call's RTP media state, sans-I/O: SDP answer, symmetric RTP, jitter buffer, DTMF.
+
+`RtpSession` is what the I/O shell around a UDP socket needs per call:
+`answer(offer)` negotiates (raising `NoCommonCodec` for a 488) and writes our SDP
+with a session version that grows on every re-INVITE; `receive(datagram, addr)`
+files audio into the jitter buffer, returns RFC 4733 digits and ignores RTCP, stray
+payload types and garbage; `pop_frame()` gives the codec payload for this 20 ms tick;
+`next_packet(payload)` gives the datagram to send this tick and where to send it,
+sending queued DTMF in place of audio and nothing while the caller holds us.
+
+Symmetric RTP: we send to the SDP address until the caller's first valid packet
+arrives, then to wherever their packets come from (NAT), re-latching when a new
+SSRC appears. Anyone who can reach our port with the negotiated payload type could
+steer this; the RTP port range should be firewalled to the trunk's media addresses.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import deque
+
+from gateway.sip.dtmf import DtmfDecoder, dtmf_packets
+from gateway.sip.jitter import JitterBuffer, Lost
+from gateway.sip.rtp import RtpError, RtpSender, is_rtcp, parse_rtp
+from gateway.sip.sdp import Negotiated, build_answer, negotiate, parse_sdp
+
+__all__ = ["RtpSession"]
+
+log = logging.getLogger(__name__)
+
+Addr = tuple[str, int]
+COMFORT_NOISE_PT = 13
+
+
+class RtpSession:
+    def __init__(
+        self, local_ip: str, local_port: int, *, depth_frames: int = 2, dtmf_ms: int = 100
+    ) -> None:
+        self.local_ip = local_ip
+        self.local_port = local_port
+        self.negotiated: Negotiated | None = None
+        self.remote_addr: Addr | None = None
+        self.jitter = JitterBuffer(depth_frames)
+        self.dtmf = DtmfDecoder()
+        self.dtmf_ms = dtmf_ms
+        self.sender: RtpSender | None = None
+        self.ignored = 0  # RTCP, stray or malformed datagrams
+        self._session_id = secrets.randbelow(2**31)
+        self._version = 0
+        self._latched_ssrc: int | None = None
+        self._dtmf_out: deque[bytes | None] = deque()
+        self._digits_waiting: deque[str] = deque()
+
+    @property
+    def encoding(self) -> str | None:
+        """'pcmu' or 'pcma' once negotiated (the `media.codecs` encoding name)."""
+        return self.negotiated.encoding if self.negotiated else None
+
+    def answer(self, offer: bytes) -> bytes:
+        """Negotiate `offer` (initial or re-INVITE) and return our SDP answer."""
+        parsed = parse_sdp(offer)
+        neg = negotiate(parsed)
+        previous = self.negotiated
+        self.negotiated = neg
+        self._version += 1
+        if previous is None or (previous.remote_host, previous.remote_port) != (
+            neg.remote_host,
+            neg.remote_port,
+        ):
+            self.remote_addr = (neg.remote_host, neg.remote_port)
+            self._latched_ssrc = None  # the far end moved: latch again
+        if self.sender is None:
+            self.sender = RtpSender(neg.codec.payload_type)
+        elif self.sender.payload_type != neg.codec.payload_type:
+            self.sender.payload_type = neg.codec.payload_type
+            self.sender.start_talkspurt()
+        return build_answer(
+            parsed,
+            neg,
+            self.local_ip,
+            self.local_port,
+            session_id=self._session_id,
+            version=self._version,
+        )
+
+    def receive(self, data: bytes, addr: Addr) -> list[str]:
+        """Handle one datagram; returns DTMF digits that it completed (usually none)."""
+        neg = self.negotiated
+        if neg is None or is_rtcp(data):
+            self.ignored += 1
+            return []
+        try:
+            pkt = parse_rtp(data)
+        except RtpError:
+            self.ignored += 1
+            return []
+        wanted = (neg.codec.payload_type, neg.dtmf_payload_type, COMFORT_NOISE_PT)
+        if pkt.payload_type not in wanted:
+            self.ignored += 1
+            return []
+        if pkt.ssrc != self._latched_ssrc:
+            if self._latched_ssrc is not None:
+                log.info("RTP source changed to %s:%s (ssrc %08x)", addr[0], addr[1], pkt.ssrc)
+            self._latched_ssrc = pkt.ssrc
+            self.remote_addr = addr
+        if pkt.payload_type == neg.dtmf_payload_type:
+            self.jitter.push(pkt, payload=b"")  # holds its slot: silence, not a loss
+            try:
+                digit = self.dtmf.feed(pkt)
+            except RtpError:
+                self.ignored += 1
+                return []
+            return [digit] if digit else []
+        if pkt.payload_type == neg.codec.payload_type:
+            self.jitter.push(pkt)
+        return []
+
+    def pop_frame(self) -> bytes | Lost | None:
+        """This tick's codec payload, `LOST` (conceal one frame) or None (play silence)."""
+        frame = self.jitter.pop()
+        return None if frame == b"" else frame
+
+    def send_digits(self, digits: str) -> None:
+        """Queue RFC 4733 key presses; they go out in place of audio, one packet a tick."""
+        for d in digits:
+            self._digits_waiting.append(d)
+
+    def next_packet(self, payload: bytes | None) -> tuple[bytes, Addr] | None:
+        """The datagram for this tick (audio `payload`, or None for silence) and its target."""
+        neg, sender, target = self.negotiated, self.sender, self.remote_addr
+        if neg is None or sender is None or target is None:
+            return None
+        if not self._dtmf_out and self._digits_waiting and neg.dtmf_payload_type is not None:
+            digit = self._digits_waiting.popleft()
+            # dtmf_packets moves the audio timestamp past the ticks its packets take;
+            # two silent ticks (None) follow so that key presses stay apart
+            self._dtmf_out.extend(
+                dtmf_packets(sender, digit, neg.dtmf_payload_type, duration_ms=self.dtmf_ms)
+            )
+            self._dtmf_out.extend([None, None])
+        if self._dtmf_out:
+            data = self._dtmf_out.popleft()
+            if data is None:
+                sender.skip(sender.samples_per_frame)
+                return None
+            return (data, target) if not neg.on_hold else None
+        if payload is None or neg.on_hold:
+            sender.skip(sender.samples_per_frame)
+            return None
+        return sender.packet(payload), target
