@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"timer"})
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()  # no 100rel, timer, replaces yet
 
 
 class CallState(StrEnum):
@@ -822,7 +822,7 @@ class SipUas:
         return f"<{self._local_uri(transport)}>"
 
     def _capabilities(self) -> list[tuple[str, str]]:
-        return [("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "timer")]
+        return [("Allow", ALLOW), ("Accept", "application/sdp")]
 
     def _in_dialog_request(self, call: SipCall, method: str) -> SipRequest:
         call.local_cseq += 1

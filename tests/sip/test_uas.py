@@ -249,6 +249,7 @@ def test_allowlist_answers_403_outside_and_serves_inside() -> None:
     outside = Phone(("127.0.0.1", 5061))
     (resp,) = responses(uas.receive(outside.invite(), outside.addr, now=0))
     assert resp.status == 403 and not uas.calls
+    assert uas.receive(outside.ack(resp), outside.addr, now=0) == []  # never answered
     inside = Phone(("10.1.2.3", 5060))
     assert statuses(uas.receive(inside.invite(), inside.addr, now=0)) == [100]
     assert len(uas.calls) == 1
