@@ -52,7 +52,12 @@ def media(n: int, payload: bytes, track: str = "inbound") -> dict:
     return {
         "event": "media",
         "sequenceNumber": str(n + 2),
-        "media": {"track": track, "chunk": str(n), "timestamp": str(20 * n), "payload": b64(payload)},
+        "media": {
+            "track": track,
+            "chunk": str(n),
+            "timestamp": str(20 * n),
+            "payload": b64(payload),
+        },
         "streamSid": SID,
     }
 
@@ -73,15 +78,27 @@ def test_documented_sequence_parses_to_events() -> None:
     for i, frame in enumerate(frames, 1):
         events += proto.receive_text(j(media(i, frame)))
     events += proto.receive_text(
-        j({"event": "dtmf", "streamSid": SID, "sequenceNumber": "6",
-           "dtmf": {"track": "inbound_track", "digit": "7"}})
+        j(
+            {
+                "event": "dtmf",
+                "streamSid": SID,
+                "sequenceNumber": "6",
+                "dtmf": {"track": "inbound_track", "digit": "7"},
+            }
+        )
     )
     events += proto.receive_text(
         j({"event": "mark", "sequenceNumber": "7", "streamSid": SID, "mark": {"name": "utt-1"}})
     )
     events += proto.receive_text(
-        j({"event": "stop", "sequenceNumber": "8", "streamSid": SID,
-           "stop": {"accountSid": "AC0123", "callSid": CALL}})
+        j(
+            {
+                "event": "stop",
+                "sequenceNumber": "8",
+                "streamSid": SID,
+                "stop": {"accountSid": "AC0123", "callSid": CALL},
+            }
+        )
     )
     assert events == [
         Connected("1.0.0"),
@@ -198,7 +215,7 @@ def _tree(elem: ET.Element) -> tuple:
 
 def test_twiml_matches_the_twilio_library_builder() -> None:
     url = "wss://gw.example.com/twilio/stream"
-    params = {"From": "+15550001111", "To": "+15550002222", "note": 'a&b <c> "d" \'e\' ü'}
+    params = {"From": "+15550001111", "To": "+15550002222", "note": "a&b <c> \"d\" 'e' ü"}
     ours = twilio_twiml(url, params)
 
     response = VoiceResponse()
@@ -220,7 +237,10 @@ def test_twiml_matches_the_twilio_library_builder() -> None:
 def test_twiml_without_parameters_and_bad_characters() -> None:
     root = ET.fromstring(twilio_twiml("wss://h/twilio/stream"))
     assert _tree(root) == (
-        "Response", {}, "", [("Connect", {}, "", [("Stream", {"url": "wss://h/twilio/stream"}, "", [])])]
+        "Response",
+        {},
+        "",
+        [("Connect", {}, "", [("Stream", {"url": "wss://h/twilio/stream"}, "", [])])],
     )
     with pytest.raises(ValueError, match="XML 1.0"):
         twilio_twiml("wss://h/s", {"x": "bell\x07"})
