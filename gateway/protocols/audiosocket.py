@@ -34,6 +34,7 @@ from gateway.protocols.common import (
     SendMark,
     WireFormat,
     check_digit,
+    show,
 )
 from gateway.protocols.jsonstream import check_audio
 
@@ -83,12 +84,15 @@ class AudioSocketProtocol:
         self._buf = bytearray()
         self.started = False
         self.ended = False
+        self.hung_up = False  # we ended the call: what still arrives is ignored, not an error
         self.call_id = ""
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse every complete message in `data` plus what was left over from before."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise ProtocolError(f"audiosocket: expected bytes, got {type(data).__name__}")
+        if self.hung_up:
+            return [Ignored("audiosocket: data after our hang-up")] if data else []
         if self.ended:
             if data:
                 raise ProtocolError("audiosocket: data after the call ended")
@@ -165,11 +169,11 @@ class AudioSocketProtocol:
             head = bytes((self._audio_kind, frame >> 8, frame & 0xFF))
             return b"".join(head + data[i : i + frame] for i in range(0, len(data), frame))
         if isinstance(cmd, Hangup):
-            self.ended = True
+            self.ended = self.hung_up = True
             return bytes((KIND_HANGUP, 0, 0))
         if isinstance(cmd, ClearAudio | SendMark):
             return b""
-        raise CommandError(f"audiosocket: unknown command {cmd!r}")
+        raise CommandError(f"audiosocket: unknown command {show(cmd)}")
 
 
 def encode_message(kind: int, payload: bytes = b"") -> bytes:

@@ -171,6 +171,12 @@ Command = SendAudio | ClearAudio | SendMark | Hangup
 # ---------------------------------------------------------------- helpers for parsers
 
 
+def show(value: Any, limit: int = 48) -> str:
+    """A value from the wire, for an error message: ASCII-only and short."""
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_json_object(text: Any, max_chars: int) -> dict[str, Any]:
     """One WebSocket text message to a JSON object, or ProtocolError."""
     if not isinstance(text, str):
@@ -227,7 +233,7 @@ def encode_b64(payload: bytes) -> str:
 
 def check_digit(value: Any, where: str) -> str:
     if not isinstance(value, str) or value.upper() not in DTMF_DIGITS:
-        raise ProtocolError(f"{where}: {value!r} is not a DTMF digit")
+        raise ProtocolError(f"{where}: {show(value)} is not a DTMF digit")
     return value.upper()
 
 
@@ -236,7 +242,7 @@ def parse_rate(value: Any, allowed: tuple[int, ...] | None, where: str) -> int:
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 6:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1000 <= value <= 192000:
-        raise ProtocolError(f"{where}: bad sample rate {value!r}")
+        raise ProtocolError(f"{where}: bad sample rate {show(value)}")
     if allowed is not None and value not in allowed:
         raise ProtocolError(f"{where}: sample rate {value} is not one of {allowed}")
     return value
@@ -279,5 +285,5 @@ def xml_document(root: ET.Element) -> str:
     for element in root.iter():
         for value in [element.text or "", *element.attrib.keys(), *element.attrib.values()]:
             if _XML_BAD.search(value):
-                raise ValueError(f"{value!r} holds a character XML 1.0 cannot carry")
+                raise ValueError(f"{show(value)} holds a character XML 1.0 cannot carry")
     return '<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root, encoding="unicode")

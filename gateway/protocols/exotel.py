@@ -41,6 +41,7 @@ from gateway.protocols.common import (
     get_str,
     opt_str,
     parse_rate,
+    show,
     str_params,
 )
 from gateway.protocols.jsonstream import JsonMediaStream
@@ -84,7 +85,7 @@ class ExotelProtocol(JsonMediaStream):
             stop = msg.get("stop")
             reason = opt_str(stop, "reason") if isinstance(stop, dict) else ""
             return self._ended(reason or "stop")
-        return [Ignored(f"exotel: event {event!r}")]
+        return [Ignored(f"exotel: event {show(event)}")]
 
     def _render(self, cmd: Command) -> list[str | bytes]:
         sid = self.stream_id
@@ -111,7 +112,7 @@ class ExotelProtocol(JsonMediaStream):
             encoding = fmt.get("encoding", "audio/x-raw")
             codec = _CODECS.get(encoding.lower()) if isinstance(encoding, str) else None
             if codec is None:
-                raise ProtocolError(f"exotel start: unsupported encoding {encoding!r}")
+                raise ProtocolError(f"exotel start: unsupported encoding {show(encoding)}")
             rate = parse_rate(fmt.get("sample_rate", self.default_rate), _RATES, "exotel start")
             wire = WireFormat(codec, rate)  # type: ignore[arg-type]
         return CallStarted(

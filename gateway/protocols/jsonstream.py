@@ -27,6 +27,7 @@ from gateway.protocols.common import (
     WireFormat,
     decode_b64,
     parse_json_object,
+    show,
 )
 
 
@@ -41,6 +42,7 @@ class JsonMediaStream:
         self.max_message = max_message
         self.started = False
         self.ended = False
+        self.hung_up = False  # we ended the call: what still arrives is ignored, not an error
         self.call_id = ""
         self.stream_id = ""
         self.wire: WireFormat | None = None
@@ -48,15 +50,19 @@ class JsonMediaStream:
     # ------------------------------------------------------------ inbound
 
     def receive_text(self, text: str) -> list[Event]:
+        if self.hung_up:
+            return [Ignored(f"{self.name}: message after our hang-up")]
         msg = parse_json_object(text, self.max_message)
         event = msg.get("event")
         if not isinstance(event, str):
             raise ProtocolError(f"{self.name}: message has no string 'event'")
         if self.ended:
-            raise ProtocolError(f"{self.name}: {event!r} after the stream ended")
+            raise ProtocolError(f"{self.name}: {show(event)} after the stream ended")
         return self._handle(event, msg)
 
     def receive_bytes(self, data: bytes) -> list[Event]:
+        if self.hung_up:
+            return [Ignored(f"{self.name}: message after our hang-up")]
         raise ProtocolError(f"{self.name}: binary message where JSON text is expected")
 
     def closed(self) -> list[Event]:
@@ -73,14 +79,16 @@ class JsonMediaStream:
 
     def _require_started(self, event: str) -> WireFormat:
         if not self.started or self.wire is None:
-            raise ProtocolError(f"{self.name}: {event!r} before 'start'")
+            raise ProtocolError(f"{self.name}: {show(event)} before 'start'")
         return self.wire
 
     def _check_stream(self, msg: dict[str, Any], key: str) -> None:
         """If the message names a stream, it must be ours."""
         sid = msg.get(key)
         if sid is not None and sid != self.stream_id:
-            raise ProtocolError(f"{self.name}: {key} {sid!r} does not match {self.stream_id!r}")
+            raise ProtocolError(
+                f"{self.name}: {key} {show(sid)} does not match {show(self.stream_id)}"
+            )
 
     def _started(self, event: CallStarted) -> list[Event]:
         if self.started:
@@ -101,7 +109,7 @@ class JsonMediaStream:
         wire = self._require_started(where)
         track = media.get("track")
         if track is not None and track not in ("inbound", "inbound_track"):
-            return [Ignored(f"{where}: audio of track {track!r}")]
+            return [Ignored(f"{where}: audio of track {show(track)}")]
         payload = decode_b64(media.get("payload"), where)
         if not payload:
             return [Ignored(f"{where}: empty audio")]
@@ -114,7 +122,7 @@ class JsonMediaStream:
     def send(self, cmd: Command) -> list[str | bytes]:
         """What to write to the socket for `cmd` (possibly nothing)."""
         if isinstance(cmd, Hangup):
-            self.ended = True
+            self.ended = self.hung_up = True
             return self._render(cmd)
         if not self.started or self.wire is None:
             raise CommandError(f"{self.name}: cannot send {type(cmd).__name__} before 'start'")
@@ -124,7 +132,7 @@ class JsonMediaStream:
             if not isinstance(cmd.name, str):
                 raise CommandError(f"{self.name}: mark name must be a string")
         elif not isinstance(cmd, ClearAudio):
-            raise CommandError(f"{self.name}: unknown command {cmd!r}")
+            raise CommandError(f"{self.name}: unknown command {show(cmd)}")
         return self._render(cmd)
 
     def _render(self, cmd: Command) -> list[str | bytes]:

@@ -45,6 +45,7 @@ from gateway.protocols.common import (
     get_str,
     opt_str,
     parse_rate,
+    show,
     xml_document,
 )
 from gateway.protocols.jsonstream import JsonMediaStream
@@ -78,7 +79,7 @@ class PlivoProtocol(JsonMediaStream):
             return [Cleared()]
         if event == "stop":
             return self._ended("stop")
-        return [Ignored(f"plivo: event {event!r}")]
+        return [Ignored(f"plivo: event {show(event)}")]
 
     def _render(self, cmd: Command) -> list[str | bytes]:
         if isinstance(cmd, SendAudio):
@@ -104,7 +105,7 @@ def _parse_start(msg: dict[str, Any]) -> CallStarted:
     encoding = fmt.get("encoding")
     codec = _CODECS.get(encoding.split(";")[0].strip()) if isinstance(encoding, str) else None
     if codec is None:
-        raise ProtocolError(f"plivo start: unsupported encoding {encoding!r}")
+        raise ProtocolError(f"plivo start: unsupported encoding {show(encoding)}")
     rate = parse_rate(fmt.get("sampleRate", 8000), (8000, 16000), "plivo start")
     headers = msg.get("extra_headers", start.get("extra_headers"))
     return CallStarted(
@@ -149,7 +150,7 @@ def plivo_xml(
         "audio/x-l16;rate=8000",
         "audio/x-l16;rate=16000",
     ):
-        raise ValueError(f"unsupported Plivo contentType {content_type!r}")
+        raise ValueError(f"unsupported Plivo contentType {show(content_type)}")
     attrs = {"bidirectional": "true", "keepCallAlive": "true", "contentType": content_type}
     if stream_timeout is not None:
         if stream_timeout <= 0:

@@ -44,6 +44,7 @@ from gateway.protocols.common import (
     get_str,
     opt_str,
     parse_rate,
+    show,
     str_params,
     xml_document,
 )
@@ -86,7 +87,7 @@ class TelnyxProtocol(JsonMediaStream):
         if event == "stop":
             self._check_stream(msg, "stream_id")
             return self._ended("stop")
-        return [Ignored(f"telnyx: event {event!r}")]
+        return [Ignored(f"telnyx: event {show(event)}")]
 
     def _render(self, cmd: Command) -> list[str | bytes]:
         if isinstance(cmd, SendAudio):
@@ -112,11 +113,11 @@ def _parse_start(msg: dict[str, Any]) -> CallStarted:
         encoding = fmt.get("encoding", "PCMU")
         codec = _CODECS.get(encoding.upper()) if isinstance(encoding, str) else None
         if codec is None:
-            raise ProtocolError(f"telnyx start: unsupported encoding {encoding!r}")
+            raise ProtocolError(f"telnyx start: unsupported encoding {show(encoding)}")
         rate = parse_rate(fmt.get("sample_rate", 8000), None, "telnyx start")
         channels = fmt.get("channels", 1)
         if channels not in (1, "1"):
-            raise ProtocolError(f"telnyx start: {channels!r} channels, only mono is supported")
+            raise ProtocolError(f"telnyx start: {show(channels)} channels, only mono is supported")
         wire = WireFormat(codec, rate)  # type: ignore[arg-type]
     return CallStarted(
         call_id=call_id,

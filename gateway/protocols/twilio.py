@@ -40,6 +40,7 @@ from gateway.protocols.common import (
     get_str,
     opt_str,
     parse_rate,
+    show,
     str_params,
     xml_document,
 )
@@ -78,7 +79,7 @@ class TwilioProtocol(JsonMediaStream):
         if event == "stop":
             self._check_stream(msg, "streamSid")
             return self._ended("stop")
-        return [Ignored(f"twilio: event {event!r}")]
+        return [Ignored(f"twilio: event {show(event)}")]
 
     def _render(self, cmd: Command) -> list[str | bytes]:
         sid = self.stream_id
@@ -104,7 +105,7 @@ def _parse_start(msg: dict[str, Any]) -> CallStarted:
         encoding = fmt.get("encoding", "audio/x-mulaw")
         codec = _ENCODINGS.get(encoding) if isinstance(encoding, str) else None
         if codec is None:
-            raise ProtocolError(f"twilio start: unsupported encoding {encoding!r}")
+            raise ProtocolError(f"twilio start: unsupported encoding {show(encoding)}")
         rate = parse_rate(fmt.get("sampleRate", 8000), None, "twilio start")
         wire = WireFormat(codec, rate)  # type: ignore[arg-type]
     params = str_params(start.get("customParameters"), "twilio start")

@@ -44,6 +44,7 @@ from gateway.protocols.common import (
     get_str,
     parse_json_object,
     parse_rate,
+    show,
 )
 from gateway.protocols.jsonstream import check_audio
 
@@ -63,21 +64,24 @@ class VonageProtocol:
         self.max_message = max_message
         self.started = False
         self.ended = False
+        self.hung_up = False  # we ended the call: what still arrives is ignored, not an error
         self.call_id = ""
         self.stream_id = ""
         self.wire: WireFormat | None = None
 
     def receive_text(self, text: str) -> list[Event]:
+        if self.hung_up:
+            return [Ignored("vonage: message after our hang-up")]
         msg = parse_json_object(text, self.max_message)
         event = msg.get("event")
         if not isinstance(event, str):
             raise ProtocolError("vonage: text message has no string 'event'")
         if self.ended:
-            raise ProtocolError(f"vonage: {event!r} after the call ended")
+            raise ProtocolError(f"vonage: {show(event)} after the call ended")
         if event == "websocket:connected":
             return [self._connected(msg)]
         if not self.started:
-            raise ProtocolError(f"vonage: {event!r} before 'websocket:connected'")
+            raise ProtocolError(f"vonage: {show(event)} before 'websocket:connected'")
         if event == "websocket:dtmf":
             digit = msg.get("digit")
             if digit is None and isinstance(msg.get("dtmf"), dict):
@@ -90,11 +94,13 @@ class VonageProtocol:
             return [Ignored("vonage: notify without our mark")]
         if event == "websocket:cleared":
             return [Cleared()]
-        return [Ignored(f"vonage: event {event!r}")]
+        return [Ignored(f"vonage: event {show(event)}")]
 
     def receive_bytes(self, data: bytes) -> list[Event]:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise ProtocolError(f"vonage: expected a binary message, got {type(data).__name__}")
+        if self.hung_up:
+            return [Ignored("vonage: audio after our hang-up")]
         if self.ended:
             raise ProtocolError("vonage: audio after the call ended")
         if not self.started:
@@ -115,7 +121,7 @@ class VonageProtocol:
 
     def send(self, cmd: Command) -> list[str | bytes]:
         if isinstance(cmd, Hangup):
-            self.ended = True
+            self.ended = self.hung_up = True
             return []  # close the socket
         if not self.started or self.wire is None:
             raise CommandError(f"vonage: cannot send {type(cmd).__name__} before connected")
@@ -130,7 +136,7 @@ class VonageProtocol:
             return [dumps({"action": "notify", "payload": {_MARK_KEY: cmd.name}})]
         if isinstance(cmd, ClearAudio):
             return [dumps({"action": "clear"})]
-        raise CommandError(f"vonage: unknown command {cmd!r}")
+        raise CommandError(f"vonage: unknown command {show(cmd)}")
 
     def _connected(self, msg: dict[str, Any]) -> CallStarted:
         if self.started:
@@ -138,7 +144,7 @@ class VonageProtocol:
         content_type = get_str(msg, "content-type", "vonage websocket:connected")
         match = _CONTENT_TYPE.fullmatch(content_type)
         if match is None:
-            raise ProtocolError(f"vonage: unsupported content-type {content_type!r}")
+            raise ProtocolError(f"vonage: unsupported content-type {show(content_type)}")
         rate = parse_rate(match.group(1), _RATES, "vonage websocket:connected")
         params = {k: as_text(v) for k, v in msg.items() if k not in ("event", "content-type")}
         call_id = params.get("uuid") or params.get("call_id") or ""

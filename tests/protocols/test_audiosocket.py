@@ -153,3 +153,12 @@ def test_half_message_at_close_is_dropped() -> None:
     proto = AudioSocketProtocol()
     proto.feed(encode_message(0x01, CALL.bytes) + encode_message(0x10, FRAMES[0])[:100])
     assert proto.closed() == [CallEnded("disconnected")]
+
+
+def test_data_in_flight_after_our_hangup_is_ignored() -> None:
+    proto = AudioSocketProtocol()
+    proto.feed(encode_message(0x01, CALL.bytes))
+    assert proto.encode(Hangup()) == b"\x00\x00\x00"
+    (event,) = proto.feed(encode_message(0x10, FRAMES[0]))
+    assert isinstance(event, Ignored)
+    assert proto.closed() == []

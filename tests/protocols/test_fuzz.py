@@ -153,11 +153,18 @@ def deliver(proto: Any, item: dict | bytes | str) -> list:
     return proto.receive_text(item if isinstance(item, str) else j(item))
 
 
+def _check_message(exc: Exception) -> None:
+    """Error text ends up in logs and WebSocket close reasons: short and ASCII."""
+    text = str(exc)
+    assert text and text.isascii() and len(text) <= 200, text
+
+
 def outcome(proto: Any, item: dict | bytes | str) -> list | None:
     """Events, or None when the protocol refused the input with ProtocolError."""
     try:
         events = deliver(proto, item)
-    except ProtocolError:
+    except ProtocolError as exc:
+        _check_message(exc)
         return None
     assert isinstance(events, list)
     assert all(isinstance(e, EVENT_TYPES) for e in events), events
@@ -293,7 +300,8 @@ messages = st.tuples(
 def feed_outcome(proto: AudioSocketProtocol, data: bytes) -> list | None:
     try:
         events = proto.feed(data)
-    except ProtocolError:
+    except ProtocolError as exc:
+        _check_message(exc)
         return None
     assert all(isinstance(e, EVENT_TYPES) for e in events), events
     return events

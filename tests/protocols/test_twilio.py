@@ -244,3 +244,11 @@ def test_twiml_without_parameters_and_bad_characters() -> None:
     )
     with pytest.raises(ValueError, match="XML 1.0"):
         twilio_twiml("wss://h/s", {"x": "bell\x07"})
+
+
+def test_messages_in_flight_after_our_hangup_are_ignored() -> None:
+    proto = started()
+    assert proto.send(Hangup()) == []
+    (event,) = proto.receive_text(j(media(1, tone(ULAW))))
+    assert isinstance(event, Ignored)
+    assert proto.closed() == []

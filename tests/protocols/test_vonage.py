@@ -135,3 +135,11 @@ def test_ncco() -> None:
     )
     with pytest.raises(ValueError):
         vonage_ncco("wss://h/s", sample_rate=44100)
+
+
+def test_audio_in_flight_after_our_hangup_is_ignored() -> None:
+    proto = VonageProtocol()
+    proto.receive_text(j(connected()))
+    proto.send(Hangup())
+    assert isinstance(proto.receive_bytes(b"\x00" * 640)[0], Ignored)
+    assert isinstance(proto.receive_text(j({"event": "websocket:cleared"}))[0], Ignored)
