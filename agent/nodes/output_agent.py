@@ -46,10 +46,41 @@ class OutputAgentNode(Node):
         self._handoff_started = False
         self._unconfirmed_reply = False  # our last reply awaits the gateway's "what was heard"
 
+    llm: Any = None  # an LLM client; when set, the default generate_response uses it
+    tools: Any = None  # a ToolRegistry offered to `llm`
+    max_tool_rounds = 5
+
     async def generate_response(self) -> AsyncIterator[str]:
-        """Yield the reply's text chunks (override). The default says nothing."""
-        return
-        yield  # pragma: no cover
+        """Yield the reply's text chunks (override). The default streams `self.llm` with
+        `self.tools`, and says nothing when there is no `llm`."""
+        if self.llm is None:
+            return
+        async for text in self.respond_with_tools(self.llm, self.tools):
+            yield text
+
+    async def respond_with_tools(self, llm: Any, tools: Any = None) -> AsyncIterator[str]:
+        """The tool loop: stream the model; when it asks for tools, run them, put the call
+        and the results into the context and let the model continue. An interrupt cancels
+        it at any step."""
+        schemas = tools.get_schemas() if tools is not None and len(tools) else None
+        for _ in range(self.max_tool_rounds):
+            calls: list[Any] = []
+            async for chunk in llm.chat(self.context.messages, stream=True, tools=schemas):
+                if chunk.content:
+                    yield chunk.content
+                if chunk.tool_calls:
+                    calls.extend(chunk.tool_calls)
+            if not calls or tools is None:
+                return
+            from agent.clients.types import assistant_tool_calls_message
+
+            self.context.add_message(assistant_tool_calls_message(calls))
+            for result in await tools.execute(calls):
+                self.context.add_message(result.to_message())
+            if self._handoff_started:  # a tool ended or transferred the call
+                return
+        log.warning("%s: the model still wants tools after %d rounds; stopping",
+                    self.name, self.max_tool_rounds)
 
     async def on_event(self, event: SDKEvent) -> None:
         """Extension point: runs for every event after the framework's own routing."""
