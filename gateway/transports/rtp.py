@@ -1,0 +1,231 @@
+"""RTP media of one SIP call: a UDP socket from the port range, an `RtpSession`, and the
+`Transport` the voice loop talks to.
+
+Inbound, datagrams go straight into the session's jitter buffer; the SIP server's
+shared 20 ms media tick calls `receive_tick()`, which pops one frame (concealing a
+lost one by repeating the last, feeding silence when nothing arrives so the voice
+loop's timing goes on), decodes it to 16 kHz and hands it to `Call.caller_frame`.
+Outbound, the voice loop's ticker paces `send_audio`: one frame in, one RTP packet
+out, to wherever the caller's RTP comes from (symmetric RTP). Nothing is buffered
+at the far end beyond its jitter buffer, so `clear_audio` only starts a new talkspurt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from agent.events import SDKEvent
+from gateway.audio_edge import AudioEdge
+from gateway.sip.jitter import LOST
+from gateway.sip.rtp_session import RtpSession
+from media.codecs import WireFormat
+
+if TYPE_CHECKING:
+    from gateway.call import Call
+
+log = logging.getLogger(__name__)
+
+Addr = tuple[str, int]
+FRAME_S = 0.02
+WIRE_FRAME_BYTES = 160  # 20 ms of G.711 at 8 kHz
+SILENCE = {"pcmu": b"\xff" * WIRE_FRAME_BYTES, "pcma": b"\xd5" * WIRE_FRAME_BYTES}
+NEW_TALKSPURT_GAP_S = 0.25  # a pause this long in our sending is silence, not lateness
+LATE_S = FRAME_S  # a frame sent more than one frame after its due time is late
+
+
+class PortRangeExhausted(OSError):
+    """No free RTP port in the configured range."""
+
+
+class PortPool:
+    """Even RTP ports from [low, high], tried round-robin so freed ports rest a while."""
+
+    def __init__(self, low: int, high: int) -> None:
+        if not 0 < low <= high <= 65535:
+            raise ValueError(f"bad RTP port range {low}-{high}")
+        self.ports = list(range(low + (low % 2), high + 1, 2)) or [low]
+        self._next = 0
+
+    async def bind(
+        self, host: str, factory: Callable[[], RtpEndpoint]
+    ) -> tuple[asyncio.DatagramTransport, RtpEndpoint, int]:
+        loop = asyncio.get_running_loop()
+        for _ in range(len(self.ports)):
+            port = self.ports[self._next]
+            self._next = (self._next + 1) % len(self.ports)
+            try:
+                udp, proto = await loop.create_datagram_endpoint(
+                    factory, local_addr=(host, port), reuse_port=False
+                )
+            except OSError:
+                continue
+            return udp, proto, port
+        raise PortRangeExhausted(f"no free RTP port in {self.ports[0]}-{self.ports[-1]}")
+
+
+class RtpEndpoint(asyncio.DatagramProtocol):
+    """The call's RTP socket: files datagrams into the session (jitter buffer, DTMF)."""
+
+    def __init__(self, session: RtpSession | None = None) -> None:
+        self.session = session  # set right after binding (the session needs the port)
+        self.digits: list[str] = []
+        self.packets = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.packets += 1
+        if self.session is None:
+            return
+        try:
+            digits = self.session.receive(data, (addr[0], addr[1]))
+        except Exception:  # the session drops garbage itself; this is a last guard
+            log.exception("RTP datagram from %s:%s could not be handled", addr[0], addr[1])
+            return
+        if digits:
+            self.digits.extend(digits)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("RTP socket error: %s", exc)  # ICMP unreachable before the far end is up
+
+
+@dataclass
+class SendStats:
+    frames: int = 0
+    late: int = 0
+    max_late_ms: float = 0.0
+
+
+class RtpTransport:
+    """The voice loop's `Transport` for one SIP call. Signalling goes through `controls`:
+    `hangup()` and `transfer(target)` of the SIP server, bound to this call."""
+
+    def __init__(
+        self,
+        session: RtpSession,
+        udp: asyncio.DatagramTransport,
+        endpoint: RtpEndpoint,
+        *,
+        on_hangup: Callable[[], None],
+        on_transfer: Callable[[str], None],
+    ) -> None:
+        self.session = session
+        self.udp = udp
+        self.endpoint = endpoint
+        self.call: Call | None = None
+        self.stats = SendStats()
+        self._on_hangup = on_hangup
+        self._on_transfer = on_transfer
+        self._loop = asyncio.get_running_loop()
+        self._encoding = ""
+        self.edge: AudioEdge | None = None
+        self.codec_changed()
+        self._last_payload: bytes | None = None
+        self._pending: deque[np.ndarray] = deque()
+        self._spurt_t0 = 0.0
+        self._spurt_n = 0
+        self._last_send = 0.0
+        self._packets_seen = 0
+        self.quiet_s = 0.0  # how long no RTP has arrived (checked once a second)
+
+    def codec_changed(self) -> None:
+        """(Re)build the audio edge after an offer/answer changed the codec."""
+        encoding = self.session.encoding or "pcmu"
+        if encoding != self._encoding:
+            self._encoding = encoding
+            self.edge = AudioEdge(WireFormat(encoding, 8000))  # type: ignore[arg-type]
+
+    # -- Transport ------------------------------------------------------------------------
+    async def send_audio(self, frame: np.ndarray) -> None:
+        assert self.edge is not None
+        payload = self.edge.encode(frame)
+        if not payload or self.udp.is_closing():
+            return
+        now = self._loop.time()
+        sender = self.session.sender
+        gap = now - self._last_send
+        if gap > NEW_TALKSPURT_GAP_S:
+            if sender is not None and self._last_send:
+                # keep the timestamp in real time over the pause we did not send
+                sender.skip(int(round(gap / FRAME_S - 1)) * WIRE_FRAME_BYTES)
+            self._spurt_t0, self._spurt_n = now, 0
+        else:
+            late = now - (self._spurt_t0 + self._spurt_n * FRAME_S)
+            if late > LATE_S:
+                self.stats.late += 1
+            self.stats.max_late_ms = max(self.stats.max_late_ms, late * 1000)
+        self._spurt_n += 1
+        self._last_send = now
+        self.stats.frames += 1
+        for start in range(0, len(payload), WIRE_FRAME_BYTES):
+            out = self.session.next_packet(payload[start : start + WIRE_FRAME_BYTES])
+            if out is not None:
+                self.udp.sendto(out[0], out[1])
+
+    async def clear_audio(self) -> None:
+        if self.session.sender is not None:
+            self.session.sender.start_talkspurt()
+
+    async def hangup(self) -> None:
+        self._on_hangup()
+
+    async def transfer(self, target: str) -> None:
+        self._on_transfer(target)
+
+    async def send_event(self, event: SDKEvent) -> None:
+        return None
+
+    # -- inbound, driven by the server's media tick ----------------------------------------
+    def pop_frames(self) -> list[np.ndarray]:
+        """This tick's caller audio: one 16 kHz frame. Packets longer than 20 ms (ptime 30,
+        40...) decode to several frames, handed out one per tick; a new packet is popped
+        only when none is left, so any ptime plays in real time."""
+        assert self.edge is not None
+        if not self._pending:
+            payload = self.session.pop_frame()
+            if payload is LOST:
+                payload, self._last_payload = self._last_payload, None  # repeat once
+            elif payload is not None:
+                self._last_payload = payload  # type: ignore[assignment]
+            if not isinstance(payload, bytes) or not payload:
+                payload = SILENCE.get(self._encoding, SILENCE["pcmu"])
+            self._pending.extend(self.edge.decode(payload))
+        return [self._pending.popleft()] if self._pending else []
+
+    def take_digits(self) -> list[str]:
+        if not self.endpoint.digits:
+            return []
+        digits, self.endpoint.digits = self.endpoint.digits, []
+        return digits
+
+    def check_quiet(self, interval_s: float) -> float:
+        """Called every `interval_s`: returns how long no RTP has arrived."""
+        if self.endpoint.packets != self._packets_seen:
+            self._packets_seen = self.endpoint.packets
+            self.quiet_s = 0.0
+        else:
+            self.quiet_s += interval_s
+        return self.quiet_s
+
+    def close(self) -> None:
+        if not self.udp.is_closing():
+            self.udp.close()
+
+
+def local_ip_toward(host: str, fallback: str = "127.0.0.1") -> str:
+    """The local address the OS would use to reach `host` (a connected UDP socket sends
+    nothing); used in SDP and Contact when we listen on a wildcard address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))
+            ip = s.getsockname()[0]
+    except OSError:
+        return fallback
+    return ip if ip not in ("0.0.0.0", "::") else fallback
