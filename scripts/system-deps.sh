@@ -4,6 +4,8 @@ set -euo pipefail
 declare -A pkg_for=(
   [espeak-ng]=espeak-ng
   [sox]=sox
+  [sipp]=sip-tester
+  [baresip]=baresip
 )
 missing=()
 for tool in "${!pkg_for[@]}"; do
