@@ -231,3 +231,135 @@ def write_pcap(path: Path, packets: list[bytes], *, src: tuple[str, int],
         out.append(struct.pack("<IIII", int(t), int(round((t % 1) * 1e6)) % 1_000_000,
                                len(frame), len(frame)) + frame)
     path.write_bytes(b"".join(out))
+
+
+# ----------------------------------------------------------------------------- baresip
+
+BARESIP_CONFIG = """\
+poll_method		epoll
+net_interface		127.0.0.1
+sip_listen		127.0.0.1:{sip_port}
+sip_transports		udp
+audio_player		alsa,null
+audio_alert		alsa,null
+audio_source		aufile,{wav}
+ausrc_srate		16000
+auplay_srate		16000
+audio_channels		1
+rtp_ports		{rtp_low}-{rtp_high}
+module_path		/usr/lib/baresip/modules
+module			g711.so
+module			aufile.so
+module			alsa.so
+module			sndfile.so
+module_app		account.so
+module_app		menu.so
+module_app		ctrl_tcp.so
+ctrl_tcp_listen		127.0.0.1:{ctrl_port}
+snd_path		{dump_dir}
+"""
+
+
+def write_baresip_config(cfg_dir: Path, wav: Path, *, codec: str = "PCMU") -> int:
+    """A config directory for baresip (nothing read from ~/.baresip): the WAV is its
+    microphone, the sndfile module records what it hears (and sends) into `cfg_dir`.
+    Returns the ctrl_tcp port."""
+    cfg_dir.mkdir(parents=True, exist_ok=True)
+    ctrl_port = free_port(tcp_too=True)
+    rtp_low = free_port(even=True)
+    (cfg_dir / "config").write_text(BARESIP_CONFIG.format(
+        sip_port=free_port(tcp_too=True), wav=wav, rtp_low=rtp_low,
+        rtp_high=min(rtp_low + 10, 65535), ctrl_port=ctrl_port, dump_dir=cfg_dir))
+    (cfg_dir / "accounts").write_text(
+        f"<sip:+15557654321@127.0.0.1>;regint=0;audio_codecs={codec}\n")
+    return ctrl_port
+
+
+class BaresipControl:
+    """baresip's ctrl_tcp: netstring-framed JSON commands in, events out."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.events: list[dict[str, Any]] = []
+        self._buf = b""
+        self._task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, port: int, timeout: float = 10.0) -> BaresipControl:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            try:
+                r, w = await asyncio.open_connection(LOCALHOST, port)
+                return cls(r, w)
+            except OSError:
+                if loop.time() > end:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def _read(self) -> None:
+        import json
+
+        while data := await self.reader.read(4096):
+            self._buf += data
+            while b":" in self._buf:
+                head, _, rest = self._buf.partition(b":")
+                n = int(head)
+                if len(rest) < n + 1:
+                    break
+                self.events.append(json.loads(rest[:n]))
+                self._buf = rest[n + 1:]
+
+    async def command(self, command: str, params: str = "") -> None:
+        import json
+
+        body = json.dumps({"command": command, "params": params, "token": command}).encode()
+        self.writer.write(str(len(body)).encode() + b":" + body + b",")
+        await self.writer.drain()
+
+    def saw(self, event_type: str) -> bool:
+        return any(e.get("type") == event_type for e in self.events)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        self.writer.close()
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int, int]:
+    """(samples, rate, channels) of a 16-bit WAV."""
+    import wave
+
+    with wave.open(str(path)) as w:
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+        return data, w.getframerate(), w.getnchannels()
+
+
+def write_wav(path: Path, pcm: np.ndarray, rate: int = 16000) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype("<i2").tobytes())
+
+
+def spot_words(pcm16k: np.ndarray, words: list[str], distractors: list[str]) -> list[str]:
+    """Words pocketsphinx hears in `pcm16k` with a grammar that loops over `words` and
+    `distractors` (so a match is a choice, not forced)."""
+    import pocketsphinx
+
+    base = pocketsphinx.get_model_path("en-us")
+    dec = pocketsphinx.Decoder(hmm=f"{base}/en-us", dict=f"{base}/cmudict-en-us.dict",
+                               lm=None, loglevel="FATAL")
+    vocab = " | ".join(sorted(set(words) | set(distractors)))
+    dec.add_jsgf_string("loop", f"#JSGF V1.0;\ngrammar loop;\npublic <s> = ( {vocab} )+ ;\n")
+    dec.activate_search("loop")
+    rng = np.random.default_rng(7)  # a noise floor: digital silence upsets the decoder
+    noisy = np.clip(pcm16k.astype(np.int32) + rng.normal(0, 64, len(pcm16k)).astype(np.int32),
+                    -32768, 32767).astype(np.int16)
+    dec.start_utt()
+    dec.process_raw(noisy.tobytes(), full_utt=True)
+    dec.end_utt()
+    hyp = dec.hyp()
+    return hyp.hypstr.split() if hyp is not None else []
