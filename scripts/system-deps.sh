@@ -6,6 +6,7 @@ declare -A pkg_for=(
   [sox]=sox
   [sipp]=sip-tester
   [baresip]=baresip
+  [kamailio]=kamailio
 )
 missing=()
 for tool in "${!pkg_for[@]}"; do
