@@ -7,6 +7,7 @@ declare -A pkg_for=(
   [sipp]=sip-tester
   [baresip]=baresip
   [kamailio]=kamailio
+  [chromium]=chromium
 )
 missing=()
 for tool in "${!pkg_for[@]}"; do

@@ -1,0 +1,146 @@
+"""Audio between aiortc and the voice loop: decoded inbound frames -> 16 kHz 20 ms frames,
+and an outbound `MediaStreamTrack` that paces the agent's voice in 20 ms frames.
+
+Inbound: aiortc hands over decoded `av.AudioFrame`s (Opus: interleaved stereo 48 kHz,
+PCMU: 8 kHz mono). `InboundAudio` downmixes to mono, resamples to 16 kHz with a
+stateful low-latency resampler and re-chunks into exact 20 ms frames.
+
+Outbound: `AgentAudioTrack.recv()` is pulled by aiortc's RTP sender; it returns one
+20 ms frame at 48 kHz per 20 ms of real time, with pts counting samples. The frame is
+interleaved stereo (both channels equal) because that is what aiortc's Opus encoder
+takes: given mono, its libswresample step upmixes at -3 dB (measured), and the agent
+would sound quieter than it was synthesized. It plays whatever the voice loop queued with
+`push()`, silence when nothing is queued, and `clear()` drops the queue at once
+(barge-in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+from collections import deque
+
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+from media.frames import FRAME_MS, SAMPLE_RATE, FrameChunker
+from media.resample import StreamResampler
+
+log = logging.getLogger(__name__)
+
+OUT_RATE = 48_000
+OUT_SAMPLES = OUT_RATE * FRAME_MS // 1000  # 960
+OUT_TIME_BASE = fractions.Fraction(1, OUT_RATE)
+FRAME_S = FRAME_MS / 1000
+MAX_QUEUED_FRAMES = 250  # 5 s: the loop paces its output, so this only guards a stalled sender
+RESYNC_S = 0.2  # if the sender falls this far behind schedule, restart the schedule
+
+
+def to_mono_int16(frame: AudioFrame) -> np.ndarray:
+    """A decoded av frame as mono int16 (downmixing any number of channels)."""
+    channels = len(frame.layout.channels)
+    data = frame.to_ndarray()
+    if frame.format.name not in ("s16", "s16p"):
+        if data.dtype.kind == "f":
+            data = np.clip(data * 32768.0, -32768, 32767)
+        elif data.dtype == np.int32:
+            data = data >> 16
+        data = data.astype(np.int16)
+    if channels == 1:
+        return np.ascontiguousarray(data.reshape(-1), dtype=np.int16)
+    if frame.format.is_planar:
+        mixed = data.reshape(channels, -1).astype(np.int32).sum(axis=0)
+    else:
+        mixed = data.reshape(-1, channels).astype(np.int32).sum(axis=1)
+    return (mixed // channels).astype(np.int16)
+
+
+class InboundAudio:
+    """One call's inbound conversion: av frames in, exact 16 kHz 20 ms frames out."""
+
+    def __init__(self) -> None:
+        self._rate: int | None = None
+        self._resampler: StreamResampler | None = None
+        self._chunker = FrameChunker()
+
+    def process(self, frame: AudioFrame) -> list[np.ndarray]:
+        rate = int(frame.sample_rate)
+        if rate != self._rate:
+            if self._rate is not None:
+                log.info("inbound audio changed rate %s -> %s Hz", self._rate, rate)
+            self._rate = rate
+            self._resampler = StreamResampler(rate, SAMPLE_RATE)
+        assert self._resampler is not None
+        return self._chunker.push(self._resampler.process(to_mono_int16(frame)))
+
+
+class AgentAudioTrack(MediaStreamTrack):
+    """The agent's voice as an aiortc audio track: 20 ms 48 kHz frames in real time."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: deque[np.ndarray] = deque()
+        self._upsample = StreamResampler(SAMPLE_RATE, OUT_RATE)
+        self._chunker = FrameChunker(OUT_SAMPLES)
+        self._silence = np.zeros(2 * OUT_SAMPLES, dtype=np.int16)
+        self._pts = 0
+        self._start: float | None = None
+        self.frames_sent = 0
+        self.late_frames = 0  # frames returned more than one frame after their due time
+        self.resyncs = 0
+        self.overflows = 0
+
+    @property
+    def queued_frames(self) -> int:
+        return len(self._queue)
+
+    def push(self, frame16k: np.ndarray) -> None:
+        """Queue one 20 ms 16 kHz frame of the agent's voice."""
+        if self.readyState != "live":
+            return
+        for out in self._chunker.push(self._upsample.process(frame16k)):
+            if len(self._queue) >= MAX_QUEUED_FRAMES:
+                self._queue.popleft()
+                self.overflows += 1
+            self._queue.append(np.repeat(out, 2))  # interleaved stereo
+
+    def clear(self) -> None:
+        """Barge-in: drop everything queued; the next frame sent is silence."""
+        self._queue.clear()
+        self._chunker.clear()
+        self._upsample.reset()
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._start is None:
+            self._start = now
+        due = self._start + self.frames_sent * FRAME_S
+        if due > now:
+            await asyncio.sleep(due - now)
+            if self.readyState != "live":
+                raise MediaStreamError
+        elif now - due > RESYNC_S:
+            # the sender stalled (loop overloaded): do not burst the backlog out
+            self.resyncs += 1
+            self._start = now - self.frames_sent * FRAME_S
+        elif now - due > FRAME_S:
+            self.late_frames += 1
+        pcm = self._queue.popleft() if self._queue else self._silence
+        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate = OUT_RATE
+        frame.pts = self._pts
+        frame.time_base = OUT_TIME_BASE
+        self._pts += OUT_SAMPLES
+        self.frames_sent += 1
+        return frame
+
+    def stop(self) -> None:
+        self._queue.clear()
+        super().stop()
