@@ -143,12 +143,14 @@ class RtpPeer(asyncio.DatagramProtocol):
     received: list[Received] = field(default_factory=list)
     transport: asyncio.DatagramTransport | None = None
     sent_frames: int = 0
+    last_rx: float = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
         self.received.append(Received(time.monotonic(), parse_rtp(data), addr))
+        self.last_rx = asyncio.get_running_loop().time()
 
     @property
     def port(self) -> int:
