@@ -24,6 +24,8 @@ let mic = null; // MediaStream
 let meter = null; // {ctx, raf}
 let agentLine = null; // the agent message being spoken
 let interruptedLine = null; // the agent message the caller talked over
+let lastTranscript = { key: "", at: 0 }; // the loop may report one transcript twice
+let peakLevel = 0; // highest meter reading of this page (exposed as data-peak)
 
 // -- UI helpers ----------------------------------------------------------------------------
 function setState(state, via) {
@@ -92,7 +94,11 @@ function onEvent(ev) {
       addItem("mark interrupt", "you interrupted the agent");
       agentLine = null;
       break;
-    case "agent.transcript.update":
+    case "agent.transcript.update": {
+      const key = ev.role + "\u0000" + (ev.content || "");
+      const now = performance.now();
+      if (key === lastTranscript.key && now - lastTranscript.at < 1500) break;
+      lastTranscript = { key, at: now };
       if (ev.role === "user") {
         message("user", ev.content || "");
       } else if (interruptedLine) {
@@ -103,6 +109,7 @@ function onEvent(ev) {
         interruptedLine = null;
       }
       break;
+    }
     case "system.user.started_speaking":
       ui.speaking.hidden = false;
       break;
@@ -174,6 +181,7 @@ function startMeter(stream) {
     const db = 10 * Math.log10(sum / buf.length + 1e-10); // dBFS
     const pct = Math.max(0, Math.min(100, (db + 60) * (100 / 60)));
     ui.level.style.width = pct.toFixed(0) + "%";
+    if (pct > peakLevel) ui.level.dataset.peak = String(Math.round((peakLevel = pct)));
     m.raf = requestAnimationFrame(draw);
   };
   draw();
