@@ -1,0 +1,132 @@
+"""Barge-in detector, simulated frame by frame as the voice loop drives it (no real time).
+
+Per tick the agent frame goes to agent_frame() before the caller frame of the same tick
+goes to caller_frame(); each case starts with an earlier playout of the same call (echo
+only), then reset(), as the loop does when playout stops.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from media.bargein import BargeInConfig, BargeInDetector, EchoCanceller
+from media.frames import FRAME_MS, FRAME_SAMPLES, split_frames
+from tests.bargein_eval import ECHO_DELAYS_MS, Case, build_cases
+from tests.speechgen import espeak_available
+
+pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+
+
+@functools.lru_cache(maxsize=2)
+def _cases(split: str = "dev") -> dict[str, Case]:
+    return {c.name: c for c in build_cases(split)}  # type: ignore[arg-type]
+
+
+def _fire_ms(case: Case, config: BargeInConfig | None = None) -> float | None:
+    """Time (end of the firing frame) at which the detector interrupts, or None."""
+    det = BargeInDetector(config)
+    warm = case.warmup_ms // FRAME_MS
+    for i, (ref, mic) in enumerate(zip(split_frames(case.agent), split_frames(case.caller),
+                                       strict=True)):
+        if i == warm:
+            det.reset()
+        det.agent_frame(ref)
+        if det.caller_frame(mic):
+            return (i + 1) * FRAME_MS
+    return None
+
+
+@pytest.mark.parametrize("name", ["speech-00-en-us", "speech-05-en+f3-quiet",
+                                  "speech-10-en+m3-phone", "speech-15-en-gb-quiet-phone"])
+def test_speech_over_agent_interrupts(name: str) -> None:
+    case = _cases()[name]
+    t = _fire_ms(case)
+    assert t is not None, "the caller's speech did not interrupt"
+    assert case.onset_ms is not None and case.onset_ms <= t <= case.onset_ms + 1000
+
+
+@pytest.mark.parametrize("name", ["click-0", "click-0-phone", "cough-0", "cough-2"])
+def test_click_or_cough_does_not_interrupt(name: str) -> None:
+    assert _fire_ms(_cases()[name]) is None
+
+
+@pytest.mark.parametrize("name", ["white-0", "white-1-phone", "babble-0", "babble-1-phone"])
+def test_noise_15_db_below_speech_does_not_interrupt(name: str) -> None:
+    assert _fire_ms(_cases()[name]) is None
+
+
+@pytest.mark.parametrize("delay", ECHO_DELAYS_MS)
+def test_agent_echo_does_not_interrupt(delay: int) -> None:
+    # 10 dB down (+-2 dB), 40 ms is the headline case; every delay 0-120 ms is checked
+    assert _fire_ms(_cases()[f"echo-{delay}ms"]) is None
+
+
+def test_echo_canceller_removes_most_of_the_echo() -> None:
+    case = _cases()["echo-40ms"]
+    aec = EchoCanceller()
+    mic_pow = res_pow = 0.0
+    for i, (ref, mic) in enumerate(zip(split_frames(case.agent), split_frames(case.caller),
+                                       strict=True)):
+        e, _ = aec.process(ref, mic)
+        if i >= case.warmup_ms // FRAME_MS:
+            mic_pow += float(np.dot(mic.astype(float), mic))
+            res_pow += float(np.dot(e, e))
+    assert 10 * np.log10(mic_pow / res_pow) > 15.0
+
+
+def test_fires_once_until_reset_and_tolerates_missing_reference() -> None:
+    case = _cases()["speech-00-en-us"]
+    det = BargeInDetector()
+    hits = []
+    for i, mic in enumerate(split_frames(case.caller)):
+        # no agent frames at all: the reference is taken as silence
+        if det.caller_frame(mic):
+            hits.append(i)
+    assert len(hits) == 1
+    det.reset()
+    tail = split_frames(case.caller)[hits[0] : hits[0] + 30]
+    assert any(det.caller_frame(f) for f in tail)
+
+
+def test_rejects_bad_input() -> None:
+    det = BargeInDetector()
+    with pytest.raises(ValueError):
+        det.caller_frame(np.zeros(FRAME_SAMPLES + 1, np.int16))
+    with pytest.raises(ValueError):
+        det.agent_frame(np.zeros((2, FRAME_SAMPLES), np.int16))
+    with pytest.raises(ValueError):
+        BargeInConfig(min_voiced=9, window=8)
+    with pytest.raises(ValueError):
+        BargeInConfig(vad_aggressiveness=5)
+
+
+@functools.lru_cache(maxsize=1)
+def _dev_outcome() -> tuple[list[str], list[str]]:
+    missed, false = [], []
+    for case in _cases().values():
+        t = _fire_ms(case)
+        if case.is_speech:
+            assert case.onset_ms is not None
+            if t is None:
+                missed.append(case.name)
+            elif t < case.onset_ms:
+                false.append(case.name)
+        elif t is not None:
+            false.append(case.name)
+    return missed, false
+
+
+def test_eval_set_quality_gate() -> None:
+    """The whole dev set: every speech case interrupts; false interrupts stay at the measured
+    level (1 of 131: cough-1-phone, see benchmarks/README.md)."""
+    missed, false = _dev_outcome()
+    assert missed == []
+    assert len(false) <= 1, false
+
+
+@pytest.mark.xfail(strict=True, reason="goal not met yet: cough-1-phone interrupts")
+def test_eval_set_has_no_false_interrupts() -> None:
+    assert _dev_outcome()[1] == []
