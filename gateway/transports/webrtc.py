@@ -69,6 +69,7 @@ GATHER_TIMEOUT = 15.0  # seconds for ICE gathering (an unreachable STUN server t
 CONNECT_TIMEOUT = 30.0  # seconds from answer to a connected peer
 MAX_PENDING_EVENTS = 500  # events held until the data channel opens
 END_FLUSH_TIMEOUT = 0.5  # seconds to let the last data-channel message leave
+NOT_SHOWN = frozenset({"agent.audio", "system.audio.chunk"})
 
 
 class SignallingError(ValueError):
@@ -171,6 +172,8 @@ class WebRtcPeer:
         await self.hangup()  # a browser cannot be transferred; the page saw agent.transfer_call
 
     async def send_event(self, event: SDKEvent) -> None:
+        if event.type in NOT_SHOWN:
+            return  # audio travels on the media track, not as base64 on the events channel
         self._send(encode_event(event))
 
     # -- events channel --------------------------------------------------------------------

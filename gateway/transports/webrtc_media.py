@@ -12,6 +12,11 @@ takes: given mono, its libswresample step upmixes at -3 dB (measured), and the a
 would sound quieter than it was synthesized. It plays whatever the voice loop queued with
 `push()`, silence when nothing is queued, and `clear()` drops the queue at once
 (barge-in).
+
+aiortc's RTP sender computes an RFC 6465 audio level for every outbound frame with a
+per-sample Python loop (measured: about 150 us per 20 ms stereo frame, more than Opus
+encoding costs); importing this module replaces it with `audio_level_dbov`, the same
+formula in numpy (equal results, tested).
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+import math
 from collections import deque
 
 import numpy as np
+from aiortc import rtp as aiortc_rtp
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
@@ -36,6 +43,18 @@ OUT_TIME_BASE = fractions.Fraction(1, OUT_RATE)
 FRAME_S = FRAME_MS / 1000
 MAX_QUEUED_FRAMES = 250  # 5 s: the loop paces its output, so this only guards a stalled sender
 RESYNC_S = 0.2  # if the sender falls this far behind schedule, restart the schedule
+
+
+def audio_level_dbov(frame: AudioFrame) -> int:
+    """RFC 6465 audio level (-127..0 dBov) of an s16 frame, as aiortc defines it."""
+    pcm = np.frombuffer(frame.planes[0], dtype=np.int16).astype(np.float64)
+    rms = math.sqrt(float(np.dot(pcm, pcm)) / (frame.samples * 32767.0 * 32767.0))
+    if rms <= 0:
+        return -127
+    return round(min(max(20 * math.log10(rms), -127), 0))
+
+
+aiortc_rtp.compute_audio_level_dbov = audio_level_dbov
 
 
 def to_mono_int16(frame: AudioFrame) -> np.ndarray:
@@ -91,6 +110,7 @@ class AgentAudioTrack(MediaStreamTrack):
         self._start: float | None = None
         self.frames_sent = 0
         self.late_frames = 0  # frames returned more than one frame after their due time
+        self.max_lateness = 0.0  # seconds: the latest a frame was returned after its due time
         self.resyncs = 0
         self.overflows = 0
 
@@ -121,17 +141,18 @@ class AgentAudioTrack(MediaStreamTrack):
         now = loop.time()
         if self._start is None:
             self._start = now
-        due = self._start + self.frames_sent * FRAME_S
-        if due > now:
-            await asyncio.sleep(due - now)
+        late = now - (self._start + self.frames_sent * FRAME_S)
+        if late < 0:
+            await asyncio.sleep(-late)
             if self.readyState != "live":
                 raise MediaStreamError
-        elif now - due > RESYNC_S:
-            # the sender stalled (loop overloaded): do not burst the backlog out
-            self.resyncs += 1
-            self._start = now - self.frames_sent * FRAME_S
-        elif now - due > FRAME_S:
-            self.late_frames += 1
+        else:
+            self.max_lateness = max(self.max_lateness, late)
+            if late > RESYNC_S:  # the sender stalled (loop overloaded): no burst of backlog
+                self.resyncs += 1
+                self._start = now - self.frames_sent * FRAME_S
+            elif late > FRAME_S:
+                self.late_frames += 1
         pcm = self._queue.popleft() if self._queue else self._silence
         frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="stereo")
         frame.sample_rate = OUT_RATE

@@ -131,3 +131,35 @@ async def test_stopped_track_raises_and_ignores_pushes():
     assert track.queued_frames == 0
     with pytest.raises(MediaStreamError):
         await track.recv()
+
+
+def test_numpy_audio_level_equals_aiortcs_own():
+    import inspect
+
+    from aiortc import rtcrtpsender, rtp
+
+    from gateway.transports import webrtc_media
+
+    assert rtp.compute_audio_level_dbov is webrtc_media.audio_level_dbov
+    assert "rtp.compute_audio_level_dbov" in inspect.getsource(rtcrtpsender)  # looked up late
+    original = _aiortc_level()
+    rng = np.random.default_rng(3)
+    for level in (0, 1, 30, 1000, 12000, 32767):
+        pcm = np.clip(rng.standard_normal(1920) * level, -32768, 32767).astype(np.int16)
+        for layout, n in (("stereo", 1920), ("mono", 960)):
+            frame = AudioFrame.from_ndarray(pcm[:n].reshape(1, -1), format="s16", layout=layout)
+            assert webrtc_media.audio_level_dbov(frame) == original(frame)
+
+
+def _aiortc_level():
+    """aiortc's own implementation, loaded fresh from its source file."""
+    import importlib.util
+
+    import aiortc
+
+    spec = importlib.util.spec_from_file_location(
+        "aiortc_rtp_original", aiortc.__path__[0] + "/rtp.py", submodule_search_locations=None)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "aiortc"
+    spec.loader.exec_module(module)
+    return module.compute_audio_level_dbov
