@@ -103,6 +103,7 @@ async def test_talking_over_the_greeting_stops_its_audio(app_factory):
         runs = loud_runs(caller.frames, gap_ms=400)
         greeting_run = next(r for r in runs if caller.frames[r[1]].at >= t_onset)
         stop_s = caller.frames[greeting_run[1]].at - t_onset
+        print(f"speech onset -> last loud agent frame: {stop_s * 1000:.0f} ms")
         assert stop_s < BARGE_IN_TOLERANCE_S, f"agent audio went on {stop_s * 1000:.0f} ms"
         # nothing of the greeting after that: the next loud audio is the reply, later on
         rest = [r for r in runs if caller.frames[r[0]].at > caller.frames[greeting_run[1]].at]
