@@ -36,7 +36,13 @@ class RealClock:
 
 
 class VirtualClock:
-    """Simulated time. `advance(to)` / `run_until_idle` move it; sleepers wake in order."""
+    """Simulated time. `advance_to` / `run_for` move it; sleepers wake in order.
+
+    Deadlines within `EPSILON` of now count as due, so that sums of 20 ms steps and
+    products like `i * 0.02` (which differ in the last bit) meet at the same tick.
+    """
+
+    EPSILON = 1e-6
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
@@ -50,7 +56,7 @@ class VirtualClock:
         await self.sleep_until(self._now + max(0.0, seconds))
 
     async def sleep_until(self, deadline: float) -> None:
-        if deadline <= self._now:
+        if deadline <= self._now + self.EPSILON:
             await asyncio.sleep(0)
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -65,7 +71,7 @@ class VirtualClock:
     def advance_to(self, t: float) -> None:
         """Move time to `t`, waking every sleeper whose deadline has come."""
         self._now = max(self._now, t)
-        while self._sleepers and self._sleepers[0][0] <= self._now:
+        while self._sleepers and self._sleepers[0][0] <= self._now + self.EPSILON:
             _, _, fut = heapq.heappop(self._sleepers)
             if not fut.done():
                 fut.set_result(None)

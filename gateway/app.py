@@ -1,0 +1,243 @@
+"""AtomsApp: one aiohttp server that answers every kind of call with the user's agent.
+
+Each call gets its own `AgentSession` (built by the setup handler) and its own voice
+loop (`Call`). `/health` reports liveness and active calls; `/ready` is 503 until the
+setup handler has been dry-run at start-up. SIGTERM stops new calls and lets active
+ones finish up to the drain timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from agent.events import SDKSystemInitEvent
+from agent.session import AgentSession
+from gateway.call import Call, CallSettings, Transport
+from gateway.remote_agent import RemoteSession
+from gateway.settings import Settings
+from media.clock import Clock
+
+log = logging.getLogger(__name__)
+
+SetupHandler = Callable[[AgentSession], Awaitable[None]]
+
+
+class CallRefused(Exception):
+    """A new call cannot be taken (limit reached, or the server is draining)."""
+
+
+class AtomsApp:
+    """The gateway server. `AtomsApp(setup_handler=setup).run()`."""
+
+    def __init__(self, setup_handler: SetupHandler | None = None, **settings: Any) -> None:
+        if setup_handler is None:
+            from gateway.demo import PHRASES, setup
+
+            setup_handler = setup
+            settings.setdefault("stt_phrases", PHRASES)
+        self.setup_handler = setup_handler
+        self.settings = Settings.from_env(**settings)
+        self.calls: dict[str, Call] = {}
+        self.ready_reason: str | None = "starting"
+        self.draining = False
+        self.stt: Any = None
+        self.tts: Any = None
+        self.web = web.Application(client_max_size=self.settings.max_message_bytes)
+        self.web.router.add_get("/health", self._health)
+        self.web.router.add_get("/ready", self._ready)
+        self._runner: web.AppRunner | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._on_start: list[Callable[[], Awaitable[None]]] = []
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self.audiosocket_port: int | None = None  # bound port, once listening
+        from gateway.routes import add_routes
+
+        add_routes(self)
+
+    # -- start-up ------------------------------------------------------------------------
+    def load_engines(self) -> None:
+        """Create and check the speech engines; a missing engine fails here, not mid-call."""
+        from media.stt_pocketsphinx import PocketSphinxSTT
+        from media.tts_espeak import EspeakTTS
+
+        if self.stt is None:
+            self.stt = PocketSphinxSTT(phrases=self.settings.stt_phrases)
+        if self.tts is None:
+            self.tts = EspeakTTS(voice=self.settings.tts_voice)
+            self.tts.check()
+
+    async def dry_run(self) -> None:
+        """Run the setup handler once on a session with no caller; /ready reflects the result."""
+        session = AgentSession(session_id="dry-run")
+        task = asyncio.create_task(self.setup_handler(session))
+        started = asyncio.create_task(session.wait_until_started())
+        try:
+            done, _ = await asyncio.wait({task, started}, timeout=10.0,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if started in done:
+                self.ready_reason = None
+            elif task in done and task.exception() is not None:
+                exc = task.exception()
+                self.ready_reason = f"setup handler failed: {type(exc).__name__}: {exc}"
+            elif task in done:
+                self.ready_reason = "setup handler returned without calling session.start()"
+            else:
+                self.ready_reason = "setup handler did not call session.start() within 10 s"
+        finally:
+            started.cancel()
+            await session.close("dry run")
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 2.0)
+        if self.ready_reason:
+            log.error("not ready: %s", self.ready_reason)
+        else:
+            log.info("setup handler dry run passed; ready")
+
+    async def start(self, host: str | None = None, port: int | None = None) -> int:
+        """Start serving (for embedding and tests). Returns the bound HTTP port."""
+        self.load_engines()
+        if self.settings.agent_url:
+            self.ready_reason = None  # agents run on the agent server
+        else:
+            await self.dry_run()
+        self._runner = web.AppRunner(self.web, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host or self.settings.host,
+                           self.settings.port if port is None else port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        for hook in self._on_start:
+            await hook()
+        log.info("atoms-gateway listening on http://%s:%s", host or self.settings.host, bound)
+        return bound
+
+    def on_start(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run `fn` once the server listens (extra listeners: AudioSocket, SIP)."""
+        self._on_start.append(fn)
+
+    def on_stop(self, fn: Callable[[], Awaitable[None]]) -> None:
+        self._on_stop.append(fn)
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Refuse new calls, let active ones finish (up to the drain timeout), then stop."""
+        self.draining = True
+        timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
+        if self.calls:
+            log.info("draining %d active call(s) for up to %.0f s", len(self.calls), timeout)
+            waits = [asyncio.create_task(c.wait_closed()) for c in list(self.calls.values())]
+            await asyncio.wait(waits, timeout=timeout)
+            for w in waits:
+                w.cancel()
+        for call in list(self.calls.values()):
+            await call.close("server shutdown")
+        for hook in self._on_stop:
+            await hook()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for task in list(self._background):
+            task.cancel()
+
+    def run(self, host: str | None = None, port: int | None = None) -> None:
+        """Serve until SIGINT/SIGTERM (blocking)."""
+
+        async def main() -> None:
+            await self.start(host, port)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            log.info("shutting down")
+            await self.stop()
+
+        asyncio.run(main())
+
+    # -- calls -----------------------------------------------------------------------------
+    async def open_call(
+        self,
+        transport: Transport,
+        *,
+        context: dict[str, Any] | None = None,
+        init_event: SDKSystemInitEvent | None = None,
+        call_id: str | None = None,
+        clock: Clock | None = None,
+        call_settings: CallSettings | None = None,
+        far_end_confirms: bool = False,
+    ) -> Call:
+        """Start a call: session from the setup handler, voice loop, then init + joined."""
+        if self.draining:
+            raise CallRefused("server is shutting down")
+        if len(self.calls) >= self.settings.max_calls:
+            raise CallRefused(f"call limit reached ({self.settings.max_calls})")
+        call_id = call_id or f"call-{uuid.uuid4().hex[:12]}"
+        init_event = init_event or SDKSystemInitEvent()
+        if call_settings is None:
+            call_settings = CallSettings(record=self.settings.record_dir is not None,
+                                         far_end_confirms=far_end_confirms)
+        if self.settings.agent_url:
+            remote = RemoteSession(self.settings.agent_url, init_event, call_id=call_id,
+                                   apology=self.settings.apology)
+            remote.context = dict(context or {})
+            call = Call(transport, remote, self.stt, self.tts, init_event=init_event,
+                        settings=call_settings, call_id=call_id, clock=clock)
+            self.calls[call_id] = call
+            await call.start()  # system.init connects to the agent server
+            log.info("%s: call started with remote agent %s (%d active)", call_id,
+                     self.settings.agent_url, len(self.calls))
+            return call
+        session = AgentSession(session_id=call_id, init_event=init_event, context=context)
+        call = Call(transport, session, self.stt, self.tts, init_event=init_event,
+                    settings=call_settings, call_id=call_id, clock=clock)
+        self.calls[call_id] = call
+        setup = asyncio.create_task(self._run_setup(call, session), name=f"setup:{call_id}")
+        self._background.add(setup)
+        setup.add_done_callback(self._background.discard)
+        started = asyncio.create_task(session.wait_until_started())
+        await asyncio.wait({setup, started}, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if not session.is_started:
+            self.calls.pop(call_id, None)
+            raise CallRefused(f"{call_id}: the setup handler failed before starting the session")
+        await call.start()
+        log.info("%s: call started (%d active)", call_id, len(self.calls))
+        return call
+
+    async def _run_setup(self, call: Call, session: AgentSession) -> None:
+        try:
+            await self.setup_handler(session)
+        except Exception:
+            log.exception("%s: setup handler failed", call.call_id)
+            await call.close("setup handler failed")
+
+    async def end_call(self, call: Call, reason: str) -> None:
+        """The transport is gone: close the call and forget it."""
+        await call.close(reason)
+        if self.calls.pop(call.call_id, None) is not None:
+            log.info("%s: call ended (%s); %d active", call.call_id, reason, len(self.calls))
+            if self.settings.record_dir and call.recorder is not None:
+                from pathlib import Path
+
+                base = Path(self.settings.record_dir) / call.call_id
+                base.parent.mkdir(parents=True, exist_ok=True)
+                call.recorder.write_wav(str(base) + ".wav")
+                call.recorder.write_timeline(str(base) + ".json")
+
+    # -- HTTP ------------------------------------------------------------------------------
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "active_calls": len(self.calls),
+                                  "draining": self.draining})
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        if self.ready_reason is None and not self.draining:
+            return web.json_response({"ready": True})
+        reason = "draining" if self.draining else self.ready_reason
+        return web.json_response({"ready": False, "reason": reason}, status=503)

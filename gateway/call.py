@@ -1,0 +1,428 @@
+"""Call: the one voice loop that binds a transport, the speech stack and a session.
+
+Inbound, the transport hands 16 kHz 20 ms frames to `caller_frame`: VAD gives
+started/stopped speaking, turn end gives the user's transcript and `system.llm.request`,
+and while the agent is talking the barge-in detector decides whether the caller is
+really talking over it. Outbound, what reaches the session's Sink becomes speech
+(`Speaker`) in a paced playout buffer that a ticker on the injected clock drains one
+frame per 20 ms into the transport.
+
+The session is seen only through `deliver`, `set_output` and `close`, so a local
+`AgentSession` and a remote agent server are interchangeable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from agent.events import (
+    SDKAgentTranscriptUpdateEvent,
+    SDKEvent,
+    SDKSystemControlInterruptEvent,
+    SDKSystemDtmfEvent,
+    SDKSystemInitEvent,
+    SDKSystemLLMRequestEvent,
+    SDKSystemUserJoinedEvent,
+    SDKSystemUserStartedSpeakingEvent,
+    SDKSystemUserStoppedSpeakingEvent,
+)
+from gateway.speaker import Speaker
+from media.bargein import BargeInConfig, BargeInDetector
+from media.clock import Clock, RealClock
+from media.frames import FRAME_MS, SAMPLE_RATE
+from media.playout import PlayoutBuffer
+from media.recording import CallRecorder
+from media.resample import StreamResampler
+from media.sentences import SentenceGatherer
+from media.turn import TurnDetector
+from media.vad import Vad, VadConfig
+
+log = logging.getLogger(__name__)
+
+FRAME_S = FRAME_MS / 1000
+PREROLL_FRAMES = 15  # 300 ms of audio before VAD start goes to STT too
+CONFIRM_TIMEOUT_S = 1.5
+
+
+class Transport(Protocol):
+    """What the loop needs from a transport. Audio is 16 kHz int16, 20 ms frames."""
+
+    async def send_audio(self, frame: np.ndarray) -> None: ...
+
+    async def clear_audio(self) -> None: ...
+
+    async def hangup(self) -> None: ...
+
+    async def transfer(self, target: str) -> None: ...
+
+    async def send_event(self, event: SDKEvent) -> None: ...
+
+
+class SessionLike(Protocol):
+    async def deliver(self, event: SDKEvent) -> None: ...
+
+    def set_output(self, fn: Any) -> None: ...
+
+    async def close(self, reason: str = ...) -> None: ...
+
+
+@dataclass
+class CallSettings:
+    """Per-call voice settings (defaults are the measured ones of each module)."""
+
+    vad: VadConfig = field(default_factory=VadConfig)
+    bargein: BargeInConfig = field(default_factory=BargeInConfig)
+    end_of_turn_ms: int | None = None  # None: media.turn's measured default
+    interruptible: bool = True
+    record: bool = False
+    far_end_confirms: bool = False  # the transport reports what the far end played (marks)
+
+
+class Call:
+    """One call's voice loop."""
+
+    _ids = itertools.count(1)
+
+    def __init__(
+        self,
+        transport: Transport,
+        session: SessionLike,
+        stt: Any,
+        tts: Any,
+        init_event: SDKSystemInitEvent | None = None,
+        settings: CallSettings | None = None,
+        clock: Clock | None = None,
+        call_id: str | None = None,
+    ) -> None:
+        self.call_id = call_id or f"call-{next(self._ids)}"
+        self.transport = transport
+        self.session = session
+        self.settings = settings or CallSettings()
+        self.clock = clock or RealClock()
+        self.init_event = init_event or SDKSystemInitEvent()
+        self.interruptible = self.settings.interruptible
+        if self.init_event.output_agent_settings is not None:
+            self.interruptible = self.init_event.output_agent_settings.interruptible
+        self.recorder = CallRecorder() if self.settings.record else None
+        self.timeline: list[dict[str, Any]] = []
+
+        self.vad = Vad(self.settings.vad)
+        self.turn = (TurnDetector(self.settings.end_of_turn_ms)
+                     if self.settings.end_of_turn_ms else TurnDetector())
+        self.bargein = BargeInDetector(self.settings.bargein)
+        self.stt = stt.new_stream()
+        self.playout = PlayoutBuffer(far_end_confirms=self.settings.far_end_confirms)
+        self.speaker = Speaker(tts, self.playout, on_audio=self._wake_ticker, call_id=self.call_id)
+        self.gatherer = SentenceGatherer()
+
+        self.conversation: list[dict[str, Any]] = []
+        self.muted = False
+        self.user_speaking = False
+        self._preroll: deque[np.ndarray] = deque(maxlen=PREROLL_FRAMES)
+        self._response_id: str | None = None  # utterance of the LLM response being spoken
+        self._discard_response = False
+        self._utterances = itertools.count(1)
+        self._after_drain: list[tuple[str, str]] = []  # ("hangup"|"transfer", target)
+        self._audio_ready = asyncio.Event()
+        self._ticker: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self._t0 = self.clock.now()
+        self.interrupts: list[float] = []
+        self._stall_t: float | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind the session's output and announce the caller: init, then joined."""
+        self._t0 = self.clock.now()
+        self.session.set_output(self._on_agent_event)
+        self._ticker = asyncio.create_task(self._tick_loop(), name=f"ticker:{self.call_id}")
+        await self._deliver(self.init_event)
+        await self._deliver(SDKSystemUserJoinedEvent())
+
+    async def close(self, reason: str = "hangup") -> None:
+        """The call is over (caller hung up, or we did): stop everything, close the session."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._mark("call.end", reason=reason)
+        await self.speaker.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            try:
+                await self._ticker
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        self.stt.close()
+        try:
+            await self.session.close(reason)
+        except Exception:
+            log.exception("call %s: closing the session failed", self.call_id)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def elapsed(self) -> float:
+        return self.clock.now() - self._t0
+
+    # -- inbound -----------------------------------------------------------------------
+    @property
+    def agent_active(self) -> bool:
+        """Agent audio is playing or queued to play."""
+        return self.playout.is_playing or self.speaker.busy
+
+    async def caller_frame(self, frame: np.ndarray) -> None:
+        """One 20 ms frame of the caller's audio (16 kHz int16)."""
+        if self.closed:
+            return
+        if self.recorder is not None:
+            self.recorder.caller(frame, self.elapsed())
+        if self.muted:
+            return
+        vad = self.vad.process(frame)
+        if self.agent_active and not self.user_speaking:
+            if self.interruptible and self.bargein.caller_frame(frame):
+                await self._barge_in()
+            else:
+                self._preroll.append(frame)
+                return
+        elif vad == "start" and not self.user_speaking:
+            await self._user_started()
+
+        if self.user_speaking:
+            for partial in self.stt.feed(frame) or ():
+                self._mark("stt.partial", text=getattr(partial, "text", ""))
+        else:
+            self._preroll.append(frame)
+
+        if vad == "stop" and self.user_speaking:
+            self.user_speaking = False
+            await self._deliver(SDKSystemUserStoppedSpeakingEvent())
+        if self.turn.process(self.vad.speaking):
+            await self._end_of_turn()
+
+    async def _user_started(self) -> None:
+        self.user_speaking = True
+        for f in self._preroll:
+            self.stt.feed(f)
+        self._preroll.clear()
+        await self._deliver(SDKSystemUserStartedSpeakingEvent())
+
+    async def _end_of_turn(self) -> None:
+        result = self.stt.end_of_turn()
+        text = (getattr(result, "text", "") or "").strip()
+        self._mark("turn.end", text=text)
+        if not text:
+            log.info("call %s: turn ended with no words recognised", self.call_id)
+            return
+        await self.user_said(text)
+
+    async def user_said(self, text: str) -> None:
+        """A user turn in words (from STT, or typed by a web client)."""
+        self.conversation.append({"role": "user", "content": text})
+        await self._deliver(SDKAgentTranscriptUpdateEvent(role="user", content=text))
+        await self._deliver(SDKSystemLLMRequestEvent(messages=list(self.conversation)))
+
+    async def dtmf(self, digit: str) -> None:
+        await self._deliver(SDKSystemDtmfEvent(digit=digit))
+
+    async def _barge_in(self) -> None:
+        """The caller talks over the agent: interrupt, flush, clear, report what was heard."""
+        self._mark("interrupt")
+        self.interrupts.append(self.elapsed())
+        await self._deliver(SDKSystemControlInterruptEvent())
+        await self._stop_output()
+        try:
+            await self.transport.clear_audio()
+        except Exception:
+            log.exception("call %s: transport could not clear audio", self.call_id)
+        await self._user_started()
+
+    async def _stop_output(self) -> None:
+        """Drop all agent audio now; tell the agent what the caller heard of it."""
+        self._discard_response = self._response_id is not None
+        self._response_id = None
+        self.gatherer = SentenceGatherer()
+        await self.speaker.cancel()
+        heard = self.playout.flush()
+        self.bargein.reset()
+        for item in heard:
+            await self._heard(item.utterance_id, item.text)
+
+    async def _heard(self, utterance_id: str, text: str) -> None:
+        self._mark("agent.heard", utterance=utterance_id, text=text)
+        if text:
+            self.conversation.append({"role": "assistant", "content": text})
+        await self._deliver(SDKAgentTranscriptUpdateEvent(role="assistant", content=text))
+
+    # -- outbound ----------------------------------------------------------------------
+    def _new_utterance(self) -> str:
+        return f"{self.call_id}-u{next(self._utterances)}"
+
+    async def _on_agent_event(self, event: SDKEvent) -> None:
+        """Everything that reaches the session's Sink."""
+        if self.closed:
+            return
+        etype = event.type
+        if etype == "agent.transcript.update":
+            return  # our own transcripts coming back through the graph: already shown
+        if etype.startswith("agent."):
+            self._mark(etype, **_brief(event))
+            await self._show(event)
+        if etype == "agent.speak":
+            self.speaker.say(self._new_utterance(), event.text)  # type: ignore[attr-defined]
+        elif etype == "agent.llm.response.start":
+            self._response_id = self._new_utterance()
+            self._discard_response = False
+            self.gatherer = SentenceGatherer()
+        elif etype == "agent.llm.response.chunk":
+            if self._discard_response:
+                return
+            if self._response_id is None:
+                self._response_id = self._new_utterance()
+            for sentence in self.gatherer.push(event.text):  # type: ignore[attr-defined]
+                self.speaker.say(self._response_id, sentence, last=False)
+        elif etype == "agent.llm.response.end":
+            rest = self.gatherer.flush() or ""
+            if self._response_id is not None and not self._discard_response:
+                self.speaker.say(self._response_id, rest, last=True)
+            self._response_id = None
+            self._discard_response = False
+        elif etype == "agent.audio":
+            pcm = np.frombuffer(event.pcm, dtype="<i2")  # type: ignore[attr-defined]
+            rate = event.sample_rate  # type: ignore[attr-defined]
+            if rate != SAMPLE_RATE:
+                pcm = StreamResampler(rate, SAMPLE_RATE).process(pcm)
+            self.speaker.play(self._new_utterance(), pcm)
+        elif etype == "agent.control.interrupt":
+            await self._stop_output()
+            await self.transport.clear_audio()
+        elif etype == "agent.control.mute_user":
+            self.muted = True
+        elif etype == "agent.control.unmute_user":
+            self.muted = False
+        elif etype == "agent.end_call":
+            self._after_drain.append(("hangup", ""))
+            self._wake_ticker()
+        elif etype == "agent.transfer_call":
+            self._after_drain.append(("transfer", event.transfer_call_number))  # type: ignore[attr-defined]
+            self._wake_ticker()
+        elif etype == "system.output_agent.update_settings":
+            if "interruptible" in event.settings:  # type: ignore[attr-defined]
+                self.interruptible = bool(event.settings["interruptible"])  # type: ignore[attr-defined]
+
+    def _wake_ticker(self) -> None:
+        self._audio_ready.set()
+
+    async def _tick_loop(self) -> None:
+        """Release one frame per 20 ms while there is audio; sleep while there is none."""
+        next_t = self.clock.now()
+        while True:
+            if not self.playout.is_playing:
+                await self._drained()
+                self._audio_ready.clear()
+                if not self.playout.is_playing:
+                    await self._audio_ready.wait()
+                    next_t = self.clock.now()
+                    continue
+            next_t += FRAME_S
+            await self.clock.sleep_until(next_t)
+            await self.output_tick()
+
+    async def output_tick(self) -> None:
+        """Play one frame, if there is one, and report utterances that finished."""
+        frame = self.playout.pop()
+        if frame is not None:
+            self._stall_t = None
+            self.bargein.agent_frame(frame)
+            if self.recorder is not None:
+                self.recorder.agent(frame, self.elapsed())
+            try:
+                await self.transport.send_audio(frame)
+            except Exception:
+                log.exception("call %s: transport could not send audio", self.call_id)
+        elif self.settings.far_end_confirms and self.playout.queued_ms == 0 and not self.speaker.busy:
+            self._confirm_if_stalled()
+        for utterance_id in self.playout.drain_finished():
+            await self._heard(utterance_id, self.playout.heard_text(utterance_id))
+
+    def _confirm_if_stalled(self) -> None:
+        """Everything is sent but the far end has not confirmed it (a lost mark): after
+        CONFIRM_TIMEOUT_S, take the audio as played so the call can move on."""
+        now = self.clock.now()
+        if self._stall_t is None:
+            self._stall_t = now
+        elif now - self._stall_t >= CONFIRM_TIMEOUT_S:
+            pos = self.playout.position()
+            if pos is not None:
+                log.info("call %s: no far-end confirmation for %s; assuming it played",
+                         self.call_id, pos[0])
+                self.playout.confirm(*pos)
+            self._stall_t = None
+
+    async def _drained(self) -> None:
+        """Playout is empty: run a pending hang-up or transfer once speech is done too."""
+        if not self.playout.is_playing:
+            self.bargein.reset()
+        if not self._after_drain or self.speaker.busy or self._response_id is not None:
+            return
+        action, target = self._after_drain.pop(0)
+        self._mark(f"call.{action}", target=target)
+        if action == "hangup":
+            asyncio.create_task(self._hangup())
+        else:
+            try:
+                await self.transport.transfer(target)
+            except Exception:
+                log.exception("call %s: transfer to %s failed", self.call_id, target)
+
+    async def _hangup(self) -> None:
+        try:
+            await self.transport.hangup()
+        finally:
+            await self.close("agent hung up")
+
+    # -- helpers -----------------------------------------------------------------------
+    async def _show(self, event: SDKEvent) -> None:
+        """Let the transport show an event to the caller (web clients render transcripts)."""
+        try:
+            await self.transport.send_event(event)
+        except Exception:
+            log.exception("call %s: transport could not take %s", self.call_id, event.type)
+
+    async def _deliver(self, event: SDKEvent) -> None:
+        self._mark(event.type, **_brief(event))
+        if event.type != "system.init":
+            await self._show(event)
+        try:
+            await self.session.deliver(event)
+        except Exception:
+            log.exception("call %s: delivering %s failed", self.call_id, event.type)
+
+    def _mark(self, kind: str, **fields: Any) -> None:
+        t = self.elapsed()
+        self.timeline.append({"t_ms": round(t * 1000, 1), "type": kind, **fields})
+        if self.recorder is not None:
+            self.recorder.event(t, kind, **fields)
+
+
+def _brief(event: SDKEvent) -> dict[str, Any]:
+    """The fields of an event worth a timeline entry (no audio, no long lists)."""
+    out: dict[str, Any] = {}
+    for key in ("text", "content", "role", "digit", "reason", "transfer_call_number", "message"):
+        value = getattr(event, key, None)
+        if value is not None:
+            out[key] = value
+    return out

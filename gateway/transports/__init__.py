@@ -1,0 +1,1 @@
+"""I/O shells around the sans-I/O protocols: each turns one connection into a `Call`."""

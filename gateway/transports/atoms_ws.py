@@ -1,0 +1,100 @@
+"""The Atoms event protocol on `/ws`: an orchestrator (or a text chat) drives an agent
+session hosted here with JSON events, exactly as the published SDK's `AtomsApp` serves
+them: `system.init` first, `agent.ready` after `start()`, every event that reaches the
+Sink sent as JSON in binary frames, and events from the peer delivered at Root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from agent.events import (
+    SDKAgentErrorEvent,
+    SDKEvent,
+    SDKSystemInitEvent,
+    decode_event,
+    encode_event,
+)
+from agent.session import AgentSession
+
+if TYPE_CHECKING:
+    from gateway.app import AtomsApp
+
+log = logging.getLogger(__name__)
+
+
+def session_context_dict(init: SDKSystemInitEvent) -> dict[str, Any]:
+    """`session.context` pre-filled from a `system.init`."""
+    sc = init.session_context
+    caller = sc.caller
+    ctx: dict[str, Any] = {"conversation_type": sc.conversation_type.value,
+                           "custom_parameters": dict(sc.initial_variables)}
+    if caller is not None:
+        ctx.update({"caller": caller.user_number, "callee": caller.agent_number,
+                    "call_id": caller.call_id, "direction": caller.direction})
+    ctx.update(sc.initial_variables)
+    return ctx
+
+
+async def send_error(ws: web.WebSocketResponse, message: str, severity: str = "fatal",
+                     binary: bool = True) -> None:
+    """An `agent.error` event to the peer (binary frames for Atoms peers, text for pages)."""
+    if ws.closed:
+        return
+    text = encode_event(SDKAgentErrorEvent(message=message, severity=severity))  # type: ignore[arg-type]
+    if binary:
+        await ws.send_bytes(text.encode())
+    else:
+        await ws.send_str(text)
+
+
+async def serve_atoms_protocol(app: AtomsApp, ws: web.WebSocketResponse,
+                               init: SDKSystemInitEvent) -> web.WebSocketResponse:
+    """Host one agent session for a peer that already sent `system.init`."""
+    session_id = f"session-{uuid.uuid4().hex[:12]}"
+    session = AgentSession(session_id=session_id, init_event=init,
+                           context=session_context_dict(init))
+
+    async def output(event: SDKEvent) -> None:
+        if not ws.closed:
+            await ws.send_bytes(encode_event(event).encode())
+
+    session.set_output(output)
+    setup = asyncio.create_task(app.setup_handler(session), name=f"setup:{session_id}")
+    started = asyncio.create_task(session.wait_until_started())
+    await asyncio.wait({setup, started}, return_when=asyncio.FIRST_COMPLETED)
+    started.cancel()
+    reason = "peer disconnected"
+    try:
+        if not session.is_started:
+            exc = setup.exception() if setup.done() else None
+            await send_error(ws, f"setup handler failed: {exc!r}" if exc else
+                             "setup handler returned without starting the session")
+            await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"setup failed")
+            return ws
+        log.info("%s: Atoms event session started (%s)", session_id,
+                 init.session_context.conversation_type.value)
+        async for msg in ws:
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                break
+            try:
+                event = decode_event(msg.data)
+            except ValueError as exc:
+                log.warning("%s: bad event from peer: %s", session_id, exc)
+                await send_error(ws, f"bad event: {exc}", severity="warning")
+                continue
+            await session.deliver(event)
+    finally:
+        await session.close(reason)
+        try:
+            await asyncio.wait_for(setup, 5.0)
+        except (TimeoutError, asyncio.CancelledError, Exception):
+            setup.cancel()
+        if not ws.closed:
+            await ws.close()
+    return ws

@@ -1,0 +1,132 @@
+"""Asterisk AudioSocket over TCP: one connection per call, a few lines around
+`gateway.protocols.audiosocket.AudioSocketProtocol`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from agent.events import SDKEvent
+from gateway.app import CallRefused
+from gateway.audio_edge import AudioEdge
+from gateway.call import Call
+from gateway.protocols.audiosocket import AudioSocketProtocol
+from gateway.protocols.common import (
+    AudioIn,
+    CallEnded,
+    CallStarted,
+    DtmfIn,
+    Hangup,
+    ProtocolError,
+    SendAudio,
+)
+from gateway.transports.media_stream import call_context
+
+if TYPE_CHECKING:
+    from gateway.app import AtomsApp
+
+log = logging.getLogger(__name__)
+
+
+class AudioSocketTransport:
+    """`Transport` for one AudioSocket connection (no clear, no marks: we pace the audio)."""
+
+    def __init__(self, writer: asyncio.StreamWriter, protocol: AudioSocketProtocol) -> None:
+        self.writer = writer
+        self.protocol = protocol
+        self.edge = AudioEdge(protocol.wire)
+
+    async def send_audio(self, frame: np.ndarray) -> None:
+        payload = self.edge.encode(frame)
+        if payload and not self.writer.is_closing():
+            self.writer.write(self.protocol.encode(SendAudio(payload)))
+            await self.writer.drain()
+
+    async def clear_audio(self) -> None:
+        return None  # nothing is buffered at the far end: we stop sending
+
+    async def hangup(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(self.protocol.encode(Hangup()))
+            await self.writer.drain()
+            self.writer.close()
+
+    async def transfer(self, target: str) -> None:
+        log.info("audiosocket: transfer to %s requested; hanging up so the dialplan continues",
+                 target)
+        await self.hangup()
+
+    async def send_event(self, event: SDKEvent) -> None:
+        return None
+
+
+async def serve_audiosocket(app: AtomsApp, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+    """Run one AudioSocket call until hang-up; bad input closes only this connection."""
+    peer = writer.get_extra_info("peername")
+    protocol = AudioSocketProtocol()
+    transport = AudioSocketTransport(writer, protocol)
+    call: Call | None = None
+    reason = "caller hung up"
+    try:
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(4096), app.settings.idle_timeout)
+            except TimeoutError:
+                reason = "idle timeout"
+                break
+            events = protocol.feed(data) if data else protocol.closed()
+            for ev in events:
+                if isinstance(ev, AudioIn) and call is not None:
+                    for frame in transport.edge.decode(ev.payload):
+                        await call.caller_frame(frame)
+                elif isinstance(ev, CallStarted):
+                    context, init = call_context(ev, "audiosocket")
+                    call = await app.open_call(transport, context=context, init_event=init,
+                                               call_id=ev.call_id)
+                elif isinstance(ev, DtmfIn) and call is not None:
+                    await call.dtmf(ev.digit)
+                elif isinstance(ev, CallEnded):
+                    reason = ev.reason
+            if protocol.ended or not data or (call is not None and call.closed):
+                break
+    except ProtocolError as exc:
+        reason = f"protocol error: {exc}"
+        log.warning("%s: %s; closing this connection",
+                    call.call_id if call else f"audiosocket {peer}", exc)
+    except CallRefused as exc:
+        reason = f"refused: {exc}"
+        log.warning("audiosocket %s: call refused: %s", peer, exc)
+    except ConnectionError as exc:
+        reason = f"connection lost: {exc}"
+    finally:
+        if call is not None:
+            await app.end_call(call, reason)
+        if not writer.is_closing():
+            writer.close()
+
+
+def add_audiosocket_listener(app: AtomsApp) -> None:
+    """Listen for AudioSocket connections on `settings.audiosocket_port` (when set)."""
+    server: asyncio.Server | None = None
+
+    async def start() -> None:
+        nonlocal server
+        port = app.settings.audiosocket_port
+        if port is None:
+            return
+        server = await asyncio.start_server(
+            lambda r, w: serve_audiosocket(app, r, w), app.settings.host, port)
+        app.audiosocket_port = server.sockets[0].getsockname()[1]
+        log.info("AudioSocket listening on %s:%s", app.settings.host, app.audiosocket_port)
+
+    async def stop() -> None:
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    app.on_start(start)
+    app.on_stop(stop)

@@ -1,0 +1,194 @@
+"""The WebSocket shell shared by every provider media stream (Twilio, Telnyx, Plivo,
+Exotel, Vonage): protocol events in, `Call` controls out. A few lines of I/O around the
+sans-I/O protocol objects of `gateway.protocols`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from agent.events import SDKEvent, SDKSystemInitEvent
+from gateway.app import CallRefused
+from gateway.audio_edge import AudioEdge
+from gateway.call import Call
+from gateway.protocols.common import (
+    AudioIn,
+    CallEnded,
+    CallStarted,
+    ClearAudio,
+    Command,
+    DtmfIn,
+    Hangup,
+    MarkPlayed,
+    ProtocolError,
+    ProviderError,
+    SendAudio,
+    SendMark,
+)
+
+if TYPE_CHECKING:
+    from gateway.app import AtomsApp
+
+log = logging.getLogger(__name__)
+
+MARK_EVERY_FRAMES = 5  # a far-end mark every 100 ms of audio keeps "what was heard" exact
+
+
+class MediaStreamTransport:
+    """`Transport` for one provider WebSocket: frames -> codec -> protocol messages."""
+
+    def __init__(self, ws: web.WebSocketResponse, protocol: Any) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self.edge: AudioEdge | None = None
+        self.call: Call | None = None
+        self._frames = 0
+        self._marks = bool(getattr(protocol, "supports_marks", False))
+
+    async def _send(self, cmd: Command) -> None:
+        if self.ws.closed:
+            return
+        for message in self.protocol.send(cmd):
+            if isinstance(message, bytes):
+                await self.ws.send_bytes(message)
+            else:
+                await self.ws.send_str(message)
+
+    async def send_audio(self, frame: np.ndarray) -> None:
+        if self.edge is None:
+            return
+        payload = self.edge.encode(frame)
+        if payload:
+            await self._send(SendAudio(payload))
+        self._frames += 1
+        if self._marks and self.call is not None and self._frames % MARK_EVERY_FRAMES == 0:
+            await self.mark()
+
+    async def mark(self) -> None:
+        """Label what has been sent so far; the far end reports it back once played."""
+        pos = self.call.playout.position() if self.call is not None else None
+        if pos is not None:
+            await self._send(SendMark(f"{pos[0]}@{pos[1]:.0f}"))
+
+    def mark_played(self, name: str) -> None:
+        if self.call is None or "@" not in name:
+            return
+        utterance_id, _, ms = name.rpartition("@")
+        try:
+            self.call.playout.confirm(utterance_id, float(ms))
+        except ValueError:
+            log.debug("ignoring mark %r", name)
+
+    async def clear_audio(self) -> None:
+        if getattr(self.protocol, "supports_clear", False):
+            await self._send(ClearAudio())
+
+    async def hangup(self) -> None:
+        await self._send(Hangup())
+        await self.ws.close(code=WSCloseCode.OK, message=b"agent ended the call")
+
+    async def transfer(self, target: str) -> None:
+        # Media streams cannot transfer by themselves: the provider's REST API does that.
+        log.info("%s: transfer to %s requested; ending the stream so the provider's "
+                 "call flow can continue", self.call.call_id if self.call else "?", target)
+        await self.hangup()
+
+    async def send_event(self, event: SDKEvent) -> None:
+        return None
+
+
+def call_context(started: CallStarted, provider: str) -> tuple[dict[str, Any], SDKSystemInitEvent]:
+    """The session's context and `system.init` for a provider call."""
+    params = dict(started.params)
+    context: dict[str, Any] = {
+        "provider": provider,
+        "call_id": started.call_id,
+        "stream_id": started.stream_id,
+        "caller": started.from_number or params.get("From", "") or params.get("from", ""),
+        "callee": started.to_number or params.get("To", "") or params.get("to", ""),
+        "custom_parameters": params,
+        "conversation_type": "telephonyInbound",
+    }
+    init = SDKSystemInitEvent.model_validate({
+        "session_context": {
+            "initial_variables": params,
+            "conversation_type": "telephonyInbound",
+            "caller": {"user_number": context["caller"] or None,
+                       "agent_number": context["callee"] or None,
+                       "direction": "inbound", "call_id": started.call_id},
+        },
+    })
+    return context, init
+
+
+async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
+                             provider: str) -> web.WebSocketResponse:
+    """Run one provider WebSocket until the call ends; bad input closes only this call."""
+    ws = web.WebSocketResponse(max_msg_size=app.settings.max_message_bytes)
+    await ws.prepare(request)
+    transport = MediaStreamTransport(ws, protocol)
+    call: Call | None = None
+    reason = "caller hung up"
+    try:
+        while True:
+            try:
+                msg = await ws.receive(timeout=app.settings.idle_timeout)
+            except TimeoutError:
+                reason = "idle timeout"
+                log.warning("%s: no message for %.0f s; closing", _cid(call, provider),
+                            app.settings.idle_timeout)
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"idle timeout")
+                break
+            if msg.type == WSMsgType.TEXT:
+                events = protocol.receive_text(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                events = protocol.receive_bytes(msg.data)
+            elif msg.type == WSMsgType.ERROR:
+                raise ProtocolError(f"websocket error: {ws.exception()}")
+            else:  # CLOSE, CLOSING, CLOSED
+                break
+            ended = False
+            for ev in events:
+                if isinstance(ev, AudioIn):
+                    if call is not None and transport.edge is not None:
+                        for frame in transport.edge.decode(ev.payload):
+                            await call.caller_frame(frame)
+                elif isinstance(ev, CallStarted):
+                    transport.edge = AudioEdge(ev.wire)
+                    context, init = call_context(ev, provider)
+                    call = await app.open_call(transport, context=context, init_event=init,
+                                               call_id=ev.call_id or None,
+                                               far_end_confirms=transport._marks)
+                    transport.call = call
+                elif isinstance(ev, DtmfIn) and call is not None:
+                    await call.dtmf(ev.digit)
+                elif isinstance(ev, MarkPlayed):
+                    transport.mark_played(ev.name)
+                elif isinstance(ev, CallEnded):
+                    reason, ended = ev.reason or "stream stopped", True
+                elif isinstance(ev, ProviderError):
+                    log.warning("%s: provider reported: %s", _cid(call, provider), ev.message)
+            if ended or (call is not None and call.closed):
+                break
+    except ProtocolError as exc:
+        reason = f"protocol error: {exc}"
+        log.warning("%s: %s; closing this call", _cid(call, provider), exc)
+        await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=str(exc)[:120].encode())
+    except CallRefused as exc:
+        reason = f"refused: {exc}"
+        log.warning("%s: call refused: %s", provider, exc)
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(exc).encode())
+    finally:
+        if call is not None:
+            await app.end_call(call, reason)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+def _cid(call: Call | None, provider: str) -> str:
+    return call.call_id if call is not None else f"{provider} (no call yet)"

@@ -1,0 +1,154 @@
+"""`/ws`: web clients streaming PCM16 audio with JSON control and live session events.
+
+A first message that is a `system.init` event hands the connection to the Atoms event
+protocol instead (`gateway.transports.atoms_ws`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from agent.events import SDKEvent, SDKSystemInitEvent, encode_event
+from gateway.app import CallRefused
+from gateway.audio_edge import AudioEdge
+from gateway.call import Call
+from gateway.protocols.common import ProtocolError
+from gateway.protocols.webclient import (
+    AtomsInit,
+    WebAudio,
+    WebClientProtocol,
+    WebDtmf,
+    WebEvent,
+    WebHangup,
+    WebStart,
+    WebText,
+)
+from gateway.transports.atoms_ws import send_error, serve_atoms_protocol
+from media.codecs import WireFormat
+
+if TYPE_CHECKING:
+    from gateway.app import AtomsApp
+
+log = logging.getLogger(__name__)
+
+FIRST_MESSAGE_TIMEOUT = 10.0  # the published SDK waits 10 s for system.init
+
+
+class WebClientTransport:
+    """`Transport` for a web client: PCM16 binary frames and JSON events."""
+
+    def __init__(self, ws: web.WebSocketResponse, sample_rate: int) -> None:
+        self.ws = ws
+        self.edge = AudioEdge(WireFormat("l16", sample_rate))
+
+    async def send_audio(self, frame: np.ndarray) -> None:
+        payload = self.edge.encode(frame)
+        if payload and not self.ws.closed:
+            await self.ws.send_bytes(payload)
+
+    async def clear_audio(self) -> None:
+        await self._json('{"type":"clear"}')
+
+    async def hangup(self) -> None:
+        await self._json('{"type":"end","reason":"agent ended the call"}')
+        await self.ws.close(code=WSCloseCode.OK, message=b"agent ended the call")
+
+    async def transfer(self, target: str) -> None:
+        await self.hangup()  # a browser cannot be transferred; the page sees agent.transfer_call
+
+    async def send_event(self, event: SDKEvent) -> None:
+        await self._json(encode_event(event))
+
+    async def _json(self, text: str) -> None:
+        if not self.ws.closed:
+            await self.ws.send_str(text)
+
+
+def authorized(app: AtomsApp, request: web.Request) -> bool:
+    """The optional bearer token: `Authorization: Bearer T` or `?token=T` (browsers)."""
+    token = app.settings.ws_token
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    given = given[7:] if given.lower().startswith("bearer ") else request.query.get("token", "")
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamResponse:
+    if not authorized(app, request):
+        raise web.HTTPUnauthorized(text="missing or wrong bearer token")
+    ws = web.WebSocketResponse(max_msg_size=app.settings.max_message_bytes)
+    await ws.prepare(request)
+    protocol = WebClientProtocol(max_message=app.settings.max_message_bytes)
+    transport: WebClientTransport | None = None
+    call: Call | None = None
+    reason = "client hung up"
+    try:
+        while True:
+            timeout = app.settings.idle_timeout if protocol.started else FIRST_MESSAGE_TIMEOUT
+            try:
+                msg = await ws.receive(timeout=timeout)
+            except TimeoutError:
+                reason = "idle timeout" if protocol.started else "no first message"
+                await send_error(ws, f"{reason} after {timeout:.0f} s", binary=False)
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=reason.encode())
+                break
+            if msg.type == WSMsgType.TEXT:
+                items = protocol.receive_text(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                items = protocol.receive_bytes(msg.data)
+            else:
+                break
+            for item in items:
+                if isinstance(item, WebAudio):
+                    assert call is not None and transport is not None
+                    pcm = transport.edge.decode(item.pcm)
+                    for frame in pcm:
+                        await call.caller_frame(frame)
+                elif isinstance(item, WebStart):
+                    transport = WebClientTransport(ws, item.sample_rate)
+                    call = await _open(app, transport, item.context)
+                    await ws.send_str(f'{{"type":"started","call_id":"{call.call_id}",'
+                                      f'"sample_rate":{item.sample_rate}}}')
+                elif isinstance(item, AtomsInit):
+                    return await serve_atoms_protocol(app, ws, item.init)
+                elif call is None:
+                    continue
+                elif isinstance(item, WebDtmf):
+                    await call.dtmf(item.digit)
+                elif isinstance(item, WebText):
+                    await call.user_said(item.text)
+                elif isinstance(item, WebEvent):
+                    await call.session.deliver(item.event)
+                elif isinstance(item, WebHangup):
+                    reason = item.reason
+                    await ws.close(code=WSCloseCode.OK)
+            if call is not None and call.closed:
+                break
+    except ProtocolError as exc:
+        reason = f"protocol error: {exc}"
+        log.warning("%s: %s; closing this call", call.call_id if call else "/ws", exc)
+        await send_error(ws, str(exc), binary=call is None)
+        await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=str(exc)[:120].encode())
+    except CallRefused as exc:
+        reason = f"refused: {exc}"
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(exc).encode())
+    finally:
+        if call is not None:
+            await app.end_call(call, reason)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+async def _open(app: AtomsApp, transport: WebClientTransport, context: dict) -> Call:
+    init = SDKSystemInitEvent.model_validate({
+        "session_context": {"initial_variables": context, "conversation_type": "webcall"}})
+    ctx = {"provider": "web", "conversation_type": "webcall", "custom_parameters": context,
+           **context}
+    return await app.open_call(transport, context=ctx, init_event=init)

@@ -1,0 +1,113 @@
+"""The voice loop under the virtual clock, with the demo agent, espeak-ng and pocketsphinx."""
+
+import numpy as np
+import pytest
+
+from gateway.demo import GREETING
+from gateway.testing import replay_async
+from media.frames import FRAME_MS, SAMPLE_RATE
+from tests.speechgen import speech, trim_silence
+
+
+def at(ms: int, pcm: np.ndarray, total_ms: int) -> np.ndarray:
+    """Place `pcm` at `ms` in a silent track of `total_ms`."""
+    out = np.zeros(total_ms * SAMPLE_RATE // 1000, dtype=np.int16)
+    start = ms * SAMPLE_RATE // 1000
+    n = min(len(pcm), len(out) - start)
+    out[start : start + n] = pcm[:n]
+    return out
+
+
+def types(result) -> list[str]:
+    return [e["type"] for e in result.events]
+
+
+@pytest.fixture(scope="module")
+def greeting_only():
+    """The agent's own greeting as played, with a silent caller (reference for echo)."""
+    import asyncio
+
+    return asyncio.run(replay_async(np.zeros(8 * SAMPLE_RATE, dtype=np.int16)))
+
+
+def test_greeting_plays_and_nothing_interrupts_silence(greeting_only):
+    r = greeting_only
+    assert types(r)[:2] == ["system.init", "system.user.joined"]
+    assert r.interrupts == []
+    played_ms = int(r.played.sum()) * FRAME_MS
+    assert played_ms >= 4000  # the greeting is long enough to talk over
+
+
+async def test_speech_over_greeting_interrupts_and_flushes(greeting_only):
+    words = trim_silence(speech("tell me a story please", voice="en-us"))
+    caller = at(2000, words, 7000)
+    r = await replay_async(caller)
+    assert len(r.interrupts) == 1
+    it = r.interrupts[0]
+    assert 2000 <= it["at_ms"] <= 2000 + 400
+    # no agent audio after the interrupt tick plus one frame, until the agent replies
+    tick = int(it["at_ms"] // FRAME_MS)
+    reply_start = next((i for i in range(tick + 2, len(r.played)) if r.played[i]), len(r.played))
+    assert not r.played[tick + 2 : reply_start].any()
+    heard = [e for e in r.events if e["type"] == "agent.heard"]
+    assert heard and GREETING.startswith(heard[0]["text"])
+    assert 0 < len(heard[0]["text"]) < len(GREETING)
+    t = types(r)
+    assert t.index("system.control.interrupt") < t.index("agent.heard")
+
+
+def noise_cases(agent_out: np.ndarray) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    total = len(agent_out)
+    speech_rms = 3000.0
+    click = np.zeros(total, dtype=np.float64)
+    s = 2 * SAMPLE_RATE
+    click[s : s + SAMPLE_RATE // 10] = rng.normal(0, 8000, SAMPLE_RATE // 10) * np.hanning(
+        SAMPLE_RATE // 10)
+    cough = np.zeros(total)
+    n = SAMPLE_RATE // 10
+    env = np.exp(-np.linspace(0, 6, n))
+    cough[s : s + n] = rng.normal(0, 9000, n) * env
+    white = rng.normal(0, speech_rms * 10 ** (-15 / 20), total)
+    babble = np.zeros(total)
+    for i, text in enumerate(["the weather is nice today", "please hold the line",
+                              "numbers and letters go here", "we will be right back"]):
+        voice = trim_silence(speech(text, voice=["en-us", "en+f3", "en+m3", "en-gb"][i]))
+        rev = voice[::-1].astype(np.float64)
+        for start in range(0, total - len(rev), len(rev) // 2):
+            babble[start : start + len(rev)] += rev
+    babble *= (speech_rms * 10 ** (-15 / 20)) / (np.sqrt(np.mean(babble**2)) + 1e-9)
+    delay = 40 * SAMPLE_RATE // 1000
+    echo = np.zeros(total)
+    echo[delay:] = agent_out[:-delay].astype(np.float64) * 10 ** (-10 / 20)
+    return {k: np.clip(v, -32768, 32767).astype(np.int16) for k, v in
+            {"click": click, "cough": cough, "white": white, "babble": babble,
+             "echo": echo}.items()}
+
+
+@pytest.mark.parametrize("case", ["click", "cough", "white", "babble", "echo"])
+async def test_noise_and_echo_do_not_interrupt(greeting_only, case):
+    caller = noise_cases(greeting_only.agent[: 8 * SAMPLE_RATE])[case]
+    r = await replay_async(caller)
+    assert r.interrupts == [], f"{case} interrupted the agent"
+
+
+async def test_one_llm_request_per_turn_and_reply_as_audio():
+    q1 = trim_silence(speech("what time is it"))
+    q2 = trim_silence(speech("hello"))
+    # the greeting is ~12 s; ask after it, twice
+    total = 30000
+    caller = at(15000, q1, total) + at(22000, q2, total)
+    r = await replay_async(caller)
+    assert r.interrupts == []
+    t = types(r)
+    assert t.count("system.llm.request") == 2
+    user = [e["content"] for e in r.events if e["type"] == "agent.transcript.update"
+            and e.get("role") == "user"]
+    assert user == ["what time is it", "hello"]
+    chunks = [e for e in r.events if e["type"] == "agent.llm.response.chunk"]
+    assert chunks[0]["text"].startswith("It is ")
+    # the reply is played after the question
+    reply_ms = next(e["t_ms"] for e in r.events if e["type"] == "agent.llm.response.chunk")
+    played_after = r.played[int(reply_ms // FRAME_MS):].sum() * FRAME_MS
+    assert played_after >= 800
