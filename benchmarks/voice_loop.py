@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.speechgen
 
 from gateway.audio_edge import AudioEdge
 from gateway.testing import replay_async
@@ -77,6 +80,21 @@ def main() -> None:
     sender = AudioEdge(WireFormat("pcmu", 8000))  # the phone side, not timed
     wire = [sender.encode(f) for f in np.split(pcm[: len(pcm) // 320 * 320], len(pcm) // 320)]
 
+    asyncio.run(replay_async(pcm[:16000], stt=CannedSTT(), tts=InstantTTS()))  # warm up
+
+    loop_cpu = [0.0]
+    from gateway.call import Call
+
+    for name in ("caller_frame", "output_tick"):
+        original = getattr(Call, name)
+
+        async def timed(self, *args, _original=original):
+            c0 = time.process_time()
+            await _original(self, *args)
+            loop_cpu[0] += time.process_time() - c0
+
+        setattr(Call, name, timed)
+
     cpu0 = time.process_time()
     inbound = AudioEdge(WireFormat("pcmu", 8000))  # the gateway side: timed
     caller = np.concatenate([f for payload in wire for f in inbound.decode(payload)])
@@ -92,9 +110,11 @@ def main() -> None:
     played = int(result.played.sum()) * 0.02
     print(f"call length: {audio_s:.1f} s (agent audio played: {played:.1f} s, "
           f"interrupts: {len(result.interrupts)})")
-    print(f"CPU per call-second: {cpu * 1000 / audio_s:.2f} ms "
-          "(wire codec + resampling both ways, VAD, barge-in, turn end, playout, session; "
-          "STT/TTS stubbed)")
+    print(f"CPU per call-second, whole replay: {cpu * 1000 / audio_s:.2f} ms "
+          "(wire codec + resampling both ways, VAD, barge-in, turn end, playout, session, "
+          "replay harness; STT/TTS stubbed)")
+    print(f"CPU per call-second, voice loop per-frame work (caller_frame + output_tick, "
+          f"incl. session delivery): {loop_cpu[0] * 1000 / audio_s:.2f} ms")
     print(f"replay speed: {audio_s / wall:.0f}x real time")
 
 

@@ -26,7 +26,7 @@ from media.clock import VirtualClock
 from media.frames import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, split_frames
 from media.resample import StreamResampler
 
-SETTLE_ROUNDS = 30
+QUIET_ROUNDS = 6  # event-loop rounds without news that count as settled
 
 
 @dataclass
@@ -255,13 +255,16 @@ def replay(audio: str | Path | np.ndarray, app: Any = None, agent_channel: bool 
 
 
 async def _settle(call: Call) -> None:
-    """Let the session and speech pipeline finish reacting before time moves on."""
-    for _ in range(SETTLE_ROUNDS):
-        await asyncio.sleep(0)
-    while call.speaker.busy and not call.closed:
-        await asyncio.sleep(0.001)  # synthesis runs in real time; virtual time waits for it
-        for _ in range(SETTLE_ROUNDS):
+    """Let the session and speech pipeline finish reacting before time moves on: run the
+    event loop until a few rounds pass with no new event and no speech being made."""
+    while True:
+        seen = len(call.timeline)
+        for _ in range(QUIET_ROUNDS):
             await asyncio.sleep(0)
+        while call.speaker.busy and not call.closed:
+            await asyncio.sleep(0.0005)  # synthesis runs in real time; virtual time waits
+        if len(call.timeline) == seen:
+            return
 
 
 class _NoSTT:
