@@ -5,11 +5,13 @@ reference) and every caller frame while agent audio is playing. Per 20 ms tick:
 
 1. Echo canceller (`EchoCanceller`): a short frequency-domain NLMS filter, placed at the
    echo delay found by correlating the caller and reference envelopes, subtracts the
-   agent's echo. It adapts only while the residual looks like echo alone.
+   agent's echo. It adapts only while the residual looks like echo alone, and lets its
+   filter fade when cancelling keeps making frames louder (the echo path changed).
 2. Echo guard: the residual must exceed the agent's recent (delayed) level times the
    measured echo leak (echo return loss plus what the canceller removes) by a margin.
 3. Speech check: webrtcvad voicing on the residual, then periodicity (normalised
-   autocorrelation over 40 ms, 50-400 Hz pitch) to reject noise, babble and clicks, and
+   cross-correlation of a 10 ms template over 50-400 Hz pitch lags) to reject noise,
+   babble and clicks, and
    two marks of a steady tone (spectrum as two frames back; energy in a few bins) to
    reject tones, ringback, chimes and music, which hold still where speech moves.
 4. Decision: fire once when at least `min_voiced` of the last `window` frames are voiced
@@ -29,6 +31,8 @@ import webrtcvad
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
 
 _N = FRAME_SAMPLES  # 320 new samples per block
+_DIVERGED = 2.0  # residual this much louder than the input: the filter is wrong
+_DIVERGED_FRAMES = 3
 _FFT = 2 * _N  # overlap-save block
 _BINS = _N + 1
 _FULL = 32768.0**2
@@ -85,6 +89,7 @@ class EchoCanceller:
         self._smm = 0.0
         self.lag = 0  # first active block
         self._turn = 0
+        self._diverged = 0
         self.leak_db = 0.0  # residual relative to delayed reference, echo only
         self.ref_db = -120.0  # loudest delayed reference block in the active span, dBFS
 
@@ -105,8 +110,8 @@ class EchoCanceller:
         best = int(np.argmax(corr))
         self.lag = min(max(best - 1, 0), self.blocks - self.active)
 
-    def process(self, ref: np.ndarray, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One block of reference and caller audio; returns (residual, residual spectrum)."""
+    def push_reference(self, ref: np.ndarray) -> None:
+        """The next 20 ms of what was played out (the echo reference timeline advances)."""
         k = self.blocks
         self._buf[:_N] = self._buf[_N:]
         self._buf[_N:] = ref
@@ -116,6 +121,16 @@ class EchoCanceller:
         self._x2[p] = self._x2[p + k] = xf.real * xf.real + xf.imag * xf.imag
         r = self._buf[_N:]
         self._ref_pow[p] = self._ref_pow[p + k] = float(np.dot(r, r)) / _N
+
+    def process(self, ref: np.ndarray, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Push one reference block, then cancel it from one caller block."""
+        self.push_reference(ref)
+        return self.cancel(mic)
+
+    def cancel(self, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One caller block against the reference so far; returns (residual, its spectrum)."""
+        k = self.blocks
+        p = self._pos
         mic = mic.astype(np.float64)
         m_pow = float(np.dot(mic, mic)) / _N
 
@@ -124,10 +139,20 @@ class EchoCanceller:
         w = self._w[a:b]
         yf = (w * xs).sum(axis=0)
         e = mic - np.fft.irfft(yf, _FFT)[_N:]
+        e_pow = float(np.dot(e, e)) / _N
+        if e_pow > _DIVERGED * m_pow + _FULL * 1e-5:  # ... and louder than -50 dBFS
+            # Cancelling keeps making the frame louder: the echo path changed (say the echo
+            # went away). Pass the caller audio through untouched and let the filter fade.
+            self._diverged += 1
+            if self._diverged >= _DIVERGED_FRAMES:
+                self._w *= 0.5
+                e, e_pow = mic, m_pow
+        else:
+            self._diverged = 0
         self._ebuf[_N:] = e
         ef = np.fft.rfft(self._ebuf)
 
-        e_db = _db(float(np.dot(e, e)) / _N / _FULL)
+        e_db = _db(e_pow / _FULL)
         self.ref_db = _db(float(self._ref_pow[p + a : p + b + 1].max()) / _FULL)
         ratio = e_db - self.ref_db
         if self.ref_db > -45.0:  # the agent is clearly audible: learn the leak
@@ -163,8 +188,8 @@ class BargeInConfig:
     """Barge-in settings. Defaults measured on tests/bargein_eval.py (benchmarks/README.md)."""
 
     # Chosen by the grid search of `benchmarks/bargein.py --sweep` on the dev split: this
-    # point detected 48/48 speech cases with 1/83 false interrupts (p50 199 ms, p95 454 ms);
-    # held out: 44/48 and 2/83. Nearby points trade one for the other: periodicity 0.75 or
+    # point detected 48/48 speech cases with 1/131 false interrupts (p50 199 ms, p95 454 ms);
+    # held out: 42/48 and 2/131. Nearby points trade one for the other: periodicity 0.75 or
     # 4 voiced frames let babble through, margin 6-9 dB lets residual echo through,
     # 0.85 or 6 voiced frames miss quiet phone voices. See benchmarks/README.md.
     vad_aggressiveness: int = 2  # 0-3 all pass speech once the guard has gated low levels
@@ -209,7 +234,7 @@ class BargeInDetector:
         self.config = config = config or BargeInConfig()
         self._vad = webrtcvad.Vad(config.vad_aggressiveness)
         self._aec = EchoCanceller(tail_ms=config.echo_tail_ms)
-        self._pending: list[np.ndarray] = []
+        self._missed = 0  # caller frames since the last agent frame
         self._prev_e = np.zeros(_N, np.float64)
         self._win = np.zeros(2 * _N, np.float64)
         self._spec_hist: list[np.ndarray | None] = [None, None]
@@ -227,19 +252,26 @@ class BargeInDetector:
         self._voiced[:] = False
         self._tonal[:] = False
         self._fired = False
-        self._pending.clear()
 
     def agent_frame(self, frame: np.ndarray) -> None:
         """The agent frame being played out now: the echo reference."""
-        if len(self._pending) >= 8:  # caller frames stopped coming; keep only recent audio
-            self._pending.pop(0)
-        self._pending.append(_check(frame))
+        self._aec.push_reference(_check(frame))
+        self._missed = 0
 
     def caller_frame(self, frame: np.ndarray) -> bool:
-        """A caller frame heard while agent audio plays; True once when the caller barges in."""
+        """A caller frame heard while agent audio plays; True once when the caller barges in.
+
+        Caller and agent frames are paired by time, not by call: agent frames advance the
+        reference timeline even while caller frames are not passed in (the loop skips the
+        detector while the caller is already speaking). Up to two caller frames in a row
+        without an agent frame reuse the timeline (tick order or jitter); from the third on
+        the agent is taken as silent and the timeline advances with silence.
+        """
         frame = _check(frame)
-        ref = self._pending.pop(0) if self._pending else _SILENCE
-        e, ef = self._aec.process(ref, frame)
+        self._missed += 1
+        if self._missed > _MAX_MISSED:
+            self._aec.push_reference(_SILENCE)
+        e, ef = self._aec.cancel(frame)
         feats = self._features(e, ef)
         self.last = feats
         j = self._i % self.config.window
@@ -288,6 +320,7 @@ class BargeInDetector:
 
 
 _SILENCE = np.zeros(_N, np.int16)
+_MAX_MISSED = 2
 _HANN = np.hanning(_N).astype(np.float64)
 _HBAND = slice(300 * _N // SAMPLE_RATE, 3400 * _N // SAMPLE_RATE + 1)  # 50 Hz bins
 _PEAK_BINS = 6
