@@ -65,10 +65,15 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _replay(args: argparse.Namespace) -> None:
+    import wave
+
     from gateway.testing import replay
 
     handler = load_handler(args.app) if args.app else None
-    result = replay(args.wav, app=handler, agent_channel=args.agent_channel)
+    try:
+        result = replay(args.wav, app=handler, agent_channel=args.agent_channel)
+    except (OSError, EOFError, wave.Error, ValueError) as exc:
+        raise SystemExit(f"atoms-gateway replay: cannot replay {args.wav}: {type(exc).__name__} {exc}") from None
     sys.stdout.write(result.describe() + "\n")
     if args.report:
         with open(args.report, "w") as fh:

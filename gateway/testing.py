@@ -23,9 +23,10 @@ import webrtcvad
 from agent.events import SDKEvent
 from gateway.call import Call, CallSettings
 from media.clock import VirtualClock
-from media.frames import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, split_frames
+from media.frames import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, rms_dbfs, split_frames
 from media.resample import StreamResampler
 
+ECHO_ALLOWANCE_DB = 6.0
 QUIET_ROUNDS = 6  # event-loop rounds without news that count as settled
 
 
@@ -156,11 +157,24 @@ def _resample_whole(pcm: np.ndarray, rate: int) -> np.ndarray:
     return np.concatenate([rs.process(pcm), rs.flush()])
 
 
-def _segments(pcm: np.ndarray, gap_ms: int = 300, min_ms: int = 100) -> list[tuple[float, float]]:
-    """Voiced stretches (webrtcvad, mode 3), merged across short gaps."""
+def _segments(pcm: np.ndarray, reference: np.ndarray | None = None, gap_ms: int = 300,
+              min_ms: int = 100) -> list[tuple[float, float]]:
+    """Stretches of the caller's own voice: voiced frames (webrtcvad, mode 3), merged across
+    short gaps. With the agent's audio as `reference`, frames no louder than the agent's
+    last 200 ms minus ECHO_ALLOWANCE_DB count as echo, not as the caller (so quiet speech
+    under a loud agent starts late here, and reported latencies err on the short side)."""
     vad = webrtcvad.Vad(3)
     frames = split_frames(pcm)
-    voiced = [vad.is_speech(f.tobytes(), SAMPLE_RATE) for f in frames]
+    ref_db = np.full(len(frames), -120.0)
+    if reference is not None:
+        ref = split_frames(reference)[: len(frames)]
+        levels = np.array([rms_dbfs(f) for f in ref] + [-120.0] * (len(frames) - len(ref)))
+        levels = np.maximum(levels, -120.0)
+        for i in range(len(frames)):
+            ref_db[i] = levels[max(0, i - 10) : i + 1].max()
+    voiced = [vad.is_speech(f.tobytes(), SAMPLE_RATE)
+              and max(rms_dbfs(f), -120.0) > ref_db[i] - ECHO_ALLOWANCE_DB
+              for i, f in enumerate(frames)]
     segs: list[list[int]] = []
     for i, v in enumerate(voiced):
         if not v:
@@ -237,7 +251,8 @@ async def replay_async(
         if tick < total:
             played[tick] = True
             agent_out[tick * FRAME_SAMPLES : (tick + 1) * FRAME_SAMPLES] = frame
-    segs = _segments(caller)
+    reference = right if agent_channel else agent_out
+    segs = _segments(caller, reference)
     interrupts = []
     for t in call.interrupts:
         at_ms = round(t * 1000, 1)
