@@ -1,0 +1,77 @@
+"""Smoke test of the real command line: `atoms-gateway serve` in a subprocess answers a
+Twilio call with the demo greeting and exits cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+
+from tests.e2e.clients import TwilioClient
+from tests.e2e.harness import HOST, rms_dbfs
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = Path(sys.executable).parent / "atoms-gateway"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+async def wait_ready(url: str, proc: asyncio.subprocess.Process, timeout: float = 30.0) -> None:
+    """Poll /ready (another process: there is nothing to await but its answer)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with aiohttp.ClientSession() as http:
+        while loop.time() < deadline:
+            if proc.returncode is not None:
+                raise AssertionError(f"atoms-gateway exited with {proc.returncode}")
+            try:
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {timeout} s")
+
+
+@pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
+async def test_serve_answers_a_call_and_stops_on_sigterm(tmp_path):
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            str(CLI), "serve", "--host", HOST, "--port", str(port), cwd=ROOT, stdout=out,
+            stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        await wait_ready(f"http://{HOST}:{port}/ready", proc)
+        client = TwilioClient(HOST, port)
+        await client.connect()
+        await client.start()
+        client.start_mic()
+        await client.wait_audio(1.0)
+        assert not client.problems
+        pcm = np.concatenate([f.pcm for f in client.agent_frames])
+        assert rms_dbfs(pcm) > -35
+        await client.hangup_and_wait()
+        assert client.closed.is_set()
+        await client.close()
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 20)
+        text = log.read_text(errors="replace")
+        assert code == 0, f"exit code {code}\n{text[-2000:]}"
+        assert "Traceback" not in text, text[-2000:]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
