@@ -38,7 +38,8 @@ FRAME_S = 0.02
 WIRE_FRAME_BYTES = 160  # 20 ms of G.711 at 8 kHz
 SILENCE = {"pcmu": b"\xff" * WIRE_FRAME_BYTES, "pcma": b"\xd5" * WIRE_FRAME_BYTES}
 NEW_TALKSPURT_GAP_S = 0.25  # a pause this long in our sending is silence, not lateness
-LATE_S = FRAME_S  # a frame sent more than one frame after its due time is late
+LATE_S = FRAME_S  # a frame sent more than one frame after its due time is late (a gap
+# the caller hears: the event loop stalled, or speech synthesis fell behind real time)
 
 
 class PortRangeExhausted(OSError):
@@ -157,9 +158,10 @@ class RtpTransport:
             self._spurt_t0, self._spurt_n = now, 0
         else:
             late = now - (self._spurt_t0 + self._spurt_n * FRAME_S)
-            if late > LATE_S:
-                self.stats.late += 1
-            self.stats.max_late_ms = max(self.stats.max_late_ms, late * 1000)
+            if late > LATE_S:  # a stall inside a talkspurt: count the 20 ms slots it cost
+                self.stats.late += int(late / FRAME_S)
+                self.stats.max_late_ms = max(self.stats.max_late_ms, late * 1000)
+                self._spurt_t0, self._spurt_n = now, 0  # then measure from here again
         self._spurt_n += 1
         self._last_send = now
         self.stats.frames += 1

@@ -42,7 +42,13 @@ from gateway.sip.uas import (
     TransferStatus,
     UasConfig,
 )
-from gateway.transports.rtp import PortPool, RtpEndpoint, RtpTransport, local_ip_toward
+from gateway.transports.rtp import (
+    PortPool,
+    RtpEndpoint,
+    RtpTransport,
+    SendStats,
+    local_ip_toward,
+)
 
 if TYPE_CHECKING:
     from gateway.app import AtomsApp
@@ -135,6 +141,8 @@ class SipServer:
         self._have_calls = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.loop_lag_max_ms = 0.0  # worst lateness of the media tick (an overload sign)
+        self.ended = SendStats()  # outbound RTP of the calls that have ended
+        self.calls_total = 0
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self, port: int) -> int:
@@ -164,6 +172,10 @@ class SipServer:
 
     async def stop(self) -> None:
         """Hang up calls still up (BYE), then close the sockets."""
+        st = self.stats()
+        log.info("SIP: %d calls, %d frames sent, %d late (max %.0f ms); media tick lag max "
+                 "%.1f ms", st["calls_total"], st["frames_sent"], st["late_frames"],
+                 st["max_late_ms"], st["loop_lag_max_ms"])
         if self.uas is not None:
             for sc in list(self.uas.calls):
                 self._run(self.uas.hangup(sc, now=self._now()))
@@ -186,9 +198,13 @@ class SipServer:
             self._udp.close()
 
     def stats(self) -> dict[str, Any]:
-        frames = sum(m.transport.stats.frames for m in self.media.values())
-        late = sum(m.transport.stats.late for m in self.media.values())
-        return {"calls": len(self.media), "frames_sent": frames, "late_frames": late,
+        """Outbound RTP pacing over all calls so far (ended and active)."""
+        live = [m.transport.stats for m in self.media.values()]
+        max_late = max([self.ended.max_late_ms] + [st.max_late_ms for st in live])
+        return {"calls_active": len(self.media), "calls_total": self.calls_total,
+                "frames_sent": self.ended.frames + sum(st.frames for st in live),
+                "late_frames": self.ended.late + sum(st.late for st in live),
+                "max_late_ms": round(max_late, 1),
                 "loop_lag_max_ms": round(self.loop_lag_max_ms, 1)}
 
     # -- the UAS shell -------------------------------------------------------------------
@@ -380,6 +396,7 @@ class SipServer:
             await self._finish(media, "open failed")
             return
         media.call = call
+        self.calls_total += 1
         if media.ended or not sc.active:
             await app.end_call(call, END_REASONS.get(sc.end_reason, sc.end_reason))
             return
@@ -441,6 +458,9 @@ class SipServer:
         self.media.pop(media.sip, None)
         media.transport.close()
         st = media.transport.stats
+        self.ended.frames += st.frames
+        self.ended.late += st.late
+        self.ended.max_late_ms = max(self.ended.max_late_ms, st.max_late_ms)
         log.info("call %s ended (%s): %d frames sent, %d late (max %.0f ms), jitter %s",
                  media.sip.call_id, reason, st.frames, st.late, st.max_late_ms,
                  media.transport.session.jitter.stats)
@@ -452,8 +472,14 @@ class SipServer:
         """Every 20 ms: one frame of caller audio (and any digits) into each call."""
         loop = asyncio.get_running_loop()
         ticks = 0
+        busy_lag_ms = 0.0
+        next_t = loop.time()
         while True:
             if not self.media:
+                if busy_lag_ms:
+                    log.info("SIP media: all calls ended; media tick lag max %.1f ms while "
+                             "busy", busy_lag_ms)
+                busy_lag_ms = 0.0
                 self._have_calls.clear()
                 await self._have_calls.wait()
                 next_t = loop.time()
@@ -463,6 +489,7 @@ class SipServer:
                 await asyncio.sleep(delay)
             lag = loop.time() - next_t
             self.loop_lag_max_ms = max(self.loop_lag_max_ms, lag * 1000)
+            busy_lag_ms = max(busy_lag_ms, lag * 1000)
             n = 1
             if lag > TICK_S:  # we fell behind: catch up a little, then let the rest go
                 n = min(MAX_CATCH_UP_TICKS, 1 + int(lag / TICK_S))
