@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 OutputFn = Callable[[SDKEvent], Awaitable[None]]
 Hook = Callable[["AgentSession", SDKEvent], Any]
+RECEIVED_HOOK = "on_event_received"  # the published SDK's hook: every event from the peer
 
 
 class RootNode(Node):
@@ -181,7 +182,7 @@ class AgentSession:
             self._init_event = event
             self._run_hooks(event)
             return
-        self._run_hooks(event)
+        self._run_hooks(event, received=True)
         if not self._started.is_set():
             await self._started.wait()
         await self.root.queue_event(event)
@@ -202,7 +203,8 @@ class AgentSession:
 
     # -- hooks -----------------------------------------------------------------------
     def on_event(self, event_name: str) -> Callable[[Hook], Hook]:
-        """Decorator: call `handler(session, event)` for `event_name` (aliases, or "*")."""
+        """Decorator: call `handler(session, event)` for `event_name` (aliases, or "*"; or
+        "on_event_received", the published SDK's hook: every event from the peer)."""
 
         def register(handler: Hook) -> Hook:
             self.add_event_handler(event_name, handler)
@@ -211,13 +213,15 @@ class AgentSession:
         return register
 
     def add_event_handler(self, event_name: str, handler: Hook) -> None:
-        name = event_name if event_name == "*" else canonical_type(event_name)
+        name = event_name if event_name in ("*", RECEIVED_HOOK) else canonical_type(event_name)
         self._hooks.setdefault(name, []).append(handler)
 
-    def _run_hooks(self, event: SDKEvent) -> None:
+    def _run_hooks(self, event: SDKEvent, received: bool = False) -> None:
         if not self._hooks:
             return
         handlers = self._hooks.get(event.type, []) + self._hooks.get("*", [])
+        if received:
+            handlers += self._hooks.get(RECEIVED_HOOK, [])
         for handler in handlers:
             task = asyncio.create_task(self._call_hook(handler, event))
             self._hook_tasks.add(task)

@@ -79,6 +79,9 @@ class WebClientProtocol:
     def receive_bytes(self, data: bytes) -> list[WebMessage]:
         if len(data) > self.max_message:
             raise ProtocolError(f"binary message of {len(data)} bytes exceeds {self.max_message}")
+        if not self.started and _looks_like_event(data):
+            # Atoms peers (the published SDK, our RemoteSession) send JSON in binary frames.
+            return self.receive_text(data.decode("utf-8"))
         if len(data) % 2:
             raise ProtocolError("PCM16 audio must have an even number of bytes")
         out: list[WebMessage] = []
@@ -145,3 +148,14 @@ class WebClientProtocol:
             return decode_event(msg)
         except ValueError as exc:
             raise ProtocolError(str(exc)) from None
+
+
+def _looks_like_event(data: bytes) -> bool:
+    """A binary first message that is JSON text naming a type (not PCM audio)."""
+    if not data.startswith(b"{") or b'"type"' not in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
