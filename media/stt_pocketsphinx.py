@@ -18,9 +18,12 @@ came out exact only 13 of 25 times. So every frame gets a fixed, seeded noise fl
 25 (5 phrases x 5 espeak voices) and 79-80 of 80 (8 voices x 2 speeds, speech at full
 and at -20 dB level). The noise is the same every run: results are reproducible.
 
-Decoders are not shared between streams (each holds an utterance's state) and take
-80-300 ms to create, so the engine keeps a pool: `new_stream` reuses a closed stream's
-decoder (cepstral mean reset), and the engine builds its first decoder at start-up.
+Decoders take 50-300 ms to create, blocking whatever thread creates them, so a call
+must never create one mid-call on the event loop. A decoder holds one utterance's state,
+so the engine keeps a pool and a stream holds a decoder only from the first frame of an
+utterance to its end (`end_of_turn`): decoders are needed per *speaking* caller, not per
+call. The pool is filled at start-up (`pool_size`); if more callers speak at once, one
+more decoder is made (logged) and kept.
 
 Measured (this machine; espeak speech in 20 ms frames, 6 voices x the 8 demo phrases
 "what time is it", "tell me a story", "goodbye", "operator", "hello", "thank you", "yes",
@@ -79,6 +82,7 @@ class PocketSphinxSTT:
         noise_floor: float = 64.0,
         partials: bool = True,
         model_dir: str | None = None,
+        pool_size: int = 4,
     ) -> None:
         self.reject_out_of_grammar = reject_out_of_grammar
         self.partials = partials
@@ -97,7 +101,7 @@ class PocketSphinxSTT:
         self._pool: list[Any] = []
         self._grammar: str | None = None
         self.check()
-        self._pool.append(self._new_decoder())
+        self._pool.extend(self._new_decoder() for _ in range(max(1, pool_size)))
 
     @property
     def phrases(self) -> list[str]:
@@ -156,8 +160,14 @@ class PocketSphinxSTT:
 
     # -- streams -----------------------------------------------------------------------
     def new_stream(self) -> PocketSphinxStream:
-        dec = self._pool.pop() if self._pool else self._new_decoder()
-        return PocketSphinxStream(self, dec)
+        return PocketSphinxStream(self)
+
+    def _acquire(self) -> Any:
+        if self._pool:
+            return self._pool.pop()
+        log.warning("pocketsphinx: more callers speaking at once than pooled decoders; "
+                    "creating one more (blocks for 50-300 ms)")
+        return self._new_decoder()
 
     def _release(self, dec: Any) -> None:
         dec.set_cmn("40,3,-1,0,0,0,0,0,0,0,0,0,0")
@@ -188,23 +198,29 @@ class PocketSphinxSTT:
 class PocketSphinxStream:
     """One call's recogniser. Not thread-safe (nothing here uses threads)."""
 
-    def __init__(self, engine: PocketSphinxSTT, decoder: Any) -> None:
+    def __init__(self, engine: PocketSphinxSTT) -> None:
         self._engine = engine
-        self._dec: Any | None = decoder
+        self._dec: Any | None = None  # held only during an utterance
+        self._cmn: str | None = None  # this caller's channel normalisation, kept between turns
+        self._closed = False
         self._in_utt = False
         self._frames = 0
         self._noise_pos = 0
         self._last_partial = ""
 
     def feed(self, frame: np.ndarray) -> list[Transcript]:
-        dec = self._decoder()
+        self._check_open()
         if not isinstance(frame, np.ndarray) or frame.dtype != np.int16 or frame.ndim != 1:
             raise TypeError("feed() expects a 1-D numpy int16 array of 16 kHz audio")
         if not len(frame):
             return []
         if not self._in_utt:
-            dec.start_utt()
+            self._dec = self._engine._acquire()
+            if self._cmn is not None:
+                self._dec.set_cmn(self._cmn)
+            self._dec.start_utt()
             self._in_utt = True
+        dec = self._dec
         pcm = self._engine._with_noise(frame, self._noise_pos)
         self._noise_pos = (self._noise_pos + len(frame)) % (len(self._engine._noise) // 2)
         dec.process_raw(pcm.tobytes())
@@ -219,11 +235,14 @@ class PocketSphinxStream:
         return []
 
     def end_of_turn(self) -> Transcript | None:
-        dec = self._decoder()
+        self._check_open()
         if not self._in_utt:
             return None
+        dec, self._dec = self._dec, None
         dec.end_utt()
         hyp = dec.hyp()
+        self._cmn = dec.get_cmn()
+        self._engine._release(dec)
         self._in_utt = False
         self._frames = 0
         self._noise_pos = 0
@@ -231,6 +250,7 @@ class PocketSphinxStream:
         return self._engine._final(hyp.hypstr if hyp is not None else "")
 
     def close(self) -> None:
+        self._closed = True
         dec, self._dec = self._dec, None
         if dec is None:
             return
@@ -239,7 +259,6 @@ class PocketSphinxStream:
             self._in_utt = False
         self._engine._release(dec)
 
-    def _decoder(self) -> Any:
-        if self._dec is None:
+    def _check_open(self) -> None:
+        if self._closed:
             raise RuntimeError("this STT stream is closed")
-        return self._dec

@@ -169,3 +169,20 @@ def test_bad_configuration_is_refused_at_start_up() -> None:
         PocketSphinxSTT(phrases=["?!"])
     with pytest.raises(RuntimeError, match="model files missing"):
         PocketSphinxSTT(phrases=PHRASES, model_dir="/nonexistent/model")
+
+
+def test_decoders_are_held_only_while_a_caller_speaks() -> None:
+    """Many calls, one decoder: a stream takes a pooled decoder for an utterance only,
+    so starting a call never builds one (that would block the event loop)."""
+    stt = PocketSphinxSTT(phrases=["hello", "goodbye"], pool_size=1)
+    pool = stt._pool
+    assert len(pool) == 1
+    streams = [stt.new_stream() for _ in range(20)]  # twenty calls, nobody speaking yet
+    assert len(pool) == 1
+    for s, word in zip(streams[:3], ["hello", "goodbye", "hello"], strict=True):
+        result, _ = decode(s, utterance(word))  # one after the other: one decoder suffices
+        assert result == Transcript(word, True)
+        assert len(pool) == 1
+    for s in streams:
+        s.close()
+    assert len(pool) == 1
