@@ -47,7 +47,7 @@ from media.vad import Vad, VadConfig
 log = logging.getLogger(__name__)
 
 FRAME_S = FRAME_MS / 1000
-PREROLL_FRAMES = 15  # 300 ms of audio before VAD start goes to STT too
+PREROLL_FRAMES = 25  # 500 ms before speech start goes to STT too (covers barge-in p95)
 CONFIRM_TIMEOUT_S = 1.5
 
 

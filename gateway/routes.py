@@ -74,7 +74,8 @@ def add_routes(app: AtomsApp) -> None:
 
     async def twilio_stream(request: web.Request) -> web.StreamResponse:
         _twilio_checked(app, request, {}, websocket=True)
-        return await serve_media_stream(app, request, TwilioProtocol(), "twilio")
+        return await serve_media_stream(
+            app, request, TwilioProtocol(max_message=app.settings.max_message_bytes), "twilio")
 
     async def telnyx_voice(request: web.Request) -> web.Response:
         url = external_url(app, request, "/telnyx/stream", websocket=True)
@@ -94,9 +95,10 @@ def add_routes(app: AtomsApp) -> None:
         url = external_url(app, request, "/vonage/stream", websocket=True)
         return web.json_response(vonage_ncco(url, headers=headers))
 
-    def stream(factory: Callable[[], Any], provider: str) -> Callable[..., Any]:
+    def stream(factory: Callable[..., Any], provider: str) -> Callable[..., Any]:
         async def handler(request: web.Request) -> web.StreamResponse:
-            return await serve_media_stream(app, request, factory(), provider)
+            protocol = factory(max_message=app.settings.max_message_bytes)
+            return await serve_media_stream(app, request, protocol, provider)
 
         return handler
 

@@ -128,7 +128,8 @@ def call_context(started: CallStarted, provider: str) -> tuple[dict[str, Any], S
 async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
                              provider: str) -> web.WebSocketResponse:
     """Run one provider WebSocket until the call ends; bad input closes only this call."""
-    ws = web.WebSocketResponse(max_msg_size=app.settings.max_message_bytes)
+    # twice the limit: the protocol itself refuses oversize messages, with a reason
+    ws = web.WebSocketResponse(max_msg_size=2 * app.settings.max_message_bytes)
     await ws.prepare(request)
     transport = MediaStreamTransport(ws, protocol)
     call: Call | None = None

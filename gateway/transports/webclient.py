@@ -82,7 +82,8 @@ def authorized(app: AtomsApp, request: web.Request) -> bool:
 async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamResponse:
     if not authorized(app, request):
         raise web.HTTPUnauthorized(text="missing or wrong bearer token")
-    ws = web.WebSocketResponse(max_msg_size=app.settings.max_message_bytes)
+    # twice the limit: the protocol itself refuses oversize messages, with a reason
+    ws = web.WebSocketResponse(max_msg_size=2 * app.settings.max_message_bytes)
     await ws.prepare(request)
     protocol = WebClientProtocol(max_message=app.settings.max_message_bytes)
     transport: WebClientTransport | None = None
