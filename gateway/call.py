@@ -136,6 +136,7 @@ class Call:
         self._t0 = self.clock.now()
         self.interrupts: list[float] = []
         self._stall_t: float | None = None
+        self._hangup_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -381,7 +382,8 @@ class Call:
         action, target = self._after_drain.pop(0)
         self._mark(f"call.{action}", target=target)
         if action == "hangup":
-            asyncio.create_task(self._hangup())
+            # not in the ticker itself: closing the call cancels the ticker
+            self._hangup_task = asyncio.create_task(self._hangup(), name=f"hangup:{self.call_id}")
         else:
             try:
                 await self.transport.transfer(target)
