@@ -258,7 +258,7 @@ def test_reference_example(runs):
     # Sink (once entering at Root, once reaching Sink).
     assert published.module.HOOKS == []
     assert sorted(set(ours.module.HOOKS)) == ["interrupted", "joined",
-                                              "spoke:Welcome to the shoe shop."]
+                                              f"spoke:{ours.module.GREETING}"]
 
 
 def test_pipeline_with_background_node(runs):

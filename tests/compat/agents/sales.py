@@ -12,6 +12,8 @@ from smallestai.atoms.agent.nodes import Node, OutputAgentNode
 from smallestai.atoms.agent.server import AtomsApp
 from smallestai.atoms.agent.session import AgentSession
 
+GREETING = ("Welcome to the shoe shop. Today every pair of boots is half price, "
+            "and sandals are two for one.")
 SEEN: list[str] = []  # event types the tracker forwarded
 HOOKS: list[str] = []  # what the session hooks saw
 RECEIVED: list[str] = []  # event types the output node processed
@@ -26,7 +28,7 @@ class SalesAgent(OutputAgentNode):
         RECEIVED.append(event.type)
         await super().process_event(event)
         if event.type == "system.user.joined":
-            await self.speak("Welcome to the shoe shop.")
+            await self.speak(GREETING)
 
     async def generate_response(self):
         said = [m["content"] for m in self.context.messages if m["role"] == "user"]
