@@ -11,7 +11,9 @@ import json
 
 import pytest
 
-from tests.compat.orchestrator import Step, saw
+from tests.compat.orchestrator import Orchestrator, Step, saw
+from tests.compat.published_agents import greeter_setup
+from tests.compat.servers import serve
 from tests.compat.test_source_compat import (
     chunks,
     echo,
@@ -78,3 +80,17 @@ def test_empty_chunks(name):
     assert not [m for m in ours.received
                 if m["type"] == "agent.llm.response.chunk" and not m["text"]]
     assert chunks(ours.received) == chunks(published.received)
+
+
+async def test_broken_init():
+    """A malformed `system.init`: ours sends `agent.error` and closes (1003); 4.4.0 runs the
+    setup handler anyway, `start()` raises, and the connection drops (1006, no event)."""
+    got = {}
+    for flavor in ("published", "ours"):
+        async with serve(flavor, greeter_setup) as url:
+            client = Orchestrator(url)
+            await client.connect()
+            await client.send_raw(b'{"type": "system.init", "version": ')
+            await asyncio.wait_for(client.closed.wait(), 5)
+            got[flavor] = ([m["type"] for m in client.received], client.close_code)
+    assert got == {"published": ([], 1006), "ours": (["agent.error"], 1003)}
