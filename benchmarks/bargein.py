@@ -7,9 +7,11 @@
 Each case simulates the voice loop: per 20 ms tick the agent frame goes to agent_frame()
 before the caller frame of the same tick goes to caller_frame(). The first WARMUP_MS of a
 case is an earlier playout of the same call (echo only), then reset() as the loop does
-when playout stops. Any interrupt before the speech onset (or in a non-speech case) is a
-false interrupt. Latency is from the speech onset to the end of the frame that fired;
-playout stops one frame later.
+when playout stops. Any interrupt before the speech onset (warm-up included, or in a
+non-speech case) is a false interrupt. Latency is from the speech onset to the end of the
+frame that fired; playout stops one frame later. CPU is per tick (agent_frame +
+caller_frame) over the set, whose noise cases keep the detector's full analysis busy, and
+over a 60 s echo-only playout (the common case: the caller listens).
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from media.bargein import BargeInConfig, BargeInDetector
+from media.bargein import (
+    KIND_MARKS,
+    OTHER,
+    TONAL,
+    VOICED,
+    BargeInConfig,
+    BargeInDetector,
+    DecisionRule,
+    FrameFeatures,
+)
 from media.frames import FRAME_MS, split_frames
 from media.turn import TurnDetector
 from media.vad import Vad, VadConfig
@@ -60,25 +71,46 @@ def run_case(case: Case, config: BargeInConfig, cpu: list[float] | None = None) 
     return fired
 
 
+def _score(case: Case, fired: int | None, res: Result) -> None:
+    t = None if fired is None else (fired + 1) * FRAME_MS
+    if case.is_speech:
+        res.speech += 1
+        if t is None:
+            res.missed.append(case.name)
+        elif case.onset_ms is not None and t < case.onset_ms:
+            res.false.append(case.name)
+        else:
+            res.detected += 1
+            res.latencies.append(t - (case.onset_ms or 0.0))
+    else:
+        res.nonspeech += 1
+        if t is not None:
+            res.false.append(case.name)
+
+
 def evaluate(cases: list[Case], config: BargeInConfig) -> Result:
     res = Result(0, 0, [], 0, [], [], [])
     for case in cases:
-        fired = run_case(case, config, res.cpu_us)
-        t = None if fired is None else (fired + 1) * FRAME_MS
-        if case.is_speech:
-            res.speech += 1
-            if t is None:
-                res.missed.append(case.name)
-            elif t < case.onset_ms:
-                res.false.append(case.name)
-            else:
-                res.detected += 1
-                res.latencies.append(t - case.onset_ms)
-        else:
-            res.nonspeech += 1
-            if t is not None:
-                res.false.append(case.name)
+        _score(case, run_case(case, config, res.cpu_us), res)
     return res
+
+
+def echo_only_cost(config: BargeInConfig, seconds: int = 60) -> tuple[float, float, float]:
+    """Per-tick CPU (us) over a long echo-only playout: first second, then mean and p50."""
+    case = next(c for c in build_cases("dev") if c.name == "echo-40ms")
+    reps = 1 + seconds * 1000 // (len(case.agent) // 16)
+    det = BargeInDetector(config)
+    cpu = []
+    frames = zip(split_frames(np.tile(case.agent, reps)), split_frames(np.tile(case.caller, reps)),
+                 strict=True)
+    for ref, mic in itertools.islice(frames, seconds * 1000 // FRAME_MS):
+        t0 = time.perf_counter()
+        det.agent_frame(ref)
+        det.caller_frame(mic)
+        cpu.append((time.perf_counter() - t0) * 1e6)
+    first = 1000 // FRAME_MS
+    rest = np.array(cpu[first:])
+    return float(np.mean(cpu[:first])), float(rest.mean()), float(np.percentile(rest, 50))
 
 
 def report(split: str, res: Result) -> None:
@@ -93,7 +125,7 @@ def report(split: str, res: Result) -> None:
           f"{np.percentile(lat, 95):.0f} ms, max {lat.max():.0f} ms; onset->playout stopped "
           f"p50 {np.percentile(lat, 50) + FRAME_MS:.0f} ms, p95 "
           f"{np.percentile(lat, 95) + FRAME_MS:.0f} ms")
-    print(f"  CPU per frame (agent_frame + caller_frame): mean {cpu.mean():.0f} us, "
+    print(f"  CPU per tick (agent_frame + caller_frame) over the set: mean {cpu.mean():.0f} us, "
           f"p50 {np.percentile(cpu, 50):.0f} us, p99 {np.percentile(cpu, 99):.0f} us "
           f"over {len(cpu)} frames")
     if res.missed:
@@ -104,81 +136,134 @@ def report(split: str, res: Result) -> None:
 
 # -- the sweep that chose the defaults --------------------------------------------------------
 
-def features(cases: list[Case]) -> list[tuple[Case, np.ndarray]]:
-    """Per-frame features with every gate open, so decisions can be replayed offline."""
-    open_cfg = BargeInConfig(min_level_dbfs=-1e9, echo_margin_db=-1e9)
+Recorded = list[tuple[Case, list[FrameFeatures]]]
+
+
+def record(cases: list[Case], config: BargeInConfig) -> Recorded:
+    """Per-frame features as the detector measured them (they do not depend on the rule)."""
     out = []
     for case in cases:
-        det = BargeInDetector(open_cfg)
-        rows = []
+        det = BargeInDetector(config)
+        feats = []
         for ref, mic in zip(split_frames(case.agent), split_frames(case.caller), strict=True):
             det.agent_frame(ref)
             det.caller_frame(mic)
-            f = det.last
-            assert f is not None
-            rows.append((f.level_dbfs, f.guard_db, f.voiced_vad, f.periodicity,
-                         f.stationarity, f.peakiness))
-        out.append((case, np.array(rows, float)))
+            assert det.last is not None
+            feats.append(det.last)
+        out.append((case, feats))
     return out
 
 
-def replay(feats: list[tuple[Case, np.ndarray]], cfg: BargeInConfig) -> tuple[int, int, list]:
-    """(misses, false interrupts, latencies) of `cfg`'s decision rule on recorded features."""
-    miss = false = 0
-    lat = []
-    k = np.ones(cfg.window, int)
-    for case, f in feats:
-        active = (f[:, 0] >= cfg.min_level_dbfs) & (f[:, 1] >= cfg.echo_margin_db)
-        tonal = active & ((f[:, 4] >= cfg.tonal_stationarity) | (f[:, 5] >= cfg.tonal_peakiness))
-        voiced = active & (f[:, 2] > 0) & (f[:, 3] >= cfg.min_periodicity) & ~tonal
+def replay(recs: Recorded, cfg: BargeInConfig) -> Result:
+    """The decision rule of `cfg` on recorded features: exactly what the detector would do."""
+    res = Result(0, 0, [], 0, [], [], [])
+    for case, feats in recs:
+        rule = DecisionRule(cfg)
         warm = case.warmup_ms // FRAME_MS
-        voiced[:warm] = False
-        tonal[:warm] = False
-        cv = np.convolve(voiced, k)[: len(f)]
-        ct = np.convolve(tonal, k)[: len(f)]
-        idx = np.flatnonzero((cv >= cfg.min_voiced) & (ct * cfg.tonal_ratio <= cv))
-        t = (idx[0] + 1) * FRAME_MS if len(idx) else None
-        if case.is_speech:
-            if t is None:
-                miss += 1
-            elif t < case.onset_ms:
-                false += 1
-            else:
-                lat.append(t - case.onset_ms)
-        elif t is not None:
-            false += 1
-    return miss, false, lat
+        fired = None
+        for i, f in enumerate(feats):
+            if i == warm:
+                rule.reset()
+            if rule.push(f)[1] and fired is None:
+                fired = i
+        _score(case, fired, res)
+    return res
 
 
-def sweep() -> None:
-    dev = features(build_cases("dev"))
-    held = features(build_cases("holdout"))
-    grid = {
-        "echo_margin_db": [9.0, 12.0, 15.0],
-        "min_periodicity": [0.7, 0.75, 0.8, 0.85],
-        "tonal_stationarity": [0.93, 0.95, 0.97],
-        "tonal_peakiness": [0.97, 0.98, 0.99],
-        "window": [6, 8, 10],
-        "min_voiced": [3, 4, 5],
-        "tonal_ratio": [1.0, 2.0, 3.0],
-    }
+def timeline(case: Case, config: BargeInConfig | None = None) -> str:
+    """Frame kinds from the reset on, one character each ('|' marks the speech onset)."""
+    det = BargeInDetector(config)
+    warm = case.warmup_ms // FRAME_MS
+    onset = None if case.onset_ms is None else int(case.onset_ms // FRAME_MS)
+    out = []
+    for i, (ref, mic) in enumerate(zip(split_frames(case.agent), split_frames(case.caller),
+                                       strict=True)):
+        if i == warm:
+            det.reset()
+        det.agent_frame(ref)
+        hit = det.caller_frame(mic)
+        if i >= warm:
+            out.append(("|" if i == onset else "") + ("!" if hit else KIND_MARKS[det.last_kind]))
+    return "".join(out)
+
+
+def kinds(feats: list[FrameFeatures], cfg: BargeInConfig) -> np.ndarray:
+    """Frame kinds under `cfg` (DecisionRule.kind, frame by frame)."""
+    rule = DecisionRule(cfg)
+    return np.array([rule.kind(f) for f in feats], np.int8)
+
+
+def first_fire(k: np.ndarray, warm: int, cfg: BargeInConfig) -> int | None:
+    """Vectorised DecisionRule.push over a case's kinds, reset at `warm`; first firing frame."""
+    def count(mask: np.ndarray, n: int) -> np.ndarray:
+        return np.convolve(mask, np.ones(n, int))[: len(mask)]
+
+    for lo, hi, kk in ((0, warm, k), (warm, len(k), np.where(np.arange(len(k)) < warm, 0, k))):
+        v, o, t = kk == VOICED, kk == OTHER, kk == TONAL
+        ok = ((count(v, cfg.window) >= cfg.min_voiced) & (count(o, cfg.window) <= cfg.max_other)
+              & (count(t, cfg.context) <= cfg.tonal_ratio * count(v, cfg.context)) & (kk != 0))
+        idx = np.flatnonzero(ok[lo:hi])
+        if len(idx):
+            return lo + int(idx[0])
+    return None
+
+
+KIND_GRID = {
+    "min_periodicity": [0.82, 0.85, 0.88],
+    "min_frame_periodicity": [0.0, 0.6, 0.7, 0.8],
+    "min_rise_db": [10.0, 14.0, 18.0],
+    "tonal_stationarity": [0.97, 0.975, 0.98],
+    "pitch_hold": [0.0, 0.001, 0.002],
+}
+RULE_GRID = {
+    "window": [4, 5, 6],
+    "min_voiced": [3, 4],
+    "max_other": [1, 2, 3],
+    "tonal_ratio": [0.25, 0.5, 1.0],
+}
+
+
+def _figures(res: Result) -> str:
+    lat = res.latencies or [float("nan")]
+    return (f"{len(res.missed)}/{len(res.false)} "
+            f"{np.percentile(lat, 50):.0f}/{np.percentile(lat, 95):.0f}")
+
+
+def _fast_replay(recs: Recorded, cfg: BargeInConfig) -> Result:
+    res = Result(0, 0, [], 0, [], [], [])
+    for case, feats in recs:
+        _score(case, first_fire(kinds(feats, cfg), case.warmup_ms // FRAME_MS, cfg), res)
+    return res
+
+
+def sweep(top: int = 15) -> None:
+    """Grid over the rule's settings on dev features; top rows with holdout/redraw figures."""
+    base = BargeInConfig()
+    dev = record(build_cases("dev"), base)
     rows = []
-    for values in itertools.product(*grid.values()):
-        cfg = replace(BargeInConfig(), **dict(zip(grid, values, strict=True)))
-        if cfg.min_voiced > cfg.window:
-            continue
-        miss, false, lat = replay(dev, cfg)
-        if not lat:
-            continue
-        p50, p95 = np.percentile(lat, 50), np.percentile(lat, 95)
-        rows.append((1000 * (miss + false) + p50 + p95, miss, false, p50, p95, values))
-    rows.sort(key=lambda r: r[0])
-    print("rank: dev misses/false p50/p95 | holdout misses/false p50/p95 | " + ", ".join(grid))
-    for n, (_, miss, false, p50, p95, values) in enumerate(rows[:12], 1):
-        cfg = replace(BargeInConfig(), **dict(zip(grid, values, strict=True)))
-        hm, hf, hl = replay(held, cfg)
-        print(f"{n:2d}: {miss}/{false} {p50:.0f}/{p95:.0f} | {hm}/{hf} "
-              f"{np.percentile(hl, 50):.0f}/{np.percentile(hl, 95):.0f} | {values}")
+    for kv in itertools.product(*KIND_GRID.values()):
+        kcfg = replace(base, **dict(zip(KIND_GRID, kv, strict=True)))
+        ks = [(case, kinds(feats, kcfg)) for case, feats in dev]
+        for rv in itertools.product(*RULE_GRID.values()):
+            cfg = replace(kcfg, **dict(zip(RULE_GRID, rv, strict=True)))
+            if cfg.min_voiced > cfg.window:
+                continue
+            res = Result(0, 0, [], 0, [], [], [])
+            for case, k in ks:
+                _score(case, first_fire(k, case.warmup_ms // FRAME_MS, cfg), res)
+            if res.latencies:
+                p50, p95 = np.percentile(res.latencies, [50, 95])
+                rows.append((len(res.missed) + len(res.false), p50 + p95, cfg, res))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    held = record(build_cases("holdout"), base)
+    redraw = record(build_cases("redraw"), base)
+    names = list(KIND_GRID) + list(RULE_GRID)
+    print("rank: dev missed/false p50/p95 | holdout | redraw | " + ", ".join(names))
+    for n, (_, _, cfg, res) in enumerate(rows[:top], 1):
+        mark = "  <- defaults" if cfg == base else ""
+        print(f"{n:2d}: {_figures(res)} | {_figures(_fast_replay(held, cfg))} | "
+              f"{_figures(_fast_replay(redraw, cfg))} | "
+              f"{tuple(getattr(cfg, k) for k in names)}{mark}")
 
 
 # -- plain VAD and turn end -------------------------------------------------------------------
@@ -248,6 +333,8 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="grid search over the thresholds")
     ap.add_argument("--vad", action="store_true", help="plain VAD and turn-end figures")
     ap.add_argument("--split", choices=SPLITS, action="append")
+    ap.add_argument("--timeline", nargs="+", metavar="CASE",
+                    help="print the frame kinds of cases, e.g. music-0 or holdout:music-2-phone")
     args = ap.parse_args()
     if args.sweep:
         sweep()
@@ -255,8 +342,17 @@ def main() -> None:
     if args.vad:
         vad_figures()
         return
+    if args.timeline:
+        for item in args.timeline:
+            split, _, name = item.rpartition(":")
+            case = next(c for c in build_cases(split or "dev") if c.name == name)
+            print(f"{item}: {timeline(case)}")
+        return
     for split in args.split or SPLITS:
         report(split, evaluate(build_cases(split), BargeInConfig()))
+    first, mean, p50 = echo_only_cost(BargeInConfig())
+    print(f"CPU per tick on a 60 s echo-only playout (caller listening): first second mean "
+          f"{first:.0f} us (canceller locking on), then mean {mean:.0f} us, p50 {p50:.0f} us")
 
 
 if __name__ == "__main__":

@@ -3,19 +3,22 @@
 The voice loop hands the detector every agent frame as it is played out (the exact echo
 reference) and every caller frame while agent audio is playing. Per 20 ms tick:
 
-1. Echo canceller (`EchoCanceller`): a short frequency-domain NLMS filter, placed at the
-   echo delay found by correlating the caller and reference envelopes, subtracts the
-   agent's echo. It adapts only while the residual looks like echo alone, and lets its
-   filter fade when cancelling keeps making frames louder (the echo path changed).
-2. Echo guard: the residual must exceed the agent's recent (delayed) level times the
-   measured echo leak (echo return loss plus what the canceller removes) by a margin.
-3. Speech check: webrtcvad voicing on the residual, then periodicity (normalised
-   cross-correlation of a 10 ms template over 50-400 Hz pitch lags) to reject noise,
-   babble and clicks, and
-   two marks of a steady tone (spectrum as two frames back; energy in a few bins) to
-   reject tones, ringback, chimes and music, which hold still where speech moves.
-4. Decision: fire once when at least `min_voiced` of the last `window` frames are voiced
-   speech and steady-tone frames are few next to them (`tonal_ratio`).
+1. Echo canceller (`EchoCanceller`): the echo delay is found by a band-limited, phase-
+   weighted cross-correlation of caller and reference (a few 4096-point FFTs while it
+   locks, one every half second after); a 128-tap filter at that delay, estimated from
+   averaged cross-spectra of echo-only frames (Welch, 512-point), is applied with one
+   `np.convolve` per frame. About 20-30 dB of echo is removed after a second of playout.
+2. Gate (every frame, a few microseconds): the residual must be louder than
+   `min_level_dbfs` and than the expected leftover echo (delayed agent level times the
+   measured leak) by `echo_margin_db`. Most frames stop here.
+3. Frame class, only for frames past the gate: *voiced* (webrtcvad, pitch periodicity of
+   a 10 ms template and of the whole frame, at least `min_rise_db` above the quietest
+   recent residual, which keeps babble and steady noise out), *tonal* (energy in a few
+   bins, a spectrum that holds still over three frames, or a pitch held exactly from
+   the frame before: tones, ringback, chimes, music), or *other* (noise, consonants).
+4. Decision: fire once when `min_voiced` of the last `window` frames are voiced, at most
+   `max_other` of them are other, and tonal frames of the last `context` frames are at
+   most `tonal_ratio` times the voiced ones.
 
 Defaults were chosen on the labelled set in tests/bargein_eval.py; see benchmarks/README.md.
 """
@@ -30,17 +33,9 @@ import webrtcvad
 
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
 
-_N = FRAME_SAMPLES  # 320 new samples per block
-_DIVERGED = 2.0  # residual this much louder than the input: the filter is wrong
-_DIVERGED_FRAMES = 3
-_FFT = 2 * _N  # overlap-save block
-_BINS = _N + 1
+_N = FRAME_SAMPLES  # 320 samples per frame
 _FULL = 32768.0**2
-_BAND = slice(300 * _FFT // SAMPLE_RATE, 3400 * _FFT // SAMPLE_RATE + 1)  # 300-3400 Hz bins
-_MIN_LAG, _MAX_LAG = SAMPLE_RATE // 400, SAMPLE_RATE // 50  # pitch 400..50 Hz
-_TEMPLATE = SAMPLE_RATE // 100  # 10 ms
-_SPAN = _TEMPLATE + SAMPLE_RATE // 50  # template + longest lag: 30 ms
-_PITCH_FFT = 512
+_NOISE_E = _N * _FULL * 1e-7  # -70 dBFS frame energy: below anything that matters
 
 
 def _db(power: float) -> float:
@@ -48,183 +43,278 @@ def _db(power: float) -> float:
 
 
 class EchoCanceller:
-    """Removes the agent's echo from the caller channel, 20 ms block by block.
+    """Removes the agent's echo from the caller channel, 20 ms frame by frame.
 
-    The echo delay (in whole blocks, up to `tail_ms`) is tracked by the normalised
-    correlation of the caller's and the reference's frame amplitudes; a frequency-domain
-    NLMS filter of `active` blocks (overlap-save, gradient-constrained) sits at that delay.
-    `leak_db` tracks how loud the residual is relative to the recent delayed reference
-    when only echo is present; adaptation pauses when the residual is much louder than
-    that (the caller is talking), so double talk does not wreck the filter.
-    The state is the echo path of the line, so it lives for the whole call.
+    `push_reference` advances the echo timeline by one played frame; `cancel` takes the
+    caller frame heard at the same time and returns the residual. The echo delay (up to
+    `max_delay_ms`) comes from an accumulated GCC (300-3400 Hz, partly whitened) between
+    the caller and the reference; the echo path after that delay is a `taps`-long filter
+    estimated from Welch-averaged cross-spectra, learned only on frames whose residual
+    looks like echo alone. `leak_db` tracks the residual relative to the aligned agent
+    level on those frames. The state is the echo path of the line: keep it for the call.
     """
 
-    def __init__(self, tail_ms: int = 160, active: int = 3, step: float = 0.5,
-                 leak_rise_db: float = 0.1, freeze_db: float = 6.0) -> None:
-        self.blocks = k = max(active, int(np.ceil(tail_ms / 20)) + 1)
-        self.active = active
-        self.step = step
-        self.leak_rise_db = leak_rise_db
-        self.freeze_db = freeze_db
-        self.leak_fall = 0.1
-        # Reference spectra stored twice so rows [pos, pos+k) are always newest..oldest.
-        self._x = np.zeros((2 * k, _BINS), np.complex128)
-        self._x2 = np.zeros((2 * k, _BINS), np.float64)
-        self._ref_pow = np.zeros(2 * k)  # per-block reference power, same layout
-        self._pos = 0
-        self._w = np.zeros((k, _BINS), np.complex128)
-        self._buf = np.zeros(_FFT, np.float64)
-        self._ebuf = np.zeros(_FFT, np.float64)
-        self._e2 = np.zeros(_BINS, np.float64)
-        self._px = np.zeros(_BINS, np.float64)
-        self.px_smooth = 0.8
-        self._delta = np.float64(_FFT * _N * _FULL * 10 ** (-75 / 10))
-        self._reg = np.float64(4.0)
-        # Running sums for the envelope correlation per block lag (forgetting ~0.7 s).
-        self._forget = 0.97
-        self._smr = np.zeros(k)
-        self._sr = np.zeros(k)
-        self._srr = np.zeros(k)
-        self._sm = 0.0
-        self._smm = 0.0
-        self.lag = 0  # first active block
-        self._turn = 0
-        self._diverged = 0
-        self.leak_db = 0.0  # residual relative to delayed reference, echo only
-        self.ref_db = -120.0  # loudest delayed reference block in the active span, dBFS
-
-    def _track_delay(self, m_amp: float, r_amps: np.ndarray) -> None:
-        f = self._forget
-        self._sm = f * self._sm + m_amp
-        self._smm = f * self._smm + m_amp * m_amp
-        self._smr *= f
-        self._smr += m_amp * r_amps
-        self._sr *= f
-        self._sr += r_amps
-        self._srr *= f
-        self._srr += r_amps * r_amps
-        n = 1.0 / (1.0 - f)
-        cov = self._smr - self._sm * self._sr / n
-        var = (self._smm - self._sm**2 / n) * (self._srr - self._sr**2 / n)
-        corr = cov / np.sqrt(np.maximum(var, 1e-6))
-        best = int(np.argmax(corr))
-        self.lag = min(max(best - 1, 0), self.blocks - self.active)
+    def __init__(self, max_delay_ms: int = 180, taps: int = 128, pre: int = 32) -> None:
+        if not 0 <= max_delay_ms <= 190:
+            raise ValueError("max_delay_ms must be within 0..190")
+        self.taps = taps
+        self.pre = pre  # taps kept before the strongest echo (band-limited paths ring)
+        self._max_lag = max(1, max_delay_ms * SAMPLE_RATE // 1000)
+        self._ref = np.zeros(_GCC + _N, np.float32)  # newest reference sample last
+        self._mic = np.zeros(_GCC_MIC, np.float32)
+        self._gacc = np.zeros(_GCC)
+        self._gbuf = np.zeros(_GCC, np.float32)
+        self._gcc_n = 0
+        self._sxm = np.zeros(_WELCH // 2 + 1, np.complex128)
+        self._sxx = np.zeros(_WELCH // 2 + 1)
+        self._welch_n = 0
+        self._frame = 0
+        self.h: np.ndarray | None = None  # filter taps for lags start .. start+taps-1
+        self.start = 0
+        self.delay: int | None = None  # echo delay in samples, once locked
+        self.leak_db = 0.0  # residual echo relative to the aligned reference, echo only
+        self.ref_energy = 0.0  # energy of the aligned reference frame (last cancel)
+        self._expected = 0.0
+        self.raw_leak_db = 0.0  # before convergence: caller vs the loudest reference frame
 
     def push_reference(self, ref: np.ndarray) -> None:
-        """The next 20 ms of what was played out (the echo reference timeline advances)."""
-        k = self.blocks
-        self._buf[:_N] = self._buf[_N:]
-        self._buf[_N:] = ref
-        xf = np.fft.rfft(self._buf)
-        self._pos = p = (self._pos - 1) % k
-        self._x[p] = self._x[p + k] = xf
-        self._x2[p] = self._x2[p + k] = xf.real * xf.real + xf.imag * xf.imag
-        r = self._buf[_N:]
-        self._ref_pow[p] = self._ref_pow[p + k] = float(np.dot(r, r)) / _N
+        """The next 20 ms of what was played out (the echo timeline advances)."""
+        r = self._ref
+        r[:-_N] = r[_N:]
+        r[-_N:] = ref
 
-    def process(self, ref: np.ndarray, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Push one reference block, then cancel it from one caller block."""
+    def process(self, ref: np.ndarray, mic: np.ndarray) -> np.ndarray:
+        """Push one reference frame, then cancel it from one caller frame."""
         self.push_reference(ref)
         return self.cancel(mic)
 
-    def cancel(self, mic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One caller block against the reference so far; returns (residual, its spectrum)."""
-        k = self.blocks
-        p = self._pos
-        mic = mic.astype(np.float64)
-        m_pow = float(np.dot(mic, mic)) / _N
+    def expected_echo(self) -> float:
+        """Energy the residual echo of the last cancelled frame should have."""
+        return self._expected
 
-        a, b = self.lag, self.lag + self.active
-        xs = self._x[p + a : p + b]
-        w = self._w[a:b]
-        yf = (w * xs).sum(axis=0)
-        e = mic - np.fft.irfft(yf, _FFT)[_N:]
-        e_pow = float(np.dot(e, e)) / _N
-        if e_pow > _DIVERGED * m_pow + _FULL * 1e-5:  # ... and louder than -50 dBFS
-            # Cancelling keeps making the frame louder: the echo path changed (say the echo
-            # went away). Pass the caller audio through untouched and let the filter fade.
-            self._diverged += 1
-            if self._diverged >= _DIVERGED_FRAMES:
-                self._w *= 0.5
-                e, e_pow = mic, m_pow
+    def cancel(self, mic: np.ndarray) -> np.ndarray:
+        """One caller frame against the reference so far; returns the residual (float32)."""
+        m = mic.astype(np.float32)
+        mb = self._mic
+        mb[:-_N] = mb[_N:]
+        mb[-_N:] = m
+        self._frame += 1
+        m_e = float(np.dot(m, m))
+        e, e_e = m, m_e
+        if self.h is not None:
+            end = len(self._ref) - self.start
+            est = np.convolve(self._ref[end - _N - self.taps + 1 : end], self.h, "valid")
+            res = m - est
+            r_e = float(np.dot(res, res))
+            if r_e < m_e:  # else the echo path changed under the filter: pass the mic on
+                e, e_e = res, r_e
+        r = self._ref
+        if self.delay is None:
+            self.ref_energy = 0.0
+        else:  # the aligned frame and a quarter frame either side
+            q = _N // 4
+            seg = r[len(r) - _N - self.delay - q : len(r) - self.delay + min(q, self.delay)]
+            self.ref_energy = float(np.dot(seg, seg)) * _N / len(seg)
+        if self.delay is None or self._welch_n < _CONVERGED:
+            # Not converged yet: expect the loudest reference frame of the span times the
+            # loudest recent ratio of caller to it (no echo at all lets this fall).
+            frames = r[len(r) - _N * (self._max_lag // _N + 1) :].reshape(-1, _N)
+            loudest = float(np.einsum("ij,ij->i", frames, frames).max())
+            if loudest > _N * _FULL * 10**-4.5:
+                ratio = max(_db(m_e / loudest), -60.0)
+                rate = 0.3 if ratio > self.raw_leak_db else 0.02
+                self.raw_leak_db += rate * (ratio - self.raw_leak_db)
+            self._expected = 10.0 ** (self.raw_leak_db / 10.0) * loudest
         else:
-            self._diverged = 0
-        self._ebuf[_N:] = e
-        ef = np.fft.rfft(self._ebuf)
+            self._expected = 10.0 ** (self.leak_db / 10.0) * self.ref_energy
+        self._learn(m_e, e_e)
+        return e
 
-        e_db = _db(e_pow / _FULL)
-        self.ref_db = _db(float(self._ref_pow[p + a : p + b + 1].max()) / _FULL)
-        ratio = e_db - self.ref_db
-        if self.ref_db > -45.0:  # the agent is clearly audible: learn the leak
-            if ratio < self.leak_db:
-                self.leak_db += self.leak_fall * (ratio - self.leak_db)
-            else:
-                self.leak_db = min(0.0, self.leak_db + self.leak_rise_db)
-        # Learn (delay and filter) only while the residual looks like echo alone; before the
-        # filter has converged, also whenever the caller channel is quieter than the
-        # reference (bootstrap). Caller speech, coughs and noise thus leave the path alone.
-        converging = self.leak_db > -15.0
-        mic_db = _db(m_pow / _FULL)
-        if self.ref_db > -60.0 and (ratio <= self.leak_db + self.freeze_db
-                                    or (converging and mic_db <= self.ref_db - 3.0)):
-            self._track_delay(np.sqrt(m_pow), np.sqrt(self._ref_pow[p : p + k]))
-            e2 = ef.real * ef.real + ef.imag * ef.imag
-            self._e2 = 0.6 * self._e2 + 0.4 * e2
-            x2 = self._x2[p + a : p + b].sum(axis=0)
-            self._px = self.px_smooth * self._px + (1 - self.px_smooth) * x2
-            norm = self._px + self._reg * self._e2 + self._delta
-            w += (self.step * ef / norm)[None, :] * np.conj(xs)
-            # Keep each block's filter causal and N taps long; one block per frame, in turn.
-            j = a + self._turn % self.active
-            self._turn += 1
-            t = np.fft.irfft(self._w[j], _FFT)
-            t[_N:] = 0.0
-            self._w[j] = np.fft.rfft(t)
-        return e, ef
+    def _learn(self, m_e: float, e_e: float) -> None:
+        ref_e = self.ref_energy if self.delay is not None else self._expected
+        if ref_e < _N * _FULL * 1e-6:  # the agent is quiet here (-60 dBFS): nothing to learn
+            return
+        if self.delay is not None:
+            r_db = _db(e_e / ref_e)
+            if self._welch_n > _CONVERGED and r_db > self.leak_db + 10.0:
+                return  # the caller (or a noise) is louder than echo: double talk
+            if ref_e > _N * _FULL * 10**-4.5:
+                self.leak_db += 0.05 * (r_db - self.leak_db)
+        f = self._frame
+        # Learn fast while locking on, then only often enough to follow a slow drift.
+        if m_e > _N * _FULL * 1e-5 and f % (3 if self._gcc_n < 25 else 50) == 0:
+            self._update_delay()
+        if self.delay is not None and f % (2 if self._welch_n < 50 else 5) == 0:
+            self._update_filter()
+
+    def _update_delay(self) -> None:
+        self._gbuf[-_GCC_MIC:] = self._mic  # aligned with the newest reference samples
+        x = np.fft.rfft(self._ref[-_GCC:])
+        c = np.fft.rfft(self._gbuf) * np.conj(x)
+        c *= _GCC_BAND / (np.abs(c) + 1e-3) ** 0.8
+        self._gacc *= 0.95
+        self._gacc += np.fft.irfft(c, _GCC)  # index = echo lag in samples
+        self._gcc_n += 1
+        if self._gcc_n < 5:
+            return
+        g = self._gacc[: self._max_lag]
+        d = int(np.argmax(g))
+        if g[d] < 6.0 * math.sqrt(float(np.mean(g * g))):
+            return  # no clear echo peak (yet)
+        if self.delay is None or (abs(d - self.delay) > 16
+                                  and g[d] > 1.5 * self._gacc[self.delay]):
+            self.delay = d
+            self.start = max(0, d - self.pre)
+            self._sxm[:] = 0.0
+            self._sxx[:] = 0.0
+            self._welch_n = 0
+            self.h = None
+
+    def _update_filter(self) -> None:
+        end = len(self._ref) - self.start
+        x = np.fft.rfft(_WELCH_WIN * self._ref[end - _WELCH : end])
+        m = np.fft.rfft(_WELCH_WIN * self._mic[-_WELCH:])
+        self._sxm *= 0.97
+        self._sxm += np.conj(x) * m
+        self._sxx *= 0.97
+        self._sxx += x.real * x.real + x.imag * x.imag
+        self._welch_n += 1
+        if self._welch_n % 4 == 0:
+            hf = self._sxm / (self._sxx + 1e-6 * float(self._sxx.max()) + 1e-3)
+            self.h = np.fft.irfft(hf, _WELCH)[: self.taps].astype(np.float32)
+
+
+_GCC = 4096  # delay search: 256 ms of reference
+_GCC_MIC = 1024  # against the newest 64 ms of caller audio
+_GCC_BAND = ((np.fft.rfftfreq(_GCC, 1 / SAMPLE_RATE) >= 300)
+             & (np.fft.rfftfreq(_GCC, 1 / SAMPLE_RATE) <= 3400)).astype(np.float64)
+_WELCH = 512
+_CONVERGED = 20  # filter updates before the echo estimate is trusted
+_WELCH_WIN = np.hanning(_WELCH).astype(np.float32)
 
 
 @dataclass
 class BargeInConfig:
-    """Barge-in settings. Defaults measured on tests/bargein_eval.py (benchmarks/README.md)."""
+    """Barge-in settings. Defaults measured on tests/bargein_eval.py (benchmarks/README.md).
 
-    # Chosen by the grid search of `benchmarks/bargein.py --sweep` on the dev split: this
-    # point detected 48/48 speech cases with 1/131 false interrupts (p50 199 ms, p95 454 ms);
-    # held out: 42/48 and 2/131. Nearby points trade one for the other: periodicity 0.75 or
-    # 4 voiced frames let babble through, margin 6-9 dB lets residual echo through,
-    # 0.85 or 6 voiced frames miss quiet phone voices. See benchmarks/README.md.
-    vad_aggressiveness: int = 2  # 0-3 all pass speech once the guard has gated low levels
-    min_level_dbfs: float = -50.0  # residual 300-3400 Hz level a caller must reach
-    echo_margin_db: float = 12.0  # residual above (delayed agent level + measured leak)
-    echo_tail_ms: int = 160  # longest echo delay the canceller follows
-    min_periodicity: float = 0.8  # normalised cross-correlation at the pitch lag
-    tonal_stationarity: float = 0.95  # spectral similarity (t vs t-2) that marks a tone
-    tonal_peakiness: float = 0.98  # band energy share in the 6 strongest bins
-    window: int = 8  # frames considered (160 ms)
-    min_voiced: int = 5  # voiced speech frames needed in the window
-    tonal_ratio: float = 2.0  # fire only if tonal frames * ratio <= voiced frames
+    Chosen by `benchmarks/bargein.py --sweep` on the dev split (see benchmarks/README.md
+    for the figures of every split and the neighbours of this point).
+    """
+
+    vad_aggressiveness: int = 2  # webrtcvad on the residual, for voiced frames
+    min_level_dbfs: float = -50.0  # residual level a caller frame must reach
+    echo_margin_db: float = 6.0  # residual above the expected leftover echo
+    echo_tail_ms: int = 180  # longest echo delay the canceller looks for
+    min_periodicity: float = 0.85  # pitch correlation (10 ms template) of a voiced frame
+    min_frame_periodicity: float = 0.7  # the same over the whole 20 ms frame
+    min_rise_db: float = 14.0  # voiced frames stand this far above the recent quietest
+    floor_ms: int = 400  # ... residual frame of the last `floor_ms`
+    tonal_peakiness: float = 0.99  # energy share of the 6 strongest bins: a tone
+    tonal_stationarity: float = 0.975  # spectral similarity held over three frames
+    pitch_hold: float = 0.001  # pitch equal to the last frame's (or a simple ratio)
+    window: int = 5  # frames (100 ms) in which ...
+    min_voiced: int = 3  # ... this many voiced frames fire ...
+    max_other: int = 2  # ... if at most this many are noise-like
+    context: int = 25  # frames (500 ms) over which tonal frames are counted
+    tonal_ratio: float = 0.5  # fire only if tonal frames <= ratio * voiced, in context
 
     def __post_init__(self) -> None:
         if not 0 <= self.vad_aggressiveness <= 3:
             raise ValueError("vad_aggressiveness must be 0..3")
         if not 1 <= self.min_voiced <= self.window:
             raise ValueError("need 1 <= min_voiced <= window")
-        if self.echo_tail_ms < 0:
-            raise ValueError("echo_tail_ms must be >= 0")
+        if self.context < self.window:
+            raise ValueError("context must be at least window")
+        if not 0 <= self.echo_tail_ms <= 190:
+            raise ValueError("echo_tail_ms must be within 0..190")
+        if self.floor_ms < 20:
+            raise ValueError("floor_ms must be at least one frame (20 ms)")
 
 
 @dataclass
 class FrameFeatures:
-    """What the detector saw in one caller frame (for tuning and debugging)."""
+    """What the detector measured in one caller frame (input of `DecisionRule`).
 
-    level_dbfs: float
-    guard_db: float  # residual minus expected residual echo
-    voiced_vad: bool
-    periodicity: float
-    stationarity: float
-    peakiness: float  # share of band energy in the 6 strongest bins (Hann window)
-    pitch_lag: int
-    voiced: bool
-    tonal: bool
+    Frames stopped by the gate (`active` False) carry only the three levels.
+    """
+
+    level_dbfs: float  # residual level
+    guard_db: float  # residual minus the expected leftover echo
+    rise_db: float  # residual level above the quietest of the last `floor_ms`
+    active: bool  # passed the gate
+    vad: bool = False  # webrtcvad on the residual
+    periodicity: float = 0.0  # 10 ms template, best pitch lag
+    frame_periodicity: float = 0.0  # whole frame at that lag
+    pitch_lag: float = 0.0  # samples, interpolated
+    peakiness: float = 0.0  # energy share of the 6 strongest 50 Hz bins, 300-3400 Hz
+    stationarity: float = 0.0  # spectrum vs the frame before (0 after a gated frame)
+
+
+GATED, VOICED, TONAL, OTHER = 0, 1, 2, 3
+KIND_MARKS = ".VT-"  # one character per kind, for timelines
+
+
+class DecisionRule:
+    """Frame kinds and the firing rule, from `FrameFeatures` alone.
+
+    Split from the signal processing so that benchmarks/bargein.py can replay recorded
+    features under other settings.
+    """
+
+    def __init__(self, config: BargeInConfig) -> None:
+        self.config = config
+        self._stat = [0.0, 0.0]  # stationarity of the two frames before (0 if gated)
+        self._prev_lag = 0.0  # pitch of the frame before, if it was periodic
+        self._kinds = np.zeros(config.context, np.int8)
+        self._i = 0
+        self.fired = False
+
+    def reset(self) -> None:
+        self._kinds[:] = GATED
+        self.fired = False
+
+    def kind(self, f: FrameFeatures) -> int:
+        """The kind of one frame (updates the frame-to-frame state)."""
+        cfg = self.config
+        if not f.active:
+            self._stat = [0.0, 0.0]
+            self._prev_lag = 0.0
+            return GATED
+        steady = (f.stationarity + self._stat[0] + self._stat[1]) / 3.0 >= cfg.tonal_stationarity
+        self._stat = [f.stationarity, self._stat[0]]
+        held = False
+        if f.vad and f.periodicity >= _MIN_PERIODIC:
+            if self._prev_lag:
+                r = f.pitch_lag / self._prev_lag
+                held = bool(np.min(np.abs(r / _RATIOS - 1.0)) < cfg.pitch_hold)
+            self._prev_lag = f.pitch_lag
+        else:
+            self._prev_lag = 0.0
+        if steady or held or f.peakiness >= cfg.tonal_peakiness:
+            return TONAL
+        if (f.vad and f.periodicity >= cfg.min_periodicity and f.rise_db >= cfg.min_rise_db
+                and f.frame_periodicity >= cfg.min_frame_periodicity):
+            return VOICED
+        return OTHER
+
+    def push(self, f: FrameFeatures) -> tuple[int, bool]:
+        """One frame: (its kind, True if the caller barges in now, once until reset)."""
+        kind = self.kind(f)
+        cfg = self.config
+        j = self._i % cfg.context
+        self._i += 1
+        k = self._kinds
+        k[j] = kind
+        if self.fired or kind == GATED:
+            return kind, False
+        recent = k[np.arange(j - cfg.window + 1, j + 1) % cfg.context]
+        voiced = int(np.count_nonzero(recent == VOICED))
+        if voiced < cfg.min_voiced or int(np.count_nonzero(recent == OTHER)) > cfg.max_other:
+            return kind, False
+        if np.count_nonzero(k == TONAL) > cfg.tonal_ratio * np.count_nonzero(k == VOICED):
+            return kind, False
+        self.fired = True
+        return kind, True
 
 
 class BargeInDetector:
@@ -233,25 +323,26 @@ class BargeInDetector:
     def __init__(self, config: BargeInConfig | None = None) -> None:
         self.config = config = config or BargeInConfig()
         self._vad = webrtcvad.Vad(config.vad_aggressiveness)
-        self._aec = EchoCanceller(tail_ms=config.echo_tail_ms)
+        self._aec = EchoCanceller(max_delay_ms=config.echo_tail_ms)
+        self._rule = DecisionRule(config)
         self._missed = 0  # caller frames since the last agent frame
-        self._prev_e = np.zeros(_N, np.float64)
-        self._win = np.zeros(2 * _N, np.float64)
-        self._spec_hist: list[np.ndarray | None] = [None, None]
-        self._voiced = np.zeros(config.window, bool)
-        self._tonal = np.zeros(config.window, bool)
-        self._i = 0
-        self._fired = False
-        self.last: FrameFeatures | None = None
+        self._prev_e = np.zeros(_N, np.float32)
+        self._levels = np.full(max(1, config.floor_ms // 20), -70.0)
+        self._li = 0
+        self._prev_mag: np.ndarray | None = None  # spectrum of the last frame if active
+        self.last: FrameFeatures | None = None  # features of the last caller frame
+        self.last_kind = GATED
+
+    @property
+    def echo_canceller(self) -> EchoCanceller:
+        return self._aec
 
     def reset(self) -> None:
         """Forget the detection state (after an interrupt or when playout stops).
 
-        The echo canceller keeps what it learned: the echo path belongs to the line.
+        The echo canceller and the residual level history stay: they belong to the line.
         """
-        self._voiced[:] = False
-        self._tonal[:] = False
-        self._fired = False
+        self._rule.reset()
 
     def agent_frame(self, frame: np.ndarray) -> None:
         """The agent frame being played out now: the echo reference."""
@@ -271,59 +362,53 @@ class BargeInDetector:
         self._missed += 1
         if self._missed > _MAX_MISSED:
             self._aec.push_reference(_SILENCE)
-        e, ef = self._aec.cancel(frame)
-        feats = self._features(e, ef)
-        self.last = feats
-        j = self._i % self.config.window
-        self._i += 1
-        self._voiced[j] = feats.voiced
-        self._tonal[j] = feats.tonal
-        if self._fired:
-            return False
-        voiced = int(self._voiced.sum())
-        if (voiced >= self.config.min_voiced
-                and int(self._tonal.sum()) * self.config.tonal_ratio <= voiced):
-            self._fired = True
-            return True
-        return False
+        e = self._aec.cancel(frame)
+        self.last = feats = self._features(e)
+        self.last_kind, hit = self._rule.push(feats)
+        return hit
 
-    def _features(self, e: np.ndarray, ef: np.ndarray) -> FrameFeatures:
+    def _features(self, e: np.ndarray) -> FrameFeatures:
         cfg = self.config
-        p = ef.real[_BAND] ** 2 + ef.imag[_BAND] ** 2
-        level = _db(float(p.sum()) / (_FFT * _N) / _FULL)
-        guard = level - (self._aec.ref_db + self._aec.leak_db)
+        e_e = float(np.dot(e, e))
+        level = _db(e_e / (_N * _FULL))
+        guard = _db(e_e) - _db(self._aec.expected_echo() + _NOISE_E)
+        rise = level - float(self._levels.min())
+        self._levels[self._li] = max(level, -70.0)
+        self._li = (self._li + 1) % len(self._levels)
+        prev_e = self._prev_e
+        self._prev_e = e
+        if level < cfg.min_level_dbfs or guard < cfg.echo_margin_db:
+            self._prev_mag = None
+            return FrameFeatures(level, guard, rise, False)
+        # Spectrum (Hann, 50 Hz bins, 300-3400 Hz): marks of a tone.
         hs = np.fft.rfft(e * _HANN)[_HBAND]
         hp = hs.real * hs.real + hs.imag * hs.imag
         total = float(hp.sum()) + 1e-9
         peak = float(np.partition(hp, -_PEAK_BINS)[-_PEAK_BINS:].sum()) / total
-        mag = np.sqrt(hp)
-        mag /= math.sqrt(total) + 1e-9
-        old = self._spec_hist[1]
-        self._spec_hist = [mag, self._spec_hist[0]]
-        stationarity = float(np.dot(mag, old)) if old is not None else 0.0
-        self._win[:_N] = self._prev_e
-        self._win[_N:] = e
-        self._prev_e = e
-        active = level >= cfg.min_level_dbfs and guard >= cfg.echo_margin_db
-        vad = periodicity = 0.0
-        lag = 0
-        # webrtcvad adapts to what it hears, so it sees every frame (about 2 us).
+        mag = np.sqrt(hp) / math.sqrt(total)
+        stat = float(np.dot(mag, self._prev_mag)) if self._prev_mag is not None else 0.0
+        self._prev_mag = mag
         pcm = np.clip(e, -32768, 32767).astype(np.int16)
         vad = self._vad.is_speech(pcm.tobytes(), SAMPLE_RATE)
-        if active and vad:
-            periodicity, lag = _periodicity(self._win)
-        tonal = bool(active and (stationarity >= cfg.tonal_stationarity
-                                 or peak >= cfg.tonal_peakiness))
-        voiced = bool(vad and periodicity >= cfg.min_periodicity and not tonal)
-        return FrameFeatures(level, guard, bool(vad), periodicity, stationarity, peak, lag,
-                             voiced, tonal)
+        per = n20 = lag = 0.0
+        if vad:
+            win = np.concatenate((prev_e, e))
+            per, ilag = _periodicity(win)
+            n20, lag = _frame_periodicity(win, ilag)
+        return FrameFeatures(level, guard, rise, True, bool(vad), per, n20, lag, peak, stat)
 
 
 _SILENCE = np.zeros(_N, np.int16)
 _MAX_MISSED = 2
-_HANN = np.hanning(_N).astype(np.float64)
+_HANN = np.hanning(_N).astype(np.float32)
 _HBAND = slice(300 * _N // SAMPLE_RATE, 3400 * _N // SAMPLE_RATE + 1)  # 50 Hz bins
 _PEAK_BINS = 6
+_MIN_PERIODIC = 0.75  # periodic enough to track the pitch from frame to frame
+_RATIOS = np.array([1 / 3, 1 / 2, 2 / 3, 1.0, 3 / 2, 2.0, 3.0])  # octave-style pitch slips
+_MIN_LAG, _MAX_LAG = SAMPLE_RATE // 400, SAMPLE_RATE // 50  # pitch 400..50 Hz
+_TEMPLATE = SAMPLE_RATE // 100  # 10 ms
+_SPAN = _TEMPLATE + _MAX_LAG  # template + longest lag: 30 ms
+_COLS = np.arange(_N)
 _LAGS = np.arange(_MIN_LAG, _MAX_LAG + 1)
 
 
@@ -332,16 +417,34 @@ def _periodicity(win: np.ndarray) -> tuple[float, int]:
 
     A short template keeps gliding pitch from smearing the peak. Returns (peak, lag).
     """
-    x = win[2 * _N - _SPAN : 2 * _N]
-    t = np.fft.rfft(x[:_TEMPLATE], _PITCH_FFT)
-    s = np.fft.rfft(x, _PITCH_FFT)
-    cross = np.fft.irfft(np.conj(t) * s, _PITCH_FFT)[_LAGS]
-    c = np.concatenate(([0.0], np.cumsum(x * x)))
-    e0 = c[_TEMPLATE]
-    el = c[_LAGS + _TEMPLATE] - c[_LAGS]
+    x = win[len(win) - _SPAN :]
+    cross = np.correlate(x[_MIN_LAG:], x[:_TEMPLATE], "valid")
+    c = np.cumsum((x * x).astype(np.float64))
+    e0 = c[_TEMPLATE - 1]
+    el = c[_LAGS + _TEMPLATE - 1] - c[_LAGS - 1]
     nccf = cross / np.sqrt(e0 * el + 1e3)
     i = int(np.argmax(nccf))
     return float(nccf[i]), int(_LAGS[i])
+
+
+def _frame_periodicity(win: np.ndarray, lag: int) -> tuple[float, float]:
+    """Correlation of the whole 20 ms frame with itself `lag` +-2 samples back.
+
+    Returns the best value and the lag refined to a fraction of a sample (parabola).
+    """
+    cur = win[_N:]
+    lags = np.arange(max(_MIN_LAG, lag - 2), min(_N, lag + 2) + 1)
+    segs = win[(_N - lags)[:, None] + _COLS]
+    num = segs @ cur
+    den = np.sqrt(np.einsum("ij,ij->i", segs, segs) * float(np.dot(cur, cur)) + 1e3)
+    v = num / den
+    i = int(np.argmax(v))
+    frac = 0.0
+    if 0 < i < len(v) - 1:
+        curv = v[i - 1] - 2 * v[i] + v[i + 1]
+        if curv < 0:
+            frac = min(0.5, max(-0.5, 0.5 * (v[i - 1] - v[i + 1]) / curv))
+    return float(v[i]), float(lags[i] + frac)
 
 
 def _check(frame: np.ndarray) -> np.ndarray:

@@ -8,11 +8,12 @@ only), then reset(), as the loop does when playout stops.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from media.bargein import BargeInConfig, BargeInDetector, EchoCanceller
+from media.bargein import BargeInConfig, BargeInDetector, DecisionRule, EchoCanceller
 from media.frames import FRAME_MS, FRAME_SAMPLES, split_frames
 from tests.bargein_eval import ECHO_DELAYS_MS, Case, build_cases
 from tests.speechgen import espeak_available
@@ -20,7 +21,7 @@ from tests.speechgen import espeak_available
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=3)
 def _cases(split: str = "dev") -> dict[str, Case]:
     return {c.name: c for c in build_cases(split)}  # type: ignore[arg-type]
 
@@ -70,7 +71,7 @@ def test_echo_canceller_removes_most_of_the_echo() -> None:
     mic_pow = res_pow = 0.0
     for i, (ref, mic) in enumerate(zip(split_frames(case.agent), split_frames(case.caller),
                                        strict=True)):
-        e, _ = aec.process(ref, mic)
+        e = aec.process(ref, mic)
         if i >= case.warmup_ms // FRAME_MS:
             mic_pow += float(np.dot(mic.astype(float), mic))
             res_pow += float(np.dot(e, e))
@@ -103,10 +104,42 @@ def test_rejects_bad_input() -> None:
         BargeInConfig(vad_aggressiveness=5)
 
 
-@functools.lru_cache(maxsize=1)
-def _dev_outcome() -> tuple[list[str], list[str]]:
+@pytest.mark.parametrize("name", ["tone-0", "dtmf-0-phone", "ringback-1", "chime-0",
+                                  "music-0", "music-1-phone"])
+def test_tones_chimes_and_music_do_not_interrupt(name: str) -> None:
+    assert _fire_ms(_cases()[name]) is None
+
+
+def test_speech_without_any_echo_interrupts() -> None:
+    """A line with no echo at all (the canceller never finds a delay): the guard must learn
+    that the caller channel stays quiet under the agent and let real speech through."""
+    case = _cases()["speech-00-en-us"]
+    t = _fire_ms(replace(case, caller=case.clean))
+    assert t is not None and case.onset_ms is not None
+    assert case.onset_ms <= t <= case.onset_ms + 400
+
+
+def test_decision_rule_replays_the_detector() -> None:
+    """DecisionRule on recorded features decides exactly as the detector did."""
+    case = _cases()["speech-05-en+f3-quiet"]
+    det = BargeInDetector()
+    rule = DecisionRule(BargeInConfig())
+    warm = case.warmup_ms // FRAME_MS
+    for i, (ref, mic) in enumerate(zip(split_frames(case.agent), split_frames(case.caller),
+                                       strict=True)):
+        if i == warm:
+            det.reset()
+            rule.reset()
+        det.agent_frame(ref)
+        hit = det.caller_frame(mic)
+        assert det.last is not None
+        assert rule.push(det.last) == (det.last_kind, hit)
+
+
+@functools.lru_cache(maxsize=2)
+def _outcome(split: str) -> tuple[list[str], list[str]]:
     missed, false = [], []
-    for case in _cases().values():
+    for case in _cases(split).values():
         t = _fire_ms(case)
         if case.is_speech:
             assert case.onset_ms is not None
@@ -119,17 +152,18 @@ def _dev_outcome() -> tuple[list[str], list[str]]:
     return missed, false
 
 
-def test_eval_set_quality_gate() -> None:
-    """The whole dev set: every speech case interrupts; false interrupts stay at the measured
-    level (1 of 131: cough-1-phone, see benchmarks/README.md)."""
-    missed, false = _dev_outcome()
+def test_dev_set_quality_gate() -> None:
+    """The whole dev set (tuned on): every speech case interrupts, nothing else does."""
+    assert _outcome("dev") == ([], [])
+
+
+def test_holdout_set_quality_gate() -> None:
+    """The held-out set (other voices, sentences, agent voice, seed): every speech case
+    interrupts; one false interrupt is the measured level (music-2-phone: the first note
+    of music has no tonal context yet, see benchmarks/README.md)."""
+    missed, false = _outcome("holdout")
     assert missed == []
     assert len(false) <= 1, false
-
-
-@pytest.mark.xfail(strict=True, reason="goal not met yet: cough-1-phone interrupts")
-def test_eval_set_has_no_false_interrupts() -> None:
-    assert _dev_outcome()[1] == []
 
 
 def test_echo_that_stops_does_not_interrupt() -> None:
