@@ -47,7 +47,12 @@ from media.vad import Vad, VadConfig
 log = logging.getLogger(__name__)
 
 FRAME_S = FRAME_MS / 1000
-PREROLL_FRAMES = 25  # 500 ms before speech start goes to STT too (covers barge-in p95)
+# Audio from before speech was detected also goes to STT: 300 ms before a VAD start
+# (which lags onset by ~60 ms), 500 ms before a barge-in (which lags it by 150-450 ms).
+# Longer silence in front of a word measurably hurts the recogniser (a sipp call's
+# "goodbye" became "hello" with 500 ms before a VAD start).
+PREROLL_FRAMES = 15
+BARGE_IN_PREROLL_FRAMES = 25
 CONFIRM_TIMEOUT_S = 1.5
 
 
@@ -125,7 +130,7 @@ class Call:
         self.conversation: list[dict[str, Any]] = []
         self.muted = False
         self.user_speaking = False
-        self._preroll: deque[np.ndarray] = deque(maxlen=PREROLL_FRAMES)
+        self._preroll: deque[np.ndarray] = deque(maxlen=BARGE_IN_PREROLL_FRAMES)
         self._response_id: str | None = None  # utterance of the LLM response being spoken
         self._discard_response = False
         self._utterances = itertools.count(1)
@@ -214,9 +219,9 @@ class Call:
         if self.turn.process(self.vad.speaking):
             await self._end_of_turn()
 
-    async def _user_started(self) -> None:
+    async def _user_started(self, preroll: int = PREROLL_FRAMES) -> None:
         self.user_speaking = True
-        for f in self._preroll:
+        for f in list(self._preroll)[-preroll:]:
             self.stt.feed(f)
         self._preroll.clear()
         await self._deliver(SDKSystemUserStartedSpeakingEvent())
@@ -249,7 +254,7 @@ class Call:
             await self.transport.clear_audio()
         except Exception:
             log.exception("call %s: transport could not clear audio", self.call_id)
-        await self._user_started()
+        await self._user_started(BARGE_IN_PREROLL_FRAMES)
 
     async def _stop_output(self) -> None:
         """Drop all agent audio now; tell the agent what the caller heard of it."""
