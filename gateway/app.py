@@ -14,6 +14,7 @@ import logging
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -219,17 +220,20 @@ class AtomsApp:
             await call.close("setup handler failed")
 
     async def end_call(self, call: Call, reason: str) -> None:
-        """The transport is gone: close the call and forget it."""
+        """The transport is gone: close the call, write its recording, forget it."""
         await call.close(reason)
-        if self.calls.pop(call.call_id, None) is not None:
-            log.info("%s: call ended (%s); %d active", call.call_id, reason, len(self.calls))
-            if self.settings.record_dir and call.recorder is not None:
-                from pathlib import Path
-
-                base = Path(self.settings.record_dir) / call.call_id
-                base.parent.mkdir(parents=True, exist_ok=True)
-                call.recorder.write_wav(str(base) + ".wav")
-                call.recorder.write_timeline(str(base) + ".json")
+        if call.call_id not in self.calls:
+            return
+        if self.settings.record_dir and call.recorder is not None:
+            folder = Path(self.settings.record_dir)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                call.recorder.write_wav(folder / f"{call.call_id}.wav")
+                call.recorder.write_timeline(folder / f"{call.call_id}.json")
+            except OSError:
+                log.exception("%s: could not write the call recording", call.call_id)
+        del self.calls[call.call_id]
+        log.info("%s: call ended (%s); %d active", call.call_id, reason, len(self.calls))
 
     # -- HTTP ------------------------------------------------------------------------------
     async def _health(self, request: web.Request) -> web.Response:

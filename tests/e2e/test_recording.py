@@ -1,0 +1,40 @@
+"""Per-call recording: `record_dir` writes a time-aligned stereo WAV and a JSON timeline."""
+
+import json
+import wave
+
+import numpy as np
+
+from tests.e2e.clients import WebClient
+from tests.e2e.harness import HOST
+from tests.speechgen import speech, trim_silence
+
+
+async def test_record_dir_writes_stereo_wav_and_timeline(gateway_factory, tmp_path):
+    gw = await gateway_factory(record_dir=str(tmp_path))
+    client = WebClient(HOST, gw.port)
+    await client.connect()
+    await client.start()
+    client.start_mic()
+    await client.wait_audio(1.0)  # the greeting is playing
+    await client.say(trim_silence(speech("what time is it")))
+    await client.wait_control("clear")  # the caller talked over the greeting
+    await client.hangup_and_wait()
+    call_id = client.call_id
+    wav_path, timeline_path = tmp_path / f"{call_id}.wav", tmp_path / f"{call_id}.json"
+    # the gateway forgets a call only after writing its recording
+    await gw.rec.wait(lambda: call_id not in gw.app.calls, 10, "the call to end")
+    with wave.open(str(wav_path)) as w:
+        assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 16000, 2)
+        stereo = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    caller, agent = stereo[:, 0].astype(np.float64), stereo[:, 1].astype(np.float64)
+    assert np.sqrt(np.mean(agent**2)) > 300  # the agent's voice on the right
+    assert np.sqrt(np.mean(caller**2)) > 50  # the caller's voice on the left
+    events = json.loads(timeline_path.read_text())["events"]
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "system.init" and "interrupt" in kinds and "agent.speak" in kinds
+    # time-aligned: the agent's right channel goes quiet right after the interrupt
+    t_int = next(e["t_ms"] for e in events if e["type"] == "interrupt") / 1000
+    after = agent[int((t_int + 0.06) * 16000) : int((t_int + 0.4) * 16000)]
+    before = agent[int((t_int - 0.5) * 16000) : int(t_int * 16000)]
+    assert np.sqrt(np.mean(after**2)) < 0.1 * np.sqrt(np.mean(before**2))
