@@ -209,17 +209,17 @@ def first_fire(k: np.ndarray, warm: int, cfg: BargeInConfig) -> int | None:
 
 
 KIND_GRID = {
+    "require_vad": [True, False],
     "min_periodicity": [0.82, 0.85, 0.88],
-    "min_frame_periodicity": [0.0, 0.6, 0.7, 0.8],
-    "min_rise_db": [10.0, 14.0, 18.0],
-    "tonal_stationarity": [0.97, 0.975, 0.98],
-    "pitch_hold": [0.0, 0.001, 0.002],
+    "min_frame_periodicity": [0.0, 0.6, 0.7],
+    "min_rise_db": [10.0, 14.0],
+    "tonal_stationarity": [0.97, 0.975],
+    "pitch_hold": [0.001, 0.0015, 0.002],
 }
 RULE_GRID = {
-    "window": [4, 5, 6],
-    "min_voiced": [3, 4],
-    "max_other": [1, 2, 3],
-    "tonal_ratio": [0.25, 0.5, 1.0],
+    "window": [5, 6],
+    "min_voiced": [3],  # 4 costs the p50 goal on dev (170 ms at best)
+    "max_other": [2, 3],
 }
 
 
@@ -236,9 +236,14 @@ def _fast_replay(recs: Recorded, cfg: BargeInConfig) -> Result:
     return res
 
 
-def sweep(top: int = 15) -> None:
-    """Grid over the rule's settings on dev features; top rows with holdout/redraw figures."""
-    base = BargeInConfig()
+def sweep(top: int = 12) -> None:
+    """Grid over the rule's settings, chosen on dev alone; holdout/redraw shown, not used.
+
+    Ranking: dev errors (missed + false), then dev near misses (false interrupts the same
+    point would make with one voiced frame fewer: the margin against noise), then dev
+    p95 and p50 latency.
+    """
+    base = replace(BargeInConfig(), require_vad=False)  # record every feature of every frame
     dev = record(build_cases("dev"), base)
     rows = []
     for kv in itertools.product(*KIND_GRID.values()):
@@ -249,19 +254,25 @@ def sweep(top: int = 15) -> None:
             if cfg.min_voiced > cfg.window:
                 continue
             res = Result(0, 0, [], 0, [], [], [])
+            near = Result(0, 0, [], 0, [], [], [])
+            looser = replace(cfg, min_voiced=cfg.min_voiced - 1)
             for case, k in ks:
-                _score(case, first_fire(k, case.warmup_ms // FRAME_MS, cfg), res)
+                warm = case.warmup_ms // FRAME_MS
+                _score(case, first_fire(k, warm, cfg), res)
+                if not case.is_speech:
+                    _score(case, first_fire(k, warm, looser), near)
             if res.latencies:
                 p50, p95 = np.percentile(res.latencies, [50, 95])
-                rows.append((len(res.missed) + len(res.false), p50 + p95, cfg, res))
-    rows.sort(key=lambda r: (r[0], r[1]))
+                rows.append((len(res.missed) + len(res.false), len(near.false), p95, p50,
+                             cfg, res))
+    rows.sort(key=lambda r: r[:4])
     held = record(build_cases("holdout"), base)
     redraw = record(build_cases("redraw"), base)
     names = list(KIND_GRID) + list(RULE_GRID)
-    print("rank: dev missed/false p50/p95 | holdout | redraw | " + ", ".join(names))
-    for n, (_, _, cfg, res) in enumerate(rows[:top], 1):
-        mark = "  <- defaults" if cfg == base else ""
-        print(f"{n:2d}: {_figures(res)} | {_figures(_fast_replay(held, cfg))} | "
+    print("rank: dev missed/false p50/p95 near-misses | holdout | redraw | " + ", ".join(names))
+    for n, (_, near_false, _, _, cfg, res) in enumerate(rows[:top], 1):
+        mark = "  <- defaults" if cfg == BargeInConfig() else ""
+        print(f"{n:2d}: {_figures(res)} {near_false} | {_figures(_fast_replay(held, cfg))} | "
               f"{_figures(_fast_replay(redraw, cfg))} | "
               f"{tuple(getattr(cfg, k) for k in names)}{mark}")
 
