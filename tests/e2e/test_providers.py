@@ -138,7 +138,7 @@ def check_audible_voice(frames: list[AgentFrame], codec: str, what: str) -> None
     level = rms_dbfs(pcm)
     assert level > -35, f"{what}: agent audio at {level:.1f} dBFS is near silence"
     right, wrong = codec_margin(pcm, codec)
-    assert right > 0.5 and right > wrong + 0.15, (
+    assert right > 0.5 and right > wrong + 0.05, (
         f"{what}: not voice-like as {codec} (smoothness {right:.2f}; as "
         f"{CONFUSABLE[codec]}: {wrong:.2f})")
 
