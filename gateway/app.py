@@ -67,12 +67,13 @@ class AtomsApp:
     def load_engines(self) -> None:
         """Create and check the speech engines; a missing engine fails here, not mid-call."""
         from media.stt_pocketsphinx import PocketSphinxSTT
+        from media.tts_cache import CachedTTS
         from media.tts_espeak import EspeakTTS
 
         if self.stt is None:
             self.stt = PocketSphinxSTT(phrases=self.settings.stt_phrases)
         if self.tts is None:
-            self.tts = EspeakTTS(voice=self.settings.tts_voice)
+            self.tts = CachedTTS(EspeakTTS(voice=self.settings.tts_voice))
             self.tts.check()
 
     async def dry_run(self) -> None:

@@ -245,27 +245,38 @@ class Call:
         await self._deliver(SDKSystemDtmfEvent(digit=digit))
 
     async def _barge_in(self) -> None:
-        """The caller talks over the agent: interrupt, flush, clear, report what was heard."""
+        """The caller talks over the agent: silence the agent first (no await in between,
+        so no frame can slip out), then clear the far end, interrupt the session, and
+        tell it what the caller heard."""
         self._mark("interrupt")
         self.interrupts.append(self.elapsed())
-        await self._deliver(SDKSystemControlInterruptEvent())
-        await self._stop_output()
+        heard = self._silence()
         try:
             await self.transport.clear_audio()
         except Exception:
             log.exception("call %s: transport could not clear audio", self.call_id)
+        await self._deliver(SDKSystemControlInterruptEvent())
+        await self.speaker.cancel()
+        for item in heard:
+            await self._heard(item.utterance_id, item.text)
         await self._user_started(BARGE_IN_PREROLL_FRAMES)
 
     async def _stop_output(self) -> None:
-        """Drop all agent audio now; tell the agent what the caller heard of it."""
+        """Drop all agent audio now (the agent asked); tell it what the caller heard."""
+        heard = self._silence()
+        await self.speaker.cancel()
+        for item in heard:
+            await self._heard(item.utterance_id, item.text)
+
+    def _silence(self) -> list[Any]:
+        """Flush playout and forget the response being spoken; returns what was heard."""
         self._discard_response = self._response_id is not None
         self._response_id = None
         self.gatherer = SentenceGatherer()
-        await self.speaker.cancel()
+        self.speaker.drop_queued()
         heard = self.playout.flush()
         self.bargein.reset()
-        for item in heard:
-            await self._heard(item.utterance_id, item.text)
+        return heard
 
     async def _heard(self, utterance_id: str, text: str) -> None:
         self._mark("agent.heard", utterance=utterance_id, text=text)

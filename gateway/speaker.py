@@ -55,6 +55,10 @@ class Speaker:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"speaker:{self._call_id}")
 
+    def drop_queued(self) -> None:
+        """Forget everything not yet started (synchronous: part of a barge-in's first step)."""
+        self._queue = asyncio.Queue()
+
     async def cancel(self) -> None:
         """Drop queued items and stop the current synthesis."""
         self._queue = asyncio.Queue()
