@@ -139,7 +139,12 @@ class AtomsApp:
             for w in waits:
                 w.cancel()
         for call in list(self.calls.values()):
-            await call.close("server shutdown")
+            log.info("%s: still active after the drain timeout; hanging up", call.call_id)
+            try:
+                await call.transport.hangup()  # closes the socket / sends BYE
+            except Exception:
+                log.exception("%s: hang-up at shutdown failed", call.call_id)
+            await self.end_call(call, "server shutdown")
         for hook in self._on_stop:
             await hook()
         if self._runner is not None:

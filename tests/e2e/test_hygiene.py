@@ -293,9 +293,6 @@ async def test_failing_setup_handler_makes_ready_503_and_refuses_calls(gateway_f
     await client.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "AtomsApp.stop() closes the Call but not its WebSocket: the handler sits in "
-    "ws.receive(timeout=idle_timeout) and aiohttp's cleanup waits for it (shutdown_timeout 60 s)"))
 async def test_stop_closes_calls_still_active_after_the_drain_timeout():
     gw = await start_gateway()
     client = TwilioClient(HOST, gw.port)  # connected, but sends nothing more after start
