@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.bargein            # figures for dev, holdout, redraw
     .venv/bin/python -m benchmarks.bargein --sweep    # the grid that chose the defaults
+    .venv/bin/python -m benchmarks.bargein --sweep-low  # ... and the low-band rule's
     .venv/bin/python -m benchmarks.bargein --vad      # plain VAD and turn-end figures
 
 Each case simulates the voice loop: per 20 ms tick the agent frame goes to agent_frame()
@@ -193,15 +194,37 @@ def kinds(feats: list[FrameFeatures], cfg: BargeInConfig) -> np.ndarray:
     return np.array([rule.kind(f) for f in feats], np.int8)
 
 
-def first_fire(k: np.ndarray, warm: int, cfg: BargeInConfig) -> int | None:
-    """Vectorised DecisionRule.push over a case's kinds, reset at `warm`; first firing frame."""
+def low_kinds(feats: list[FrameFeatures], cfg: BargeInConfig) -> np.ndarray:
+    """Low-band frame kinds under `cfg` (DecisionRule.low_kind, frame by frame)."""
+    rule = DecisionRule(cfg)
+    return np.array([rule.low_kind(f) for f in feats], np.int8)
+
+
+def first_fire(k: np.ndarray, warm: int, cfg: BargeInConfig,
+               lk: np.ndarray | None = None) -> int | None:
+    """Vectorised DecisionRule.push over a case's kinds (and low-band kinds `lk` if the
+    low path is on), reset at `warm`; first firing frame."""
     def count(mask: np.ndarray, n: int) -> np.ndarray:
         return np.convolve(mask, np.ones(n, int))[: len(mask)]
 
-    for lo, hi, kk in ((0, warm, k), (warm, len(k), np.where(np.arange(len(k)) < warm, 0, k))):
-        v, o, t = kk == VOICED, kk == OTHER, kk == TONAL
-        ok = ((count(v, cfg.window) >= cfg.min_voiced) & (count(o, cfg.window) <= cfg.max_other)
-              & (count(t, cfg.context) <= cfg.tonal_ratio * count(v, cfg.context)) & (kk != 0))
+    def window_ok(kk: np.ndarray, max_other: int) -> np.ndarray:
+        return ((count(kk == VOICED, cfg.window) >= cfg.min_voiced)
+                & (count(kk == OTHER, cfg.window) <= max_other))
+
+    def tonal_ok(kk: np.ndarray) -> np.ndarray:
+        return count(kk == TONAL, cfg.context) <= cfg.tonal_ratio * count(kk == VOICED,
+                                                                          cfg.context)
+
+    low = cfg.low_path and lk is not None
+    before = np.arange(len(k)) < warm
+    for lo, hi, reset in ((0, warm, False), (warm, len(k), True)):
+        kk = np.where(before, 0, k) if reset else k
+        ok = window_ok(kk, cfg.max_other)
+        if low:
+            assert lk is not None
+            lkk = np.where(before, 0, lk) if reset else lk
+            ok |= window_ok(lkk, cfg.low_max_other) & tonal_ok(lkk)
+        ok &= tonal_ok(kk) & (kk != 0)
         idx = np.flatnonzero(ok[lo:hi])
         if len(idx):
             return lo + int(idx[0])
@@ -237,13 +260,15 @@ def _fast_replay(recs: Recorded, cfg: BargeInConfig) -> Result:
 
 
 def sweep(top: int = 12) -> None:
-    """Grid over the rule's settings, chosen on dev alone; holdout/redraw shown, not used.
+    """Grid over the full-band rule's settings (low path off), chosen on dev alone;
+    holdout/redraw shown, not used.
 
     Ranking: dev errors (missed + false), then dev near misses (false interrupts the same
     point would make with one voiced frame fewer: the margin against noise), then dev
     p95 and p50 latency.
     """
-    base = replace(BargeInConfig(), require_vad=False)  # record every feature of every frame
+    # record every feature of every frame
+    base = replace(BargeInConfig(), require_vad=False, low_path=False)
     dev = record(build_cases("dev"), base)
     rows = []
     for kv in itertools.product(*KIND_GRID.values()):
@@ -271,9 +296,56 @@ def sweep(top: int = 12) -> None:
     names = list(KIND_GRID) + list(RULE_GRID)
     print("rank: dev missed/false p50/p95 near-misses | holdout | redraw | " + ", ".join(names))
     for n, (_, near_false, _, _, cfg, res) in enumerate(rows[:top], 1):
-        mark = "  <- defaults" if cfg == BargeInConfig() else ""
+        mark = "  <- defaults" if cfg == replace(BargeInConfig(), low_path=False) else ""
         print(f"{n:2d}: {_figures(res)} {near_false} | {_figures(_fast_replay(held, cfg))} | "
               f"{_figures(_fast_replay(redraw, cfg))} | "
+              f"{tuple(getattr(cfg, k) for k in names)}{mark}")
+
+
+LOW_GRID = {
+    "low_min_periodicity": [0.88, 0.9, 0.93],
+    "low_min_frame_periodicity": [0.7, 0.8],
+    "low_max_other": [2, 3],
+}
+
+
+def sweep_low(top: int = 12) -> None:
+    """Grid over the low-band rule (cutoff and thresholds) on top of the full-band
+    defaults, ranked on dev alone as `sweep` does; holdout/redraw shown, not used."""
+    rows = []
+    recorded = {}
+    for cutoff in (800.0, 1000.0, 1200.0):
+        base = replace(BargeInConfig(), require_vad=False, low_cutoff_hz=cutoff)
+        recorded[cutoff] = {s: record(build_cases(s), base) for s in SPLITS}
+        dev = recorded[cutoff]["dev"]
+        full = [kinds(feats, BargeInConfig()) for _, feats in dev]
+        for kv in itertools.product(*LOW_GRID.values()):
+            cfg = replace(BargeInConfig(), low_cutoff_hz=cutoff,
+                          **dict(zip(LOW_GRID, kv, strict=True)))
+            looser = replace(cfg, min_voiced=cfg.min_voiced - 1)
+            res = Result(0, 0, [], 0, [], [], [])
+            near = Result(0, 0, [], 0, [], [], [])
+            for (case, feats), k in zip(dev, full, strict=True):
+                lk = low_kinds(feats, cfg)
+                warm = case.warmup_ms // FRAME_MS
+                _score(case, first_fire(k, warm, cfg, lk), res)
+                if not case.is_speech:
+                    _score(case, first_fire(k, warm, looser, lk), near)
+            p50, p95 = np.percentile(res.latencies, [50, 95])
+            rows.append((len(res.missed) + len(res.false), len(near.false), p95, p50, cfg, res))
+    rows.sort(key=lambda r: r[:4])
+    names = ["low_cutoff_hz", *LOW_GRID]
+    print("rank: dev missed/false p50/p95 near-misses | holdout | redraw | " + ", ".join(names))
+    for n, (_, near_false, _, _, cfg, res) in enumerate(rows[:top], 1):
+        other = []
+        for split in ("holdout", "redraw"):
+            r = Result(0, 0, [], 0, [], [], [])
+            for case, feats in recorded[cfg.low_cutoff_hz][split]:
+                _score(case, first_fire(kinds(feats, cfg), case.warmup_ms // FRAME_MS, cfg,
+                                        low_kinds(feats, cfg)), r)
+            other.append(_figures(r))
+        mark = "  <- defaults" if cfg == BargeInConfig() else ""
+        print(f"{n:2d}: {_figures(res)} {near_false} | {other[0]} | {other[1]} | "
               f"{tuple(getattr(cfg, k) for k in names)}{mark}")
 
 
@@ -342,6 +414,7 @@ def vad_figures() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", action="store_true", help="grid search over the thresholds")
+    ap.add_argument("--sweep-low", action="store_true", help="grid over the low-band rule")
     ap.add_argument("--vad", action="store_true", help="plain VAD and turn-end figures")
     ap.add_argument("--split", choices=SPLITS, action="append")
     ap.add_argument("--timeline", nargs="+", metavar="CASE",
@@ -349,6 +422,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.sweep:
         sweep()
+        return
+    if args.sweep_low:
+        sweep_low()
         return
     if args.vad:
         vad_figures()

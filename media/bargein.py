@@ -16,9 +16,14 @@ reference) and every caller frame while agent audio is playing. Per 20 ms tick:
    recent residual, which keeps babble and steady noise out), *tonal* (energy in a few
    bins, a spectrum that holds still over three frames, or a pitch held exactly from
    the frame before: tones, ringback, chimes, music), or *other* (noise, consonants).
-4. Decision: fire once when `min_voiced` of the last `window` frames are voiced, at most
+4. Low band (only for frames webrtcvad calls speech): the same pitch measures on the
+   residual low-passed to `low_cutoff_hz` (a 65-tap FIR over the 40 ms window), where
+   quiet and phone-band voices measure more periodic than across the whole band. They
+   give a second frame kind, classified like the first with its own thresholds.
+5. Decision: fire once when `min_voiced` of the last `window` frames are voiced, at most
    `max_other` of them are other, and tonal frames of the last `context` frames are at
-   most `tonal_ratio` times the voiced ones.
+   most `tonal_ratio` times the voiced ones; or when the low-band kinds meet the same
+   rule with `low_max_other` (the full-band tonal check must hold as well).
 
 Defaults were chosen on the labelled set in tests/bargein_eval.py; see benchmarks/README.md.
 """
@@ -198,11 +203,11 @@ class BargeInConfig:
     """Barge-in settings. Defaults measured on tests/bargein_eval.py (benchmarks/README.md).
 
     The rule's settings were chosen on the dev split alone by `benchmarks/bargein.py
-    --sweep` (fewest errors, then the widest margin against noise, then latency): dev
-    48/48 detected, 0/131 false, p50 137 ms / p95 317 ms. Held out: 48/48 and 1/131
-    false (the first note of music), p95 407 ms; redraw 48/48, 0 false, p95 467 ms.
-    Faster points (no webrtcvad, no whole-frame check: dev p95 239 ms) let babble and
-    first notes of music through on the other splits. The gate and canceller settings
+    --sweep` and, on top of those, `--sweep-low` for the low-band rule (fewest errors,
+    then the widest margin against noise, then latency): dev 48/48 detected, 0/131 false,
+    p50 129 ms / p95 268 ms. Held out: 48/48 and 1/131 false (the first note of music),
+    p95 353 ms; redraw 48/48, 0 false, p95 286 ms. Looser full-band points (no webrtcvad,
+    no whole-frame check) let babble and first notes of music through on other splits. The gate and canceller settings
     were set by hand: -50 dBFS is under the quietest callers' vowels (-35 dBFS active
     level), 6 dB over the expected echo keeps 0-120 ms echo out at every delay.
     """
@@ -224,6 +229,11 @@ class BargeInConfig:
     max_other: int = 3  # ... if at most this many are noise-like
     context: int = 25  # frames (500 ms) over which tonal frames are counted
     tonal_ratio: float = 0.5  # fire only if tonal frames <= ratio * voiced, in context
+    low_path: bool = True  # second rule on pitch measured below `low_cutoff_hz`
+    low_cutoff_hz: float = 1000.0  # low-pass of the residual for the low-band pitch
+    low_min_periodicity: float = 0.9  # low-band `min_periodicity`
+    low_min_frame_periodicity: float = 0.7  # low-band `min_frame_periodicity`
+    low_max_other: int = 2  # low-band `max_other`
 
     def __post_init__(self) -> None:
         if not 0 <= self.vad_aggressiveness <= 3:
@@ -236,6 +246,8 @@ class BargeInConfig:
             raise ValueError("echo_tail_ms must be within 0..190")
         if self.floor_ms < 20:
             raise ValueError("floor_ms must be at least one frame (20 ms)")
+        if not 100.0 <= self.low_cutoff_hz <= 4000.0:
+            raise ValueError("low_cutoff_hz must be within 100..4000")
 
 
 @dataclass
@@ -255,6 +267,9 @@ class FrameFeatures:
     pitch_lag: float = 0.0  # samples, interpolated
     peakiness: float = 0.0  # energy share of the 6 strongest 50 Hz bins, 300-3400 Hz
     stationarity: float = 0.0  # spectrum vs the frame before (0 after a gated frame)
+    low_periodicity: float = 0.0  # `periodicity` of the residual low-passed
+    low_frame_periodicity: float = 0.0  # `frame_periodicity` of it
+    low_pitch_lag: float = 0.0  # `pitch_lag` of it
 
 
 GATED, VOICED, TONAL, OTHER = 0, 1, 2, 3
@@ -270,59 +285,92 @@ class DecisionRule:
 
     def __init__(self, config: BargeInConfig) -> None:
         self.config = config
-        self._stat = [0.0, 0.0]  # stationarity of the two frames before (0 if gated)
-        self._prev_lag = 0.0  # pitch of the frame before, if it was periodic
+        self._full = _KindTracker(config, low=False)
+        self._low = _KindTracker(config, low=True)
         self._kinds = np.zeros(config.context, np.int8)
+        self._low_kinds = np.zeros(config.context, np.int8)
         self._i = 0
         self.fired = False
 
     def reset(self) -> None:
         self._kinds[:] = GATED
+        self._low_kinds[:] = GATED
         self.fired = False
 
     def kind(self, f: FrameFeatures) -> int:
-        """The kind of one frame (updates the frame-to-frame state)."""
+        """The (full-band) kind of one frame (updates the frame-to-frame state)."""
+        return self._full.kind(f)
+
+    def low_kind(self, f: FrameFeatures) -> int:
+        """The low-band kind of one frame (updates its own frame-to-frame state)."""
+        return self._low.kind(f)
+
+    def push(self, f: FrameFeatures) -> tuple[int, bool]:
+        """One frame: (its kind, True if the caller barges in now, once until reset)."""
+        cfg = self.config
+        kind = self.kind(f)
+        j = self._i % cfg.context
+        self._i += 1
+        k, lk = self._kinds, self._low_kinds
+        k[j] = kind
+        lk[j] = self.low_kind(f) if cfg.low_path else GATED
+        if self.fired or kind == GATED or not _tonal_ok(k, cfg):
+            return kind, False
+        idx = np.arange(j - cfg.window + 1, j + 1) % cfg.context
+        if not (_window_ok(k[idx], cfg.min_voiced, cfg.max_other)
+                or (cfg.low_path and _window_ok(lk[idx], cfg.min_voiced, cfg.low_max_other)
+                    and _tonal_ok(lk, cfg))):
+            return kind, False
+        self.fired = True
+        return kind, True
+
+
+def _window_ok(recent: np.ndarray, min_voiced: int, max_other: int) -> bool:
+    return (int(np.count_nonzero(recent == VOICED)) >= min_voiced
+            and int(np.count_nonzero(recent == OTHER)) <= max_other)
+
+
+def _tonal_ok(k: np.ndarray, cfg: BargeInConfig) -> bool:
+    return bool(np.count_nonzero(k == TONAL) <= cfg.tonal_ratio * np.count_nonzero(k == VOICED))
+
+
+class _KindTracker:
+    """Frame kinds from one set of pitch measures (full band or low band) and its state."""
+
+    def __init__(self, config: BargeInConfig, low: bool) -> None:
+        self.config = config
+        self.low = low
+        self._stat = [0.0, 0.0]  # stationarity of the two frames before (0 if gated)
+        self._prev_lag = 0.0  # pitch of the frame before, if it was periodic
+
+    def kind(self, f: FrameFeatures) -> int:
         cfg = self.config
         if not f.active:
             self._stat = [0.0, 0.0]
             self._prev_lag = 0.0
             return GATED
+        if self.low:
+            per, fper, lag = f.low_periodicity, f.low_frame_periodicity, f.low_pitch_lag
+            min_per, min_fper = cfg.low_min_periodicity, cfg.low_min_frame_periodicity
+        else:
+            per, fper, lag = f.periodicity, f.frame_periodicity, f.pitch_lag
+            min_per, min_fper = cfg.min_periodicity, cfg.min_frame_periodicity
         steady = (f.stationarity + self._stat[0] + self._stat[1]) / 3.0 >= cfg.tonal_stationarity
         self._stat = [f.stationarity, self._stat[0]]
+        speech = f.vad or not cfg.require_vad
         held = False
-        if (f.vad or not cfg.require_vad) and f.periodicity >= _MIN_PERIODIC:
+        if speech and per >= _MIN_PERIODIC:
             if self._prev_lag:
-                r = f.pitch_lag / self._prev_lag
+                r = lag / self._prev_lag
                 held = bool(np.min(np.abs(r / _RATIOS - 1.0)) < cfg.pitch_hold)
-            self._prev_lag = f.pitch_lag
+            self._prev_lag = lag
         else:
             self._prev_lag = 0.0
         if steady or held or f.peakiness >= cfg.tonal_peakiness:
             return TONAL
-        if ((f.vad or not cfg.require_vad) and f.periodicity >= cfg.min_periodicity
-                and f.frame_periodicity >= cfg.min_frame_periodicity
-                and f.rise_db >= cfg.min_rise_db):
+        if speech and per >= min_per and fper >= min_fper and f.rise_db >= cfg.min_rise_db:
             return VOICED
         return OTHER
-
-    def push(self, f: FrameFeatures) -> tuple[int, bool]:
-        """One frame: (its kind, True if the caller barges in now, once until reset)."""
-        kind = self.kind(f)
-        cfg = self.config
-        j = self._i % cfg.context
-        self._i += 1
-        k = self._kinds
-        k[j] = kind
-        if self.fired or kind == GATED:
-            return kind, False
-        recent = k[np.arange(j - cfg.window + 1, j + 1) % cfg.context]
-        voiced = int(np.count_nonzero(recent == VOICED))
-        if voiced < cfg.min_voiced or int(np.count_nonzero(recent == OTHER)) > cfg.max_other:
-            return kind, False
-        if np.count_nonzero(k == TONAL) > cfg.tonal_ratio * np.count_nonzero(k == VOICED):
-            return kind, False
-        self.fired = True
-        return kind, True
 
 
 class BargeInDetector:
@@ -335,6 +383,8 @@ class BargeInDetector:
         self._rule = DecisionRule(config)
         self._missed = 0  # caller frames since the last agent frame
         self._prev_e = np.zeros(_N, np.float32)
+        self._tail = np.zeros(_LOW_TAPS - 1, np.float32)  # end of the frame before _prev_e
+        self._lowpass = _lowpass(config.low_cutoff_hz)
         self._levels = np.full(max(1, config.floor_ms // 20), -70.0)
         self._li = 0
         self._prev_mag: np.ndarray | None = None  # spectrum of the last frame if active
@@ -383,8 +433,9 @@ class BargeInDetector:
         rise = level - float(self._levels.min())
         self._levels[self._li] = max(level, -70.0)
         self._li = (self._li + 1) % len(self._levels)
-        prev_e = self._prev_e
+        prev_e, tail = self._prev_e, self._tail
         self._prev_e = e
+        self._tail = prev_e[-len(tail):]
         if level < cfg.min_level_dbfs or guard < cfg.echo_margin_db:
             self._prev_mag = None
             return FrameFeatures(level, guard, rise, False)
@@ -398,15 +449,29 @@ class BargeInDetector:
         self._prev_mag = mag
         pcm = np.clip(e, -32768, 32767).astype(np.int16)
         vad = self._vad.is_speech(pcm.tobytes(), SAMPLE_RATE)
-        per = n20 = lag = 0.0
+        per = n20 = lag = lper = ln20 = llag = 0.0
         if vad or not cfg.require_vad:
             win = np.concatenate((prev_e, e))
             per, ilag = _periodicity(win)
             n20, lag = _frame_periodicity(win, ilag)
-        return FrameFeatures(level, guard, rise, True, bool(vad), per, n20, lag, peak, stat)
+            if cfg.low_path:
+                low = np.convolve(np.concatenate((tail, win)), self._lowpass, "valid")
+                lper, ilag = _periodicity(low)
+                ln20, llag = _frame_periodicity(low, ilag)
+        return FrameFeatures(level, guard, rise, True, bool(vad), per, n20, lag, peak, stat,
+                             lper, ln20, llag)
 
 
 _SILENCE = np.zeros(_N, np.int16)
+_LOW_TAPS = 65
+
+
+def _lowpass(cutoff_hz: float) -> np.ndarray:
+    """Windowed-sinc low-pass FIR (`_LOW_TAPS` taps, Hann)."""
+    n = np.arange(_LOW_TAPS) - (_LOW_TAPS - 1) / 2
+    h = 2 * cutoff_hz / SAMPLE_RATE * np.sinc(2 * cutoff_hz / SAMPLE_RATE * n)
+    return (h * np.hanning(_LOW_TAPS + 2)[1:-1]).astype(np.float32)
+
 _MAX_MISSED = 2
 _HANN = np.hanning(_N).astype(np.float32)
 _HBAND = slice(300 * _N // SAMPLE_RATE, 3400 * _N // SAMPLE_RATE + 1)  # 50 Hz bins

@@ -13,7 +13,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from media.bargein import BargeInConfig, BargeInDetector, DecisionRule, EchoCanceller
+from media.bargein import (
+    BargeInConfig,
+    BargeInDetector,
+    DecisionRule,
+    EchoCanceller,
+    FrameFeatures,
+)
 from media.frames import FRAME_MS, FRAME_SAMPLES, split_frames
 from tests.bargein_eval import ECHO_DELAYS_MS, Case, build_cases
 from tests.speechgen import espeak_available
@@ -102,6 +108,8 @@ def test_rejects_bad_input() -> None:
         BargeInConfig(min_voiced=9, window=8)
     with pytest.raises(ValueError):
         BargeInConfig(vad_aggressiveness=5)
+    with pytest.raises(ValueError):
+        BargeInConfig(low_cutoff_hz=50.0)
 
 
 @pytest.mark.parametrize("name", ["tone-0", "dtmf-0-phone", "ringback-1", "chime-0",
@@ -134,6 +142,34 @@ def test_decision_rule_replays_the_detector() -> None:
         hit = det.caller_frame(mic)
         assert det.last is not None
         assert rule.push(det.last) == (det.last_kind, hit)
+
+
+def _frame(per: float, low_per: float, lag: float) -> FrameFeatures:
+    """A loud, vad-speech frame well above the floor, not tonal, with the given pitch
+    correlation over the whole band and below the low-band cutoff."""
+    return FrameFeatures(-25.0, 30.0, 30.0, True, True, per, per, lag, 0.5, 0.5,
+                         low_per, low_per, lag)
+
+
+def test_low_band_rule_fires_where_the_full_band_rule_does_not() -> None:
+    """Three frames only periodic below the cutoff: the low-band rule fires on the third;
+    with it off (or with the low band no more periodic) nothing fires."""
+    lags = (150.0, 160.0, 171.0, 183.0)
+    for low_path, low_per, expect in ((True, 0.95, [False, False, True, False]),
+                                      (False, 0.95, [False] * 4),
+                                      (True, 0.8, [False] * 4)):
+        rule = DecisionRule(BargeInConfig(low_path=low_path))
+        got = [rule.push(_frame(0.8, low_per, lag))[1] for lag in lags]
+        assert got == expect, (low_path, low_per)
+
+
+def test_low_band_rule_speeds_up_a_slow_phone_voice() -> None:
+    """A low male voice through the phone channel (dev's slowest case with the full-band
+    rule alone) interrupts earlier with the low-band rule."""
+    case = _cases()["speech-10-en+m3-phone"]
+    on, off = _fire_ms(case), _fire_ms(case, BargeInConfig(low_path=False))
+    assert on is not None and off is not None and case.onset_ms is not None
+    assert case.onset_ms <= on < off
 
 
 @functools.lru_cache(maxsize=2)
