@@ -71,7 +71,8 @@ class AtomsApp:
         from media.tts_espeak import EspeakTTS
 
         if self.stt is None:
-            self.stt = PocketSphinxSTT(phrases=self.settings.stt_phrases)
+            self.stt = PocketSphinxSTT(phrases=self.settings.stt_phrases,
+                                       pool_size=self.settings.stt_pool)
         if self.tts is None:
             self.tts = CachedTTS(EspeakTTS(voice=self.settings.tts_voice))
             self.tts.check()
@@ -138,15 +139,15 @@ class AtomsApp:
             await asyncio.wait(waits, timeout=timeout)
             for w in waits:
                 w.cancel()
+        for hook in self._on_stop:  # listeners (WebRTC, SIP, AudioSocket) end their own calls
+            await hook()
         for call in list(self.calls.values()):
             log.info("%s: still active after the drain timeout; hanging up", call.call_id)
             try:
-                await call.transport.hangup()  # closes the socket / sends BYE
+                await call.transport.hangup()  # closes the socket
             except Exception:
                 log.exception("%s: hang-up at shutdown failed", call.call_id)
             await self.end_call(call, "server shutdown")
-        for hook in self._on_stop:
-            await hook()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -24,6 +24,7 @@ class Settings:
     twilio_auth_token: str | None = None
     audiosocket_port: int | None = None
     stt_phrases: list[str] | None = None  # offline recogniser grammar; None: open vocabulary
+    stt_pool: int = 4  # recognisers made at start-up: callers that may speak at the same time
     tts_voice: str = "en-us"
     record_dir: str | None = None
     agent_url: str | None = None
