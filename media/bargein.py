@@ -81,6 +81,7 @@ class EchoCanceller:
         self.ref_energy = 0.0  # energy of the aligned reference frame (last cancel)
         self._expected = 0.0
         self.raw_leak_db = 0.0  # before convergence: caller vs the loudest reference frame
+        self._loud_frames = 0  # caller frames heard while the agent was clearly audible
 
     def push_reference(self, ref: np.ndarray) -> None:
         """The next 20 ms of what was played out (the echo timeline advances)."""
@@ -127,7 +128,13 @@ class EchoCanceller:
             loudest = float(np.einsum("ij,ij->i", frames, frames).max())
             if loudest > _N * _FULL * 10**-4.5:
                 ratio = max(_db(m_e / loudest), -60.0)
-                rate = 0.3 if ratio > self.raw_leak_db else 0.02
+                # Rise fast only while the agent has played little (echo shows up in its
+                # first second); later a rise is the caller talking on a line without echo,
+                # which must not be learned as echo (seen on a baresip call: the guard
+                # collapsed within five frames of the caller's first word).
+                self._loud_frames += 1
+                fast = self._loud_frames <= _BOOTSTRAP_FRAMES
+                rate = (0.3 if fast else 0.02) if ratio > self.raw_leak_db else 0.02
                 self.raw_leak_db += rate * (ratio - self.raw_leak_db)
             self._expected = 10.0 ** (self.raw_leak_db / 10.0) * loudest
         else:
@@ -195,6 +202,7 @@ _GCC_BAND = ((np.fft.rfftfreq(_GCC, 1 / SAMPLE_RATE) >= 300)
              & (np.fft.rfftfreq(_GCC, 1 / SAMPLE_RATE) <= 3400)).astype(np.float64)
 _WELCH = 512
 _CONVERGED = 20  # filter updates before the echo estimate is trusted
+_BOOTSTRAP_FRAMES = 50  # 1 s of audible agent audio: the raw echo estimate may rise fast
 _WELCH_WIN = np.hanning(_WELCH).astype(np.float32)
 
 
