@@ -34,6 +34,7 @@ from agent.events import (
     SDKSystemUserStoppedSpeakingEvent,
 )
 from gateway.speaker import Speaker
+from gateway.tasks import cancel_and_wait
 from media.bargein import BargeInConfig, BargeInDetector
 from media.clock import Clock, RealClock
 from media.frames import FRAME_MS, SAMPLE_RATE
@@ -159,14 +160,7 @@ class Call:
         self._closed.set()
         self._mark("call.end", reason=reason)
         await self.speaker.close()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            try:
-                await self._ticker
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(self._ticker)
         self.stt.close()
         try:
             await self.session.close(reason)

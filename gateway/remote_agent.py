@@ -30,6 +30,7 @@ from agent.events import (
     decode_event,
     encode_event,
 )
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +104,7 @@ class RemoteSession:
                 await self._ws.close()
             except (OSError, WebSocketException):
                 pass
-        if self._reader is not None and self._reader is not asyncio.current_task():
-            self._reader.cancel()
-            try:
-                await self._reader
-            except (asyncio.CancelledError, Exception):
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(self._reader)
         self._complete.set()
 
     async def wait_until_complete(self) -> None:

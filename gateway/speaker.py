@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from gateway.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 _EMPTY = np.zeros(0, dtype=np.int16)
@@ -63,14 +65,7 @@ class Speaker:
         """Drop queued items and stop the current synthesis."""
         self._queue = asyncio.Queue()
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await cancel_and_wait(task)
         self._active = False
         self._idle.set()
 
