@@ -3,7 +3,6 @@
 set -euo pipefail
 declare -A pkg_for=(
   [espeak-ng]=espeak-ng
-  [sox]=sox
   [sipp]=sip-tester
   [baresip]=baresip
   [kamailio]=kamailio
