@@ -32,16 +32,11 @@ class Speaker:
         self._queue: asyncio.Queue[tuple[str, str | np.ndarray, bool]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._active = False
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     @property
     def busy(self) -> bool:
         """True while anything is queued or being synthesized."""
         return self._active or not self._queue.empty()
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
 
     def say(self, utterance_id: str, text: str, last: bool = True) -> None:
         """Speak `text` as part of an utterance; `last` closes the utterance."""
@@ -52,7 +47,6 @@ class Speaker:
         self._put(utterance_id, pcm, last)
 
     def _put(self, utterance_id: str, item: str | np.ndarray, last: bool) -> None:
-        self._idle.clear()
         self._queue.put_nowait((utterance_id, item, last))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"speaker:{self._call_id}")
@@ -67,7 +61,6 @@ class Speaker:
         task, self._task = self._task, None
         await cancel_and_wait(task)
         self._active = False
-        self._idle.set()
 
     close = cancel
 
@@ -90,7 +83,6 @@ class Speaker:
                 log.exception("call %s: speech synthesis failed for %r", self._call_id, item)
             finally:
                 self._active = False
-        self._idle.set()
         self._on_audio()  # wake the ticker: a pending hang-up may now run
 
     async def _speak(self, utterance_id: str, text: str) -> None:

@@ -105,20 +105,18 @@ class _ReplayTransport:
     def __init__(self) -> None:
         self.tick = 0
         self.out: dict[int, np.ndarray] = {}
-        self.hung_up = False
-        self.clears = 0
 
     async def send_audio(self, frame: np.ndarray) -> None:
         self.out[self.tick] = frame
 
     async def clear_audio(self) -> None:
-        self.clears += 1
+        return None  # nothing is buffered past the loop in a replay
 
     async def hangup(self) -> None:
-        self.hung_up = True
+        return None  # the call closes itself; the replay stops when it has
 
     async def transfer(self, target: str) -> None:
-        self.hung_up = True
+        return None
 
     async def send_event(self, event: SDKEvent) -> None:
         return None

@@ -47,7 +47,7 @@ class MediaStreamTransport:
         self.edge: AudioEdge | None = None
         self.call: Call | None = None
         self._frames = 0
-        self._marks = bool(getattr(protocol, "supports_marks", False))
+        self.marks = bool(getattr(protocol, "supports_marks", False))
 
     async def _send(self, cmd: Command) -> None:
         if self.ws.closed:
@@ -65,7 +65,7 @@ class MediaStreamTransport:
         if payload:
             await self._send(SendAudio(payload))
         self._frames += 1
-        if self._marks and self.call is not None and self._frames % MARK_EVERY_FRAMES == 0:
+        if self.marks and self.call is not None and self._frames % MARK_EVERY_FRAMES == 0:
             await self.mark()
 
     async def mark(self) -> None:
@@ -163,7 +163,7 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
                     context, init = call_context(ev, provider)
                     call = await app.open_call(transport, context=context, init_event=init,
                                                call_id=ev.call_id or None,
-                                               far_end_confirms=transport._marks)
+                                               far_end_confirms=transport.marks)
                     transport.call = call
                 elif isinstance(ev, DtmfIn) and call is not None:
                     await call.dtmf(ev.digit)
