@@ -55,6 +55,7 @@ FRAME_S = FRAME_MS / 1000
 PREROLL_FRAMES = 15
 BARGE_IN_PREROLL_FRAMES = 25
 CONFIRM_TIMEOUT_S = 1.5
+_NO_AUDIO = np.zeros(0, dtype=np.int16)
 
 
 class Transport(Protocol):
@@ -143,6 +144,8 @@ class Call:
         self.interrupts: list[float] = []
         self._stall_t: float | None = None
         self._hangup_task: asyncio.Task[None] | None = None
+        self._agent_audio_rs: dict[int, StreamResampler] = {}
+        self._audio_uid: str | None = None  # utterance built from agent.audio chunks
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -262,10 +265,17 @@ class Call:
         for item in heard:
             await self._heard(item.utterance_id, item.text)
 
+    def _close_audio(self) -> None:
+        """End the utterance that streamed `agent.audio` chunks are building, if any."""
+        if self._audio_uid is not None:
+            self.speaker.play(self._audio_uid, _NO_AUDIO, last=True)
+            self._audio_uid = None
+
     def _silence(self) -> list[Any]:
         """Flush playout and forget the response being spoken; returns what was heard."""
         self._discard_response = self._response_id is not None
         self._response_id = None
+        self._audio_uid = None
         self.gatherer = SentenceGatherer()
         self.speaker.drop_queued()
         heard = self.playout.flush()
@@ -292,6 +302,8 @@ class Call:
         if etype.startswith("agent."):
             self._mark(etype, **_brief(event))
             await self._show(event)
+            if etype != "agent.audio":
+                self._close_audio()
         if etype == "agent.speak":
             self.speaker.say(self._new_utterance(), event.text)  # type: ignore[attr-defined]
         elif etype == "agent.llm.response.start":
@@ -315,8 +327,16 @@ class Call:
             pcm = np.frombuffer(event.pcm, dtype="<i2")  # type: ignore[attr-defined]
             rate = event.sample_rate  # type: ignore[attr-defined]
             if rate != SAMPLE_RATE:
-                pcm = StreamResampler(rate, SAMPLE_RATE).process(pcm)
-            self.speaker.play(self._new_utterance(), pcm)
+                # one stateful resampler per rate for the whole call: a fresh one per
+                # chunk would drop each chunk's filter tail and click at every boundary
+                rs = self._agent_audio_rs.get(rate)
+                if rs is None:
+                    rs = self._agent_audio_rs[rate] = StreamResampler(rate, SAMPLE_RATE)
+                pcm = rs.process(pcm)
+            # consecutive agent.audio events are one utterance: no padding between chunks
+            if self._audio_uid is None:
+                self._audio_uid = self._new_utterance()
+            self.speaker.play(self._audio_uid, pcm, last=False)
         elif etype == "agent.control.interrupt":
             await self._stop_output()
             await self.transport.clear_audio()
@@ -364,8 +384,10 @@ class Call:
                 await self.transport.send_audio(frame)
             except Exception:
                 log.exception("call %s: transport could not send audio", self.call_id)
-        elif self.settings.far_end_confirms and self.playout.queued_ms == 0 and not self.speaker.busy:
-            self._confirm_if_stalled()
+        elif not self.speaker.busy:
+            self._close_audio()  # the node's audio stream ran dry: finish its utterance
+            if self.settings.far_end_confirms and self.playout.queued_ms == 0:
+                self._confirm_if_stalled()
         for utterance_id in self.playout.drain_finished():
             await self._heard(utterance_id, self.playout.heard_text(utterance_id))
 

@@ -111,3 +111,33 @@ async def test_one_llm_request_per_turn_and_reply_as_audio():
     reply_ms = next(e["t_ms"] for e in r.events if e["type"] == "agent.llm.response.chunk")
     played_after = r.played[int(reply_ms // FRAME_MS):].sum() * FRAME_MS
     assert played_after >= 800
+
+
+async def test_agent_audio_in_chunks_plays_without_gaps():
+    """A node streaming its own 24 kHz audio in chunks: the loop resamples it with one
+    stateful resampler, so chunk boundaries neither drop samples nor click."""
+    from agent.events import SDKAgentAudioEvent
+    from agent.nodes import OutputAgentNode
+
+    t = np.arange(24000) / 24000  # one second of a 440 Hz tone at 24 kHz
+    tone = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2")
+
+    class Streamer(OutputAgentNode):
+        async def on_event(self, event):
+            if event.type == "system.user.joined":
+                for i in range(0, len(tone), 2400):  # ten 100 ms chunks
+                    await self.send_event(SDKAgentAudioEvent(pcm=tone[i : i + 2400].tobytes(),
+                                                             sample_rate=24000))
+
+    async def setup(session):
+        session.add_node(Streamer("streamer"))
+        await session.start()
+        await session.wait_until_complete()
+
+    r = await replay_async(np.zeros(2 * SAMPLE_RATE, dtype=np.int16), app=setup)
+    played = r.agent[r.played.repeat(FRAME_MS * SAMPLE_RATE // 1000)].astype(np.int64)
+    loud = np.flatnonzero(np.abs(played) > 500)
+    body = played[loud[0] : loud[-1]]
+    assert abs(len(body) - SAMPLE_RATE) < 80  # the whole second, within 5 ms
+    # a 440 Hz tone of amplitude 8000 moves at most ~1400 per sample at 16 kHz
+    assert np.abs(np.diff(body)).max() < 2000
