@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,6 +43,7 @@ from media.playout import PlayoutBuffer
 from media.recording import CallRecorder
 from media.resample import StreamResampler
 from media.sentences import SentenceGatherer
+from media.stt import AsyncEndOfTurn, Transcript
 from media.turn import TurnDetector
 from media.vad import Vad, VadConfig
 
@@ -146,6 +148,7 @@ class Call:
         self._hangup_task: asyncio.Task[None] | None = None
         self._agent_audio_rs: dict[int, StreamResampler] = {}
         self._audio_uid: str | None = None  # utterance built from agent.audio chunks
+        self._turn_task: asyncio.Task[None] | None = None  # awaiting a network transcript
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -164,6 +167,7 @@ class Call:
         self._mark("call.end", reason=reason)
         await self.speaker.close()
         await cancel_and_wait(self._ticker)
+        await cancel_and_wait(self._turn_task)
         self.stt.close()
         try:
             await self.session.close(reason)
@@ -224,7 +228,30 @@ class Call:
         await self._deliver(SDKSystemUserStartedSpeakingEvent())
 
     async def _end_of_turn(self) -> None:
-        result = self.stt.end_of_turn()
+        if isinstance(self.stt, AsyncEndOfTurn):
+            # A network engine: the turn closes now, its transcript arrives later; caller
+            # frames keep flowing meanwhile, and turns are reported in order.
+            pending = self.stt.end_of_turn_async()
+            previous = self._turn_task
+            self._turn_task = asyncio.create_task(self._await_turn(previous, pending),
+                                                  name=f"turn:{self.call_id}")
+            return
+        await self._turn_result(self.stt.end_of_turn())
+
+    async def _await_turn(self, previous: asyncio.Task[None] | None,
+                          pending: Awaitable[Transcript | None]) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        try:
+            result = await pending
+        except Exception:
+            log.exception("call %s: speech recogniser failed at the end of a turn",
+                          self.call_id)
+            result = None
+        if not self.closed:
+            await self._turn_result(result)
+
+    async def _turn_result(self, result: Transcript | None) -> None:
         text = (getattr(result, "text", "") or "").strip()
         self._mark("turn.end", text=text)
         if not text:

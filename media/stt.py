@@ -14,13 +14,16 @@ for a local C engine (pocketsphinx decodes in about 1-2% of real time). A cloud 
 pair (started in `new_stream`, not per frame), `feed` only enqueues the frame and returns
 the transcripts received so far, and `end_of_turn` returns what the service has finalised.
 Cloud services finalise during the trailing silence that the turn detector waits for
-anyway. Where an engine must wait for its final result, it may also offer
-`async end_of_turn_async()`; the loop then uses `await finish_turn(stream)`, which prefers
-it and falls back to the synchronous call.
+anyway. Where an engine must wait for its final result, it offers `end_of_turn_async()`
+instead: called synchronously, it closes the turn at once (frames fed afterwards belong
+to the next turn) and returns an awaitable of the final transcript. The voice loop awaits
+it in a task of its own, so caller frames (VAD, barge-in) keep flowing meanwhile;
+`finish_turn(stream)` prefers it and falls back to the synchronous call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -68,9 +71,11 @@ class SttEngine(Protocol):
 
 @runtime_checkable
 class AsyncEndOfTurn(Protocol):
-    """Optional, for engines that must wait (network) for the final result of a turn."""
+    """Optional, for engines that must wait (network) for the final result of a turn.
 
-    async def end_of_turn_async(self) -> Transcript | None: ...
+    The call itself ends the turn synchronously; the result arrives through the awaitable."""
+
+    def end_of_turn_async(self) -> Awaitable[Transcript | None]: ...
 
 
 async def finish_turn(stream: SttStream) -> Transcript | None:
