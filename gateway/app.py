@@ -65,14 +65,31 @@ class AtomsApp:
 
     # -- start-up ------------------------------------------------------------------------
     def load_engines(self) -> None:
-        """Create and check the speech engines; a missing engine fails here, not mid-call."""
-        from media.stt_pocketsphinx import PocketSphinxSTT
+        """Create and check the speech engines; a missing engine (or key) fails here, not
+        mid-call. `stt` picks the recogniser: "pocketsphinx" (offline) or "deepgram"."""
         from media.tts_cache import CachedTTS
         from media.tts_espeak import EspeakTTS
 
         if self.stt is None:
-            self.stt = PocketSphinxSTT(phrases=self.settings.stt_phrases,
-                                       pool_size=self.settings.stt_pool)
+            kind = (self.settings.stt or "pocketsphinx").strip().lower()
+            if kind == "deepgram":
+                from media.stt_deepgram import DEEPGRAM_URL, DeepgramSTT
+
+                stt = DeepgramSTT(api_key=self.settings.deepgram_api_key,
+                                  url=self.settings.stt_url or DEEPGRAM_URL,
+                                  model=self.settings.stt_model or "nova-3",
+                                  language=self.settings.stt_language)
+                stt.check()
+                self.on_stop(stt.aclose)
+                self.stt = stt
+            elif kind == "pocketsphinx":
+                from media.stt_pocketsphinx import PocketSphinxSTT
+
+                self.stt = PocketSphinxSTT(phrases=self.settings.stt_phrases,
+                                           pool_size=self.settings.stt_pool)
+            else:
+                raise RuntimeError(f"unknown speech recogniser stt={self.settings.stt!r}: "
+                                   "use 'pocketsphinx' or 'deepgram'")
         if self.tts is None:
             self.tts = CachedTTS(EspeakTTS(voice=self.settings.tts_voice))
             self.tts.check()
@@ -167,7 +184,8 @@ class AtomsApp:
             log.info("shutting down")
             await self.stop()
 
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(main())
 
     # -- calls -----------------------------------------------------------------------------
     async def open_call(
@@ -252,3 +270,13 @@ class AtomsApp:
             return web.json_response({"ready": True})
         reason = "draining" if self.draining else self.ready_reason
         return web.json_response({"ready": False, "reason": reason}, status=503)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (Linux, macOS): its C event loop and socket I/O cost
+    measurably less per media frame; the standard loop elsewhere."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

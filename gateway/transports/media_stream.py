@@ -5,6 +5,7 @@ sans-I/O protocol objects of `gateway.protocols`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from agent.events import SDKEvent, SDKSystemInitEvent
 from gateway.app import CallRefused
 from gateway.audio_edge import AudioEdge
 from gateway.call import Call
+from gateway.idle import IdleTimer
 from gateway.protocols.common import (
     AudioIn,
     CallEnded,
@@ -134,15 +136,21 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
     transport = MediaStreamTransport(ws, protocol)
     call: Call | None = None
     reason = "caller hung up"
+    idle_closing: list[asyncio.Task[Any]] = []
+
+    def on_idle() -> None:
+        log.warning("%s: no message for %.0f s; closing", _cid(call, provider),
+                    app.settings.idle_timeout)
+        idle_closing.append(asyncio.ensure_future(
+            ws.close(code=WSCloseCode.GOING_AWAY, message=b"idle timeout")))
+
+    idle = IdleTimer(app.settings.idle_timeout, on_idle)
     try:
         while True:
-            try:
-                msg = await ws.receive(timeout=app.settings.idle_timeout)
-            except TimeoutError:
+            msg = await ws.receive()
+            idle.touch()
+            if idle_closing:
                 reason = "idle timeout"
-                log.warning("%s: no message for %.0f s; closing", _cid(call, provider),
-                            app.settings.idle_timeout)
-                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"idle timeout")
                 break
             if msg.type == WSMsgType.TEXT:
                 events = protocol.receive_text(msg.data)
@@ -184,8 +192,11 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
         log.warning("%s: call refused: %s", provider, exc)
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(exc).encode())
     finally:
+        idle.cancel()
         if call is not None:
             await app.end_call(call, reason)
+        for task in idle_closing:
+            await task
         if not ws.closed:
             await ws.close()
     return ws

@@ -6,6 +6,7 @@ protocol instead (`gateway.transports.atoms_ws`).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from agent.events import SDKEvent, SDKSystemInitEvent, encode_event
 from gateway.app import CallRefused
 from gateway.audio_edge import AudioEdge
 from gateway.call import Call
+from gateway.idle import IdleTimer
 from gateway.protocols.common import ProtocolError
 from gateway.protocols.webclient import (
     AtomsInit,
@@ -89,15 +91,23 @@ async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamRes
     transport: WebClientTransport | None = None
     call: Call | None = None
     reason = "client hung up"
+    idle_closing: list[asyncio.Task[None]] = []
+
+    async def close_idle(why: str, timeout: float) -> None:
+        await send_error(ws, f"{why} after {timeout:.0f} s", binary=False)
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=why.encode())
+
+    def on_idle() -> None:
+        why = "idle timeout" if protocol.started else "no first message"
+        idle_closing.append(asyncio.ensure_future(close_idle(why, idle.timeout)))
+
+    idle = IdleTimer(FIRST_MESSAGE_TIMEOUT, on_idle)
     try:
         while True:
-            timeout = app.settings.idle_timeout if protocol.started else FIRST_MESSAGE_TIMEOUT
-            try:
-                msg = await ws.receive(timeout=timeout)
-            except TimeoutError:
+            msg = await ws.receive()
+            idle.touch()
+            if idle_closing:
                 reason = "idle timeout" if protocol.started else "no first message"
-                await send_error(ws, f"{reason} after {timeout:.0f} s", binary=False)
-                await ws.close(code=WSCloseCode.GOING_AWAY, message=reason.encode())
                 break
             if msg.type == WSMsgType.TEXT:
                 items = protocol.receive_text(msg.data)
@@ -114,9 +124,11 @@ async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamRes
                 elif isinstance(item, WebStart):
                     transport = WebClientTransport(ws, item.sample_rate)
                     call = await _open(app, transport, item.context)
+                    idle.set_timeout(app.settings.idle_timeout)
                     await ws.send_str(f'{{"type":"started","call_id":"{call.call_id}",'
                                       f'"sample_rate":{item.sample_rate}}}')
                 elif isinstance(item, AtomsInit):
+                    idle.cancel()
                     return await serve_atoms_protocol(app, ws, item.init)
                 elif call is None:
                     continue
@@ -140,8 +152,11 @@ async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamRes
         reason = f"refused: {exc}"
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(exc).encode())
     finally:
+        idle.cancel()
         if call is not None:
             await app.end_call(call, reason)
+        for task in idle_closing:
+            await task
         if not ws.closed:
             await ws.close()
     return ws
