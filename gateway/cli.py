@@ -56,11 +56,17 @@ def _serve(args: argparse.Namespace) -> None:
         "sip_user": args.sip_user,
         "sip_password": args.sip_password,
         "sip_ring_ms": args.sip_ring_ms,
+        "stt": args.stt,
+        "stt_url": args.stt_url,
     }
     if args.rtp_ports:
         low, _, high = args.rtp_ports.partition("-")
         settings["rtp_port_min"], settings["rtp_port_max"] = int(low), int(high or low)
     app = AtomsApp(setup_handler=handler, **{k: v for k, v in settings.items() if v is not None})
+    try:
+        app.load_engines()  # a missing engine or key stops here with its message
+    except RuntimeError as exc:
+        raise SystemExit(f"atoms-gateway serve: {exc}") from None
     app.run(args.host, args.port)
 
 
@@ -112,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--sip-password", default=None, help="digest auth password")
     serve.add_argument("--sip-ring-ms", type=int, default=None,
                        help="send 180 Ringing and wait this long before answering")
+    serve.add_argument("--stt", default=None, choices=["pocketsphinx", "deepgram"],
+                       help="speech recogniser (deepgram needs DEEPGRAM_API_KEY)")
+    serve.add_argument("--stt-url", default=None,
+                       help="Deepgram endpoint, e.g. ws://127.0.0.1:8765/v1/listen")
     serve.set_defaults(func=_serve)
 
     rep = sub.add_parser("replay", help="run a recorded call through the voice loop")

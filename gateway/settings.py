@@ -23,6 +23,11 @@ class Settings:
     ws_token: str | None = None  # bearer token for /ws and /webrtc
     twilio_auth_token: str | None = None
     audiosocket_port: int | None = None
+    stt: str = "pocketsphinx"  # speech recogniser: "pocketsphinx" (offline) or "deepgram"
+    stt_url: str | None = None  # Deepgram endpoint override (e.g. a local test server)
+    stt_model: str | None = None  # Deepgram model; None: nova-3
+    stt_language: str = "en"  # Deepgram language
+    deepgram_api_key: str | None = None  # default: DEEPGRAM_API_KEY
     stt_phrases: list[str] | None = None  # offline recogniser grammar; None: open vocabulary
     stt_pool: int = 4  # recognisers made at start-up: callers that may speak at the same time
     tts_voice: str = "en-us"

@@ -1,0 +1,92 @@
+"""The real command line with the cloud recogniser: `atoms-gateway serve` in a subprocess with
+ATOMS_STT=deepgram and ATOMS_STT_URL pointing at a local server that speaks Deepgram's live
+protocol (pocketsphinx with the demo phrases behind it). A Twilio caller waits out the
+greeting, asks "what time is it" and hears the demo agent tell the time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from tests.deepgram_server import DeepgramServer
+from tests.e2e.clients import TwilioClient
+from tests.e2e.harness import HOST, demo_phrases, rms_dbfs, utterance
+from tests.e2e.test_cli import CLI, ROOT, free_port, wait_ready
+
+QUESTION = "what time is it"
+
+
+async def wait_quiet(client: TwilioClient, quiet: float = 2.5, timeout: float = 40.0) -> None:
+    """Until agent audio has arrived and then stopped for `quiet` seconds (the gateway
+    paces its audio in real time, so a pause this long means the utterance is over).
+
+    Why 2.5 s: the last few frames of an utterance get no Twilio mark, so the gateway
+    holds the agent as "playing" for another 1.5 s (CONFIRM_TIMEOUT_S); speech that starts
+    then, without being a barge-in, is lost as a turn (with either recogniser)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        seen = len(client.agent_frames)
+        await asyncio.sleep(quiet)
+        if seen and len(client.agent_frames) == seen:
+            return
+    raise AssertionError(f"agent audio did not pause within {timeout} s")
+
+
+@pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
+async def test_twilio_caller_is_understood_through_the_deepgram_protocol(tmp_path):
+    port = free_port()
+    log = tmp_path / "serve.log"
+    record_dir = tmp_path / "calls"
+    async with DeepgramServer(phrases=demo_phrases()) as dg:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ATOMS_STT": "deepgram",
+               "ATOMS_STT_URL": dg.url, "DEEPGRAM_API_KEY": dg.api_key}
+        with open(log, "wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                str(CLI), "serve", "--host", HOST, "--port", str(port),
+                "--record-dir", str(record_dir), cwd=ROOT, stdout=out,
+                stderr=asyncio.subprocess.STDOUT, env=env)
+        try:
+            await wait_ready(f"http://{HOST}:{port}/ready", proc)
+            client = TwilioClient(HOST, port)
+            await client.connect()
+            await client.start()
+            client.start_mic()
+            await wait_quiet(client)  # the whole greeting
+            assert not dg.connections  # a silent caller opens no recogniser socket
+            t_spoken = await client.say(utterance(QUESTION, client.rate))
+            await dg.wait_for(lambda: any(c.finals for c in dg.connections), timeout=10)
+            await client.wait_audio(1.0, after=t_spoken, timeout=15)
+            reply = np.concatenate([f.pcm for f in client.agent_frames if f.t >= t_spoken])
+            await client.hangup_and_wait()
+            await client.close()
+            assert not client.problems
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), 20)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    text = log.read_text(errors="replace")
+    assert code == 0, f"exit code {code}\n{text[-2000:]}"
+    assert "Traceback" not in text, text[-2000:]
+
+    [conn] = dg.connections  # one utterance, one socket
+    assert conn.authorization == f"Token {dg.api_key}"
+    assert (conn.param("encoding"), conn.param("sample_rate")) == ("linear16", "16000")
+    assert conn.controls == ["Finalize", "CloseStream"]
+    assert [f["channel"]["alternatives"][0]["transcript"] for f in conn.finals] == [
+        "What time is it."]
+
+    [timeline] = record_dir.glob("*.json")
+    events = json.loads(timeline.read_text())["events"]
+    assert [e["text"] for e in events if e["type"] == "turn.end"] == ["What time is it."]
+    said = "".join(e.get("text", "") for e in events
+                   if e["type"] == "agent.llm.response.chunk")
+    assert said.startswith("It is "), said
+    assert rms_dbfs(reply) > -35  # the reply reached the caller as audio
