@@ -90,3 +90,17 @@ async def test_twilio_caller_is_understood_through_the_deepgram_protocol(tmp_pat
                    if e["type"] == "agent.llm.response.chunk")
     assert said.startswith("It is "), said
     assert rms_dbfs(reply) > -35  # the reply reached the caller as audio
+
+
+@pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
+async def test_serve_without_a_deepgram_key_stops_at_start_up():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DEEPGRAM_API_KEY", "ATOMS_DEEPGRAM_API_KEY", "ATOMS_STT_URL")}
+    proc = await asyncio.create_subprocess_exec(
+        str(CLI), "serve", "--stt", "deepgram", "--host", HOST, "--port", str(free_port()),
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert err.decode().strip().endswith(
+        "needs an API key: set DEEPGRAM_API_KEY (or ATOMS_DEEPGRAM_API_KEY), or pass api_key=")
+    assert b"Traceback" not in out + err
