@@ -30,6 +30,10 @@ Printed per N:
   shows how much longer than real time the warm-up took, per call.
 Then the largest N whose p99 lag is within 50 ms of the N=1 figure.
 
+`--stt deepgram` makes the gateway stream caller speech to tests/deepgram_server.py (a local
+server speaking Deepgram's live protocol, answering the script's question) on core 1, as a
+deployment with a cloud recogniser does; the default runs pocketsphinx on the gateway's core.
+
 `--profile N` also runs one round of N calls while `py-spy` samples the server, and prints
 where its time goes (needs `.venv/bin/pip install py-spy`).
 """
@@ -64,6 +68,8 @@ with warnings.catch_warnings():
     import audioop
 
 FRAME_S = 0.020
+QUESTION = "what time is it"
+SHOW_SERVER_LOG = False  # --server-log
 STAGGER_S = 5.0  # call starts spread over this long, so callers do not all talk at once
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -88,7 +94,7 @@ class Script:
 
 def make_scripts() -> tuple[Script, Script]:
     """The measured call, and the warm-up call (the question once, at the same moment)."""
-    question = trim_silence(speech("what time is it", rate=8000))
+    question = trim_silence(speech(QUESTION, rate=8000))
     silence = mulaw_frames(np.zeros(160, dtype=np.int16))[0]
     q = mulaw_frames(question)
     frames: list[str] = []
@@ -233,12 +239,35 @@ def proc_rss(pid: int) -> int:
         return int(fh.read().split()[1]) * PAGE
 
 
-async def start_server(port: int) -> asyncio.subprocess.Process:
+async def start_stt_server() -> tuple[asyncio.subprocess.Process, str]:
+    """The local Deepgram-protocol server (tests/deepgram_server.py) on the load generator's
+    core, answering every utterance with the script's question: recognition cost stays off
+    the gateway's core, as with a cloud recogniser."""
+    port = free_port()
+    cmd = [str(ROOT / ".venv/bin/python"), "-m", "tests.deepgram_server", "--port", str(port),
+           "--fixed-transcript", QUESTION]
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", "1", *cmd]
+    proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    if b"listening" not in line:
+        raise SystemExit(f"deepgram test server did not start: {line!r}")
+    return proc, f"ws://127.0.0.1:{port}/v1/listen"
+
+
+async def start_server(port: int, stt_url: str | None = None) -> asyncio.subprocess.Process:
     cmd = [str(ROOT / ".venv/bin/python"), "-m", "gateway.cli", "--log-level", "WARNING", "serve", "--host", "127.0.0.1",
             "--port", str(port), "--max-calls", "5000"]
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
-    proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT,
+    env = dict(os.environ)
+    if stt_url:
+        from tests.deepgram_server import API_KEY
+
+        env.update(ATOMS_STT="deepgram", ATOMS_STT_URL=stt_url, DEEPGRAM_API_KEY=API_KEY)
+    proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, env=env,
                                                 stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.PIPE)
     async with aiohttp.ClientSession() as http:
@@ -339,9 +368,9 @@ async def drive(http: aiohttp.ClientSession, url: str, script: Script, n: int, p
 
 
 async def run_round(n: int, script: Script, warm: Script,
-                    profile_to: str | None = None) -> Round:
+                    profile_to: str | None = None, stt_url: str | None = None) -> Round:
     port = free_port()
-    proc = await start_server(port)
+    proc = await start_server(port, stt_url)
     url = f"ws://127.0.0.1:{port}/twilio/stream"
     rss_idle = proc_rss(proc.pid)
     stagger = min(STAGGER_S, n * 0.05)
@@ -366,7 +395,9 @@ async def run_round(n: int, script: Script, warm: Script,
         cpu1, gen1 = proc_cpu_s(proc.pid), time.process_time()
         if spy is not None:
             await spy.wait()
-    await stop_server(proc)
+    err = await stop_server(proc)
+    if err.strip() and SHOW_SERVER_LOG:
+        print(f"server log (N={n}):\n{err[-3000:]}")
     calls = d.calls
     call_s = sum(max(0.0, c.stats.ended - c.stats.started) for c in calls)
     lags = [lag for c in calls for lag in c.stats.lags]
@@ -415,7 +446,15 @@ async def main() -> None:
     parser.add_argument("--ns", default="1,25,50,100,200")
     parser.add_argument("--profile", type=int, default=None,
                         help="also profile one round of this many calls")
+    parser.add_argument("--stt", choices=["pocketsphinx", "deepgram"], default="pocketsphinx",
+                        help="deepgram: the gateway streams caller speech to a local server "
+                             "speaking Deepgram's protocol (on core 1), as with a cloud "
+                             "recogniser; pocketsphinx: recognition on the gateway's core")
+    parser.add_argument("--server-log", action="store_true",
+                        help="print the server's warnings after each round")
     args = parser.parse_args()
+    global SHOW_SERVER_LOG
+    SHOW_SERVER_LOG = args.server_log
     try:
         os.sched_setaffinity(0, {1})
     except (OSError, AttributeError):
@@ -428,8 +467,9 @@ async def main() -> None:
               f"{'gaps':>5} {'errors':>6} {'no reply':>8} {'no clear':>8} {'gen late':>8} {'gen CPU':>7} {'setup':>7} {'srv CPU':>7}")
     print(header)
     rounds: list[Round] = []
+    stt_proc, stt_url = await start_stt_server() if args.stt == "deepgram" else (None, None)
     for n in ns:
-        r = await run_round(n, script, warm)
+        r = await run_round(n, script, warm, stt_url=stt_url)
         rounds.append(r)
         print(f"{r.n:>5} {r.cpu_ms_per_call_s:>14.1f} {r.lag_p50_ms:>6.0f}ms {r.lag_p99_ms:>6.0f}ms"
               f" {r.rss_per_call_mb:>7.2f}MB {r.gaps:>5} {r.errors:>6} {r.missing_replies:>8} {r.no_clear:>8}"
@@ -445,10 +485,13 @@ async def main() -> None:
             raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
         with tempfile.TemporaryDirectory() as tmp:
             path = f"{tmp}/server.txt"
-            r = await run_round(args.profile, script, warm, profile_to=path)
+            r = await run_round(args.profile, script, warm, profile_to=path, stt_url=stt_url)
             print(f"\nprofile of the server (py-spy, 200 Hz) during the round of "
                   f"N={args.profile} (p99 {r.lag_p99_ms:.0f} ms while sampled):")
             print_profile(path)
+    if stt_proc is not None:
+        stt_proc.terminate()
+        await stt_proc.wait()
 
 
 if __name__ == "__main__":
