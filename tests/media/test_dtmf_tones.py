@@ -1,0 +1,67 @@
+"""In-band DTMF: each key's tone holds exactly its two Q.23 frequencies, at the documented
+levels, followed by silence; a Goertzel filter per keypad frequency decides."""
+
+import numpy as np
+import pytest
+
+from media.codecs import WireFormat
+from media.dtmf_tones import DTMF_KEYS, HIGH_DBFS, LOW_DBFS, dtmf_frequencies, dtmf_tones
+from media.frames import SAMPLE_RATE
+
+FREQS = (697, 770, 852, 941, 1209, 1336, 1477, 1633)
+TONE = SAMPLE_RATE // 10  # 100 ms
+
+
+def goertzel_amplitude(x: np.ndarray, freq: float, rate: int = SAMPLE_RATE) -> float:
+    """Amplitude of the `freq` component of `x` (Goertzel, Hann-windowed)."""
+    w = x.astype(np.float64) * np.hanning(len(x))
+    coeff = 2 * np.cos(2 * np.pi * freq / rate)
+    s1 = s2 = 0.0
+    for v in w:
+        s1, s2 = v + coeff * s1 - s2, s1
+    power = s1 * s1 + s2 * s2 - coeff * s1 * s2
+    return 2 * np.sqrt(max(power, 0.0)) / np.sum(np.hanning(len(x)))
+
+
+def detect(x: np.ndarray) -> tuple[list[int], np.ndarray]:
+    amps = np.array([goertzel_amplitude(x, f) for f in FREQS])
+    return sorted(FREQS[i] for i in np.argsort(amps)[-2:]), amps
+
+
+@pytest.mark.parametrize("key", list(DTMF_KEYS))
+def test_each_key_is_exactly_its_two_tones(key):
+    pcm = dtmf_tones(key)
+    assert pcm.dtype == np.int16 and len(pcm) == 2 * TONE
+    found, amps = detect(pcm[:TONE])
+    assert found == sorted(dtmf_frequencies(key))
+    peaks = np.sort(amps)
+    assert 20 * np.log10(peaks[-2] / peaks[-3]) > 30  # the other six are far below
+    low, high = dtmf_frequencies(key)
+    level = {f: 20 * np.log10(a / 32767) for f, a in zip(FREQS, amps, strict=True)}
+    # Goertzel over the whole tone includes the 5 ms ramps: within 1 dB of nominal
+    assert abs(level[low] - LOW_DBFS) < 1.0
+    assert abs(level[high] - HIGH_DBFS) < 1.0
+    assert not pcm[TONE:].any()  # then 100 ms of silence
+
+
+def test_digits_in_order_and_through_g711():
+    digits = "1#9*0D"
+    pcm = dtmf_tones(digits)
+    pcmu = WireFormat("pcmu", 16000)
+    wire = pcmu.decode(pcmu.encode(pcm))
+    for signal in (pcm, wire):
+        got = []
+        for i in range(len(digits)):
+            found, _ = detect(signal[i * 2 * TONE : i * 2 * TONE + TONE])
+            got.append(next(k for k in DTMF_KEYS if sorted(dtmf_frequencies(k)) == found))
+        assert "".join(got) == digits
+    assert np.abs(pcm.astype(np.int32)).max() < 32767 * 10 ** (-2.5 / 20)  # no clipping
+
+
+def test_lowercase_accepted_and_bad_keys_rejected():
+    assert np.array_equal(dtmf_tones("a"), dtmf_tones("A"))
+    with pytest.raises(ValueError, match="'x'"):
+        dtmf_tones("12x")
+    with pytest.raises(ValueError):
+        dtmf_frequencies("12")
+    assert len(dtmf_tones("")) == 0
