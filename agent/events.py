@@ -18,7 +18,15 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+)
 
 _REGISTRY: dict[str, type[SDKEvent]] = {}
 _BY_KEY: dict[str, str] = {}
@@ -104,6 +112,7 @@ class EventType(StrEnum):
     AGENT_CONTROL_UNMUTE_USER = "agent.control.unmute_user"
     AGENT_END_CALL = "agent.end_call"
     AGENT_TRANSFER_CONVERSATION = "agent.transfer_call"
+    AGENT_SEND_DTMF = "agent.send_dtmf"
 
 
 class ConversationType(StrEnum):
@@ -280,6 +289,31 @@ class SDKAgentTransferConversationEvent(SDKAgentEvent, type="agent.transfer_call
     on_hold_music: Literal["ringtone", "relaxing_sound", "uplifting_beats", "none"] | None = None
 
 
+DTMF_KEYS = "0123456789*#ABCD"
+
+
+class SDKAgentSendDtmfEvent(SDKAgentEvent, type="agent.send_dtmf"):
+    """Press keys towards the caller's side, say to navigate a remote IVR: `digits` is a
+    string of 0-9 * # A-D (lower-case a-d accepted), pressed in order. SIP calls that
+    negotiated telephone-event send RFC 4733 events; every other call hears DTMF tones
+    after the audio already queued.
+
+    Our extension: the published smallestai SDK has no event for sending DTMF.
+    """
+
+    digits: str
+
+    @field_validator("digits")
+    @classmethod
+    def _keys_only(cls, value: str) -> str:
+        if not value:
+            raise ValueError("no digits to send")
+        bad = "".join(dict.fromkeys(c for c in value if c.upper() not in DTMF_KEYS))
+        if bad:
+            raise ValueError(f"not DTMF keys: {bad!r} (keys are 0-9 * # A-D)")
+        return value.upper()
+
+
 # Short names for the common events.
 SystemInit = SDKSystemInitEvent
 UserJoined = SDKSystemUserJoinedEvent
@@ -296,6 +330,7 @@ AgentAudio = SDKAgentAudioEvent
 AgentError = SDKAgentErrorEvent
 EndCall = SDKAgentEndCallEvent
 TransferCall = SDKAgentTransferConversationEvent
+SendDtmf = SDKAgentSendDtmfEvent
 
 
 def event_class(name: str) -> type[SDKEvent]:
