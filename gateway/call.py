@@ -207,6 +207,10 @@ class Call:
                 return
         elif vad == "start" and not self.user_speaking:
             await self._user_started()
+        elif self.vad.speaking and not self.user_speaking:
+            # speech that began while the agent talked without interrupting it (not
+            # interruptible, or its last frames not yet confirmed played): up to 500 ms of it
+            await self._user_started(BARGE_IN_PREROLL_FRAMES)
 
         if self.user_speaking:
             for partial in self.stt.feed(frame) or ():

@@ -67,7 +67,11 @@ class MediaStreamTransport:
         if payload:
             await self._send(SendAudio(payload))
         self._frames += 1
-        if self.marks and self.call is not None and self._frames % MARK_EVERY_FRAMES == 0:
+        # a mark every 100 ms, and one after the last frame queued: without it the end of
+        # an utterance is confirmed only by the loop's timeout, and the agent counts as
+        # talking (caller speech taken for a barge-in attempt) for that long
+        if self.marks and self.call is not None and (
+                self._frames % MARK_EVERY_FRAMES == 0 or not self.call.playout.queued_ms):
             await self.mark()
 
     async def mark(self) -> None:

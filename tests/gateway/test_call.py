@@ -141,3 +141,25 @@ async def test_agent_audio_in_chunks_plays_without_gaps():
     assert abs(len(body) - SAMPLE_RATE) < 80  # the whole second, within 5 ms
     # a 440 Hz tone of amplitude 8000 moves at most ~1400 per sample at 16 kHz
     assert np.abs(np.diff(body)).max() < 2000
+
+
+async def test_speech_begun_over_a_non_interruptible_agent_counts_once_it_stops():
+    """The caller starts talking 0.5 s before the end of an agent utterance that may not be
+    interrupted and goes on after it: their turn is heard (the VAD start that came while
+    the agent talked is not lost)."""
+    from gateway.call import CallSettings
+
+    whole = await replay_async(np.zeros(20 * SAMPLE_RATE, dtype=np.int16))
+    played = np.flatnonzero(whole.played)
+    assert played[-1] * FRAME_MS < 19000  # the greeting ended inside the recording
+    greeting_end_ms = int(played[-1] + 1) * FRAME_MS
+    words = trim_silence(speech("what time is it, what time is it", voice="en-us"))
+    start = greeting_end_ms - 500
+    caller = at(start, words, start + len(words) * 1000 // SAMPLE_RATE + 3000)
+    r = await replay_async(caller, settings=CallSettings(interruptible=False))
+    assert r.interrupts == []
+    t = types(r)
+    assert t.count("system.llm.request") == 1
+    user = [e["content"] for e in r.events if e["type"] == "agent.transcript.update"
+            and e.get("role") == "user"]
+    assert user and "time" in user[0]
