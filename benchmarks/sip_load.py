@@ -2,6 +2,7 @@
 --sip-port` pinned to one core.
 
     .venv/bin/python benchmarks/sip_load.py [--ns 25,50,100,200] [--hold 20] [--rate R]
+        [--stt deepgram] [--silent] [--cold]
 
 For each N a fresh server runs under `taskset -c 0` with the demo agent (espeak-ng
 greeting, pocketsphinx with the demo's phrase grammar, VAD and barge-in on every call),
@@ -94,8 +95,24 @@ class Round:
     tick_lag_ms: float
 
 
+def start_stt_server() -> tuple[subprocess.Popen[str], str]:
+    """The local Deepgram-protocol server (tests/deepgram_server.py) on sipp's core, answering
+    every utterance with a question the demo agent replies to: recognition cost stays off
+    the gateway's core, as with a cloud recogniser."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["taskset", "-c", "1", sys.executable, "-m", "tests.deepgram_server", "--port", str(port),
+         "--fixed-transcript", "what time is it"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening" not in line:
+        raise SystemExit(f"deepgram test server did not start: {line!r}")
+    return proc, f"ws://127.0.0.1:{port}/v1/listen"
+
+
 def run_round(n: int, hold: float, rate: float, workdir: Path, warm: bool,
-              silent: bool) -> Round:
+              silent: bool, stt_url: str | None = None) -> Round:
     sip_port = free_port()
     scenario = SCENARIO
     if silent:  # the same call without the caller's pcap speech
@@ -108,8 +125,15 @@ def run_round(n: int, hold: float, rate: float, workdir: Path, warm: bool,
         "serve", f"{Path(__file__).resolve()}:setup", "--host", "127.0.0.1", "--port", "0", "--sip-port", str(sip_port),
         "--rtp-ports", "40000-44000", "--max-calls", str(n + 50),
     ]
+    env = dict(os.environ)
+    if stt_url:
+        sys.path.insert(0, str(ROOT))
+        from tests.deepgram_server import API_KEY
+
+        env.update(ATOMS_STT="deepgram", ATOMS_STT_URL=stt_url, DEEPGRAM_API_KEY=API_KEY)
     with open(log_path, "w") as log:
-        server = subprocess.Popen(gateway_cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(gateway_cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                  env=env)
     try:
         deadline = time.monotonic() + 60
         while "SIP listening" not in log_path.read_text():
@@ -167,6 +191,9 @@ def main() -> None:
                         help="callers send no audio (greeting only: transport + playout cost)")
     parser.add_argument("--cold", action="store_true",
                         help="measure the first N calls of a fresh server (no warm-up round)")
+    parser.add_argument("--stt", choices=["pocketsphinx", "deepgram"], default="pocketsphinx",
+                        help="deepgram: caller speech goes to a local server speaking "
+                             "Deepgram's protocol on core 1 (a cloud-recogniser deployment)")
     args = parser.parse_args()
     for tool in ("sipp", "taskset"):
         if shutil.which(tool) is None:
@@ -174,10 +201,11 @@ def main() -> None:
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs 2 cores: the gateway on core 0, sipp on core 1")
     rounds = []
+    stt_proc, stt_url = start_stt_server() if args.stt == "deepgram" else (None, None)
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(x) for x in args.ns.split(",")):
             rate = args.rate or max(5.0, n / 10)
-            r = run_round(n, args.hold, rate, Path(tmp), not args.cold, args.silent)
+            r = run_round(n, args.hold, rate, Path(tmp), not args.cold, args.silent, stt_url)
             rounds.append(r)
             sys.stdout.write(
                 f"N={r.n:4d}  answered {r.answered}/{r.n}  sipp failed {r.failed}  "
@@ -185,6 +213,9 @@ def main() -> None:
                 f"outbound frames {r.frames} late {r.late} (max {r.max_late_ms} ms)  "
                 f"media tick lag max {r.tick_lag_ms:.0f} ms\n")
             sys.stdout.flush()
+    if stt_proc is not None:
+        stt_proc.terminate()
+        stt_proc.wait(10)
     clean = [r.n for r in rounds if r.late == 0 and r.answered == r.n]
     sys.stdout.write(f"largest N with no late outbound frame: {max(clean) if clean else 0}\n")
 
