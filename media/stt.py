@@ -10,9 +10,9 @@
 Design choice: the stream is synchronous and must not block. The voice loop is async but
 calls `feed` once per frame from its own task, and a per-frame `await` would buy nothing
 for a local C engine (pocketsphinx decodes in about 1-2% of real time). A cloud engine
-(e.g. a Deepgram websocket) fits the same shape: its stream owns one sender/receiver task
-pair (started in `new_stream`, not per frame), `feed` only enqueues the frame and returns
-the transcripts received so far, and `end_of_turn` returns what the service has finalised.
+(media/stt_deepgram.py) fits the same shape: one connection and one sender/receiver task
+pair per utterance (never per frame), `feed` only buffers the frame and returns the
+transcripts received so far.
 Cloud services finalise during the trailing silence that the turn detector waits for
 anyway. Where an engine must wait for its final result, it offers `end_of_turn_async()`
 instead: called synchronously, it closes the turn at once (frames fed afterwards belong
