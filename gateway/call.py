@@ -38,6 +38,7 @@ from gateway.speaker import Speaker
 from gateway.tasks import cancel_and_wait
 from media.bargein import BargeInConfig, BargeInDetector
 from media.clock import Clock, RealClock
+from media.dtmf_tones import dtmf_tones
 from media.frames import FRAME_MS, SAMPLE_RATE
 from media.playout import PlayoutBuffer
 from media.recording import CallRecorder
@@ -61,7 +62,10 @@ _NO_AUDIO = np.zeros(0, dtype=np.int16)
 
 
 class Transport(Protocol):
-    """What the loop needs from a transport. Audio is 16 kHz int16, 20 ms frames."""
+    """What the loop needs from a transport. Audio is 16 kHz int16, 20 ms frames.
+
+    Optional: `async send_dtmf(digits) -> bool`, True when the transport sent the key
+    presses out of band (SIP: RFC 4733); otherwise the loop plays them as tones."""
 
     async def send_audio(self, frame: np.ndarray) -> None: ...
 
@@ -371,6 +375,8 @@ class Call:
         elif etype == "agent.control.interrupt":
             await self._stop_output()
             await self.transport.clear_audio()
+        elif etype == "agent.send_dtmf":
+            await self._send_dtmf(event.digits)  # type: ignore[attr-defined]
         elif etype == "agent.control.mute_user":
             self.muted = True
         elif etype == "agent.control.unmute_user":
@@ -384,6 +390,18 @@ class Call:
         elif etype == "system.output_agent.update_settings":
             if "interruptible" in event.settings:  # type: ignore[attr-defined]
                 self.interruptible = bool(event.settings["interruptible"])  # type: ignore[attr-defined]
+
+    async def _send_dtmf(self, digits: str) -> None:
+        """Key presses for the far end: out of band if the transport can, else as tones
+        after the audio already queued (an utterance with no words, like `agent.audio`,
+        so it is cut by barge-in like speech)."""
+        send = getattr(self.transport, "send_dtmf", None)
+        try:
+            if send is not None and await send(digits):
+                return
+        except Exception:
+            log.exception("call %s: transport could not send DTMF; playing tones", self.call_id)
+        self.speaker.play(self._new_utterance(), dtmf_tones(digits), last=True)
 
     def _wake_ticker(self) -> None:
         self._audio_ready.set()
@@ -486,7 +504,8 @@ class Call:
 def _brief(event: SDKEvent) -> dict[str, Any]:
     """The fields of an event worth a timeline entry (no audio, no long lists)."""
     out: dict[str, Any] = {}
-    for key in ("text", "content", "role", "digit", "reason", "transfer_call_number", "message"):
+    for key in ("text", "content", "role", "digit", "digits", "reason", "transfer_call_number",
+                "message"):
         value = getattr(event, key, None)
         if value is not None:
             out[key] = value
