@@ -138,6 +138,8 @@ class Call:
         self.conversation: list[dict[str, Any]] = []
         self.muted = False
         self.user_speaking = False
+        self._vad_confirmed = True  # the VAD started the caller's speech (not a barge-in alone)
+        self._unvoiced_run = 0
         self._preroll: deque[np.ndarray] = deque(maxlen=BARGE_IN_PREROLL_FRAMES)
         self._response_id: str | None = None  # utterance of the LLM response being spoken
         self._discard_response = False
@@ -219,6 +221,8 @@ class Call:
         if self.user_speaking:
             for partial in self.stt.feed(frame) or ():
                 self._mark("stt.partial", text=getattr(partial, "text", ""))
+            if not self._vad_confirmed and await self._unconfirmed_turn_over():
+                return
         else:
             self._preroll.append(frame)
 
@@ -228,8 +232,25 @@ class Call:
         if self.turn.process(self.vad.speaking):
             await self._end_of_turn()
 
+    async def _unconfirmed_turn_over(self) -> bool:
+        """After a barge-in the VAD itself may never start (speech it finds too short or
+        quiet): then the VAD's own stop rule ends the turn, on its raw per-frame decision."""
+        if self.vad.speaking:
+            self._vad_confirmed = True
+            return False
+        self._unvoiced_run = 0 if self.vad.voiced else self._unvoiced_run + 1
+        if self._unvoiced_run * FRAME_MS < self.settings.vad.stop_ms:
+            return False
+        self.user_speaking = False
+        self._vad_confirmed = True
+        await self._deliver(SDKSystemUserStoppedSpeakingEvent())
+        await self._end_of_turn()
+        return True
+
     async def _user_started(self, preroll: int = PREROLL_FRAMES) -> None:
         self.user_speaking = True
+        self._vad_confirmed = self.vad.speaking
+        self._unvoiced_run = 0
         for f in list(self._preroll)[-preroll:]:
             self.stt.feed(f)
         self._preroll.clear()

@@ -163,3 +163,23 @@ async def test_speech_begun_over_a_non_interruptible_agent_counts_once_it_stops(
     user = [e["content"] for e in r.events if e["type"] == "agent.transcript.update"
             and e.get("role") == "user"]
     assert user and "time" in user[0]
+
+
+async def test_barge_in_the_vad_never_confirms_still_ends_the_turn():
+    """A barge-in starts the caller's turn; if the VAD itself never starts (here: it would
+    need 5 s of voice), the turn still ends after the VAD's stop time of unvoiced frames,
+    with the words recognised, and the caller can interrupt again later."""
+    from gateway.call import CallSettings
+    from media.vad import VadConfig
+
+    words = trim_silence(speech("what time is it", voice="en-us"))
+    caller = at(2000, words, 9000)
+    r = await replay_async(caller, settings=CallSettings(vad=VadConfig(start_ms=5000)))
+    t = types(r)
+    assert len(r.interrupts) == 1
+    assert t.count("system.user.started_speaking") == 1
+    assert t.count("system.user.stopped_speaking") == 1
+    assert t.count("system.llm.request") == 1
+    user = [e["content"] for e in r.events if e["type"] == "agent.transcript.update"
+            and e.get("role") == "user"]
+    assert user == ["what time is it"]
