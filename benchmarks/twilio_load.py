@@ -468,30 +468,32 @@ async def main() -> None:
     print(header)
     rounds: list[Round] = []
     stt_proc, stt_url = await start_stt_server() if args.stt == "deepgram" else (None, None)
-    for n in ns:
-        r = await run_round(n, script, warm, stt_url=stt_url)
-        rounds.append(r)
-        print(f"{r.n:>5} {r.cpu_ms_per_call_s:>14.1f} {r.lag_p50_ms:>6.0f}ms {r.lag_p99_ms:>6.0f}ms"
-              f" {r.rss_per_call_mb:>7.2f}MB {r.gaps:>5} {r.errors:>6} {r.missing_replies:>8} {r.no_clear:>8}"
-              f" {r.gen_late_ms:>6.0f}ms {100 * r.gen_cpu:>6.0f}% {r.setup_ms:>5.0f}ms {100 * r.server_cpu:>6.0f}%",
-              flush=True)
-    base = next((r for r in rounds if r.n == 1), rounds[0])
-    fine = [r.n for r in rounds if r.lag_p99_ms <= base.lag_p99_ms + 50
-            and not r.errors and not r.missing_replies]
-    print(f"largest N with p99 lag within 50 ms of N={base.n} ({base.lag_p99_ms:.0f} ms): "
-          f"{max(fine) if fine else 'none'}")
-    if args.profile:
-        if not (ROOT / ".venv/bin/py-spy").exists():
-            raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = f"{tmp}/server.txt"
-            r = await run_round(args.profile, script, warm, profile_to=path, stt_url=stt_url)
-            print(f"\nprofile of the server (py-spy, 200 Hz) during the round of "
-                  f"N={args.profile} (p99 {r.lag_p99_ms:.0f} ms while sampled):")
-            print_profile(path)
-    if stt_proc is not None:
-        stt_proc.terminate()
-        await stt_proc.wait()
+    try:
+        for n in ns:
+            r = await run_round(n, script, warm, stt_url=stt_url)
+            rounds.append(r)
+            print(f"{r.n:>5} {r.cpu_ms_per_call_s:>14.1f} {r.lag_p50_ms:>6.0f}ms {r.lag_p99_ms:>6.0f}ms"
+                  f" {r.rss_per_call_mb:>7.2f}MB {r.gaps:>5} {r.errors:>6} {r.missing_replies:>8} {r.no_clear:>8}"
+                  f" {r.gen_late_ms:>6.0f}ms {100 * r.gen_cpu:>6.0f}% {r.setup_ms:>5.0f}ms {100 * r.server_cpu:>6.0f}%",
+                  flush=True)
+        base = next((r for r in rounds if r.n == 1), rounds[0])
+        fine = [r.n for r in rounds if r.lag_p99_ms <= base.lag_p99_ms + 50
+                and not r.errors and not r.missing_replies]
+        print(f"largest N with p99 lag within 50 ms of N={base.n} ({base.lag_p99_ms:.0f} ms): "
+              f"{max(fine) if fine else 'none'}")
+        if args.profile:
+            if not (ROOT / ".venv/bin/py-spy").exists():
+                raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+            with tempfile.TemporaryDirectory() as tmp:
+                path = f"{tmp}/server.txt"
+                r = await run_round(args.profile, script, warm, profile_to=path, stt_url=stt_url)
+                print(f"\nprofile of the server (py-spy, 200 Hz) during the round of "
+                      f"N={args.profile} (p99 {r.lag_p99_ms:.0f} ms while sampled):")
+                print_profile(path)
+    finally:
+        if stt_proc is not None:
+            stt_proc.terminate()
+            await stt_proc.wait()
 
 
 if __name__ == "__main__":
