@@ -7,7 +7,9 @@ pocketsphinx with the demo's phrase grammar); this load generator pins itself to
 Every call is a Twilio Media Streams client at real-time pace (one 20 ms mu-law frame every
 20 ms from one drift-free ticker shared by all calls): silence, "what time is it" over the
 greeting (barge-in), silence while the reply plays, "what time is it" again, silence, stop.
-Marks are echoed as they arrive. Call starts are spread over up to 5 s (50 ms apart), so
+Marks are echoed as they arrive. Like a phone line, every caller has a noise floor (about
+-65 dBFS, never digital silence) and echoes the agent's audio back 10 dB down about 40-60 ms
+later, so the barge-in detector works as hard as on a real call. Call starts are spread over up to 5 s (50 ms apart), so
 callers talk at different moments (all of them talking in the same second is a burst far
 above any steady state).
 
@@ -52,6 +54,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +72,8 @@ with warnings.catch_warnings():
 
 FRAME_S = 0.020
 QUESTION = "what time is it"
+ECHO_FRAMES = 2  # the line echoes the agent's audio about 40-60 ms later...
+ECHO_GAIN = 10 ** (-10 / 20)  # ...10 dB down, as the issue's phone line does
 SHOW_SERVER_LOG = False  # --server-log
 STAGGER_S = 5.0  # call starts spread over this long, so callers do not all talk at once
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -78,39 +83,42 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # ------------------------------------------------------------------------------ script
 
 
-def mulaw_frames(pcm8k: np.ndarray) -> list[str]:
-    """int16 8 kHz audio to base64 mu-law 20 ms frames."""
-    pad = (-len(pcm8k)) % 160
-    pcm8k = np.concatenate([pcm8k, np.zeros(pad, dtype=np.int16)])
-    ulaw = audioop.lin2ulaw(pcm8k.astype("<i2").tobytes(), 2)
-    return [base64.b64encode(ulaw[i : i + 160]).decode() for i in range(0, len(ulaw), 160)]
-
-
 @dataclass
 class Script:
-    frames: list[str]  # base64 payloads, one per 20 ms
+    frames: list[bytes]  # 8 kHz int16 PCM (little-endian bytes), one per 20 ms
     utterance_ends: list[int]  # index of the last frame of each utterance
+
+
+def line_noise(samples: int, seed: int = 1) -> np.ndarray:
+    """A phone line's noise floor, about -65 dBFS: callers are never digitally silent."""
+    rng = np.random.default_rng(seed)
+    return np.round(rng.normal(0.0, 32768 * 10 ** (-65 / 20), samples)).astype(np.int16)
 
 
 def make_scripts() -> tuple[Script, Script]:
     """The measured call, and the warm-up call (the question once, at the same moment)."""
     question = trim_silence(speech(QUESTION, rate=8000))
-    silence = mulaw_frames(np.zeros(160, dtype=np.int16))[0]
-    q = mulaw_frames(question)
-    frames: list[str] = []
+    pad = (-len(question)) % 160
+    question = np.concatenate([question, np.zeros(pad, dtype=np.int16)])
+    pcm: list[np.ndarray] = []
     ends: list[int] = []
 
     def add_silence(seconds: float) -> None:
-        frames.extend([silence] * round(seconds / FRAME_S))
+        pcm.extend(np.zeros(160, dtype=np.int16) for _ in range(round(seconds / FRAME_S)))
+
+    def add_question() -> None:
+        pcm.extend(question[i : i + 160] for i in range(0, len(question), 160))
+        ends.append(len(pcm) - 1)
 
     add_silence(1.5)  # part of the greeting
-    frames.extend(q)  # talks over the greeting
-    ends.append(len(frames) - 1)
+    add_question()  # talks over the greeting
     add_silence(4.0)  # the reply plays
-    frames.extend(q)
-    ends.append(len(frames) - 1)
+    add_question()
     add_silence(4.0)
-    warm = frames[: ends[0] + 1] + [silence] * 50
+    whole = np.concatenate(pcm)
+    whole = (whole.astype(np.int32) + line_noise(len(whole))).clip(-32768, 32767)
+    frames = [whole[i : i + 160].astype("<i2").tobytes() for i in range(0, len(whole), 160)]
+    warm = frames[: ends[0] + 1] + frames[-50:]
     return Script(frames, ends), Script(warm, ends[:1])
 
 
@@ -143,6 +151,7 @@ class Call:
         self._prefix = '{"event":"media","sequenceNumber":"'
         self._seq = 0
         self._recv: asyncio.Task | None = None
+        self.echo: deque[bytes] = deque()  # agent audio received, to come back as echo
 
     async def open(self) -> None:
         try:
@@ -176,10 +185,14 @@ class Call:
             self.done = True
             return
         self._seq += 1
+        pcm = self.script.frames[i]
+        if len(self.echo) > ECHO_FRAMES:  # the agent's audio comes back 10 dB down
+            pcm = audioop.add(pcm, audioop.mul(self.echo.popleft(), 2, ECHO_GAIN), 2)
+        payload = base64.b64encode(audioop.lin2ulaw(pcm, 2)).decode()
         await self.ws.send_str(
             f'{{"event":"media","sequenceNumber":"{self._seq + 1}","streamSid":"{self.sid}",'
             f'"media":{{"track":"inbound","chunk":"{i + 1}","timestamp":"{20 * i}",'
-            f'"payload":"{self.script.frames[i]}"}}}}')
+            f'"payload":"{payload}"}}}}')
         if i in self.script.utterance_ends:
             self.waiting_since = time.monotonic()
         self.index += 1
@@ -194,6 +207,9 @@ class Call:
                 data = msg.data
                 if data.startswith('{"event":"media"'):
                     self.stats.frames_in += 1
+                    start = data.find('"payload":"') + 11
+                    self.echo.append(audioop.ulaw2lin(
+                        base64.b64decode(data[start : data.index('"', start)]), 2))
                     # the reply is the first frame after a pause (not the tail of audio
                     # that was still playing when the utterance ended)
                     if self.waiting_since is not None and now - self.last_in > 0.100:
@@ -210,6 +226,7 @@ class Call:
                                                        "mark": event["mark"]}))
                 elif event.get("event") == "clear":
                     self.stats.clears += 1
+                    self.echo.clear()
                     self.in_reply = False
         except Exception as exc:  # recorded; the round goes on
             self.stats.error = repr(exc)
