@@ -67,9 +67,10 @@ class Vad:
             raise ValueError(f"expected a frame of {FRAME_SAMPLES} samples, got "
                              f"{getattr(frame, 'shape', type(frame))}")
         pcm = frame if frame.dtype == np.int16 else frame.astype(np.int16)
-        voiced = self._vad.is_speech(pcm.tobytes(), SAMPLE_RATE)
         x = pcm.astype(np.float32)
-        return voiced and float(np.dot(x, x)) >= self._min_energy
+        if float(np.dot(x, x)) < self._min_energy:
+            return False  # below the level floor: webrtcvad need not run (most frames)
+        return self._vad.is_speech(pcm.tobytes(), SAMPLE_RATE)
 
     def process(self, frame: np.ndarray) -> VadEvent | None:
         """One frame; "start"/"stop" when the debounced state changes, else None."""
