@@ -5,6 +5,10 @@
 qop=auth or none) and verifies `Authorization`. Nonces are stateless: an injected
 time plus an HMAC over it with a per-process secret, valid for `nonce_ttl` seconds;
 an expired but genuine nonce gets a fresh challenge with `stale=true`.
+
+The digest's `uri` must name the Request-URI's host and port; its user part may
+differ or be missing (sipp, for one, signs `sip:host:port` by default, and a proxy
+may rewrite the user part of the Request-URI after the client signed it).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import ipaddress
 import secrets
 from collections.abc import Iterable, Mapping
 
-__all__ = ["AddressAllowlist", "DigestAuth", "parse_auth_params"]
+from gateway.sip.message import SipParseError, parse_uri
+
+__all__ = ["AddressAllowlist", "DigestAuth", "parse_auth_params", "same_target"]
 
 
 class AddressAllowlist:
@@ -75,6 +81,20 @@ def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+def same_target(digest_uri: str, request_uri: str) -> bool:
+    """True when the digest's uri names the Request-URI's host and port (users aside)."""
+    if digest_uri == request_uri:
+        return True
+    try:
+        a, b = parse_uri(digest_uri), parse_uri(request_uri)
+    except SipParseError:
+        return False
+    if a.scheme != b.scheme or a.scheme not in ("sip", "sips"):
+        return False
+    default = 5061 if a.scheme == "sips" else 5060
+    return (a.host.lower(), a.port or default) == (b.host.lower(), b.port or default)
+
+
 def _md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
@@ -125,7 +145,7 @@ class DigestAuth:
     ) -> str:
         """'ok', 'stale' (re-challenge with stale=true) or 'fail' (challenge again).
 
-        With `request_uri`, the digest's uri must be that Request-URI."""
+        With `request_uri`, the digest's uri must name its host and port (`same_target`)."""
         if not authorization:
             return "fail"
         scheme, p = parse_auth_params(authorization)
@@ -137,7 +157,7 @@ class DigestAuth:
         password = self.users.get(username)
         if password is None or p.get("realm") != self.realm or not uri or not response:
             return "fail"
-        if request_uri is not None and uri != request_uri:
+        if request_uri is not None and not same_target(uri, request_uri):
             return "fail"
         algorithm = p.get("algorithm", "MD5").upper()
         if algorithm != "MD5":

@@ -293,6 +293,27 @@ def test_digest_auth_challenge_then_success() -> None:
     assert statuses(actions) == [100] and of_type(actions, CallOffered)
 
 
+@pytest.mark.parametrize(("uri", "status"), [
+    ("sip:192.0.2.10:5060", 100),  # sipp's default: host and port, no user
+    ("sip:someone@192.0.2.10:5060", 100),  # the user part rewritten on the way
+    ("sip:agent@192.0.2.10", 100),  # the default port
+    ("sip:agent@192.0.2.99:5060", 401),  # another host
+    ("sip:agent@192.0.2.10:5070", 401),  # another port
+    ("sips:agent@192.0.2.10:5060", 401),  # another scheme
+    ("not a uri", 401),
+])
+def test_digest_uri_must_name_our_host_and_port(uri: str, status: int) -> None:
+    """The digest's uri is checked against the Request-URI's host and port, not its
+    exact text (sipp signs `sip:host:port`; real calls failed with a 401 loop)."""
+    uas = make_uas(auth=DigestAuth("gw.example", {"trunk": "s3cret"}))
+    phone = Phone()
+    (challenge,) = responses(uas.receive(phone.invite(), phone.addr, now=100.0))
+    phone.cseq += 1
+    auth = _digest(challenge.headers.get("WWW-Authenticate") or "", "trunk", "s3cret", uri)
+    actions = uas.receive(phone.invite(headers=[f"Authorization: {auth}"]), phone.addr, now=100.1)
+    assert statuses(actions) == [status]
+
+
 def test_digest_auth_stale_nonce_is_rechallenged_with_stale_flag() -> None:
     uas = make_uas(auth=DigestAuth("gw.example", {"trunk": "s3cret"}, nonce_ttl=60))
     phone = Phone()
