@@ -126,6 +126,11 @@ class RtpSession:
         for d in digits:
             self._digits_waiting.append(d)
 
+    @property
+    def dtmf_pending(self) -> bool:
+        """Key presses queued or under way (packets or their silent ticks still to send)."""
+        return bool(self._dtmf_out or self._digits_waiting)
+
     def next_packet(self, payload: bytes | None) -> tuple[bytes, Addr] | None:
         """The datagram for this tick (audio `payload`, or None for silence) and its target."""
         neg, sender, target = self.negotiated, self.sender, self.remote_addr

@@ -8,6 +8,13 @@ loop's timing goes on), decodes it to 16 kHz and hands it to `Call.caller_frame`
 Outbound, the voice loop's ticker paces `send_audio`: one frame in, one RTP packet
 out, to wherever the caller's RTP comes from (symmetric RTP). Nothing is buffered
 at the far end beyond its jitter buffer, so `clear_audio` only starts a new talkspurt.
+
+The agent's key presses (`send_dtmf`) go out as RFC 4733 events when the caller's SDP
+offered telephone-event. The media tick calls `dtmf_tick` while the agent has no audio
+playing or queued: a digit starts only then, so it never cuts into the agent's speech,
+and its packets follow one a tick (should the agent start talking meanwhile,
+`send_audio` finishes the digit in place of audio frames). A hang-up or transfer
+waits for pressed digits to go out.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ SILENCE = {"pcmu": b"\xff" * WIRE_FRAME_BYTES, "pcma": b"\xd5" * WIRE_FRAME_BYTE
 NEW_TALKSPURT_GAP_S = 0.25  # a pause this long in our sending is silence, not lateness
 LATE_S = FRAME_S  # a frame sent more than one frame after its due time is late (a gap
 # the caller hears: the event loop stalled, or speech synthesis fell behind real time)
+AUDIO_IDLE_S = 1.5 * FRAME_S  # no agent frame for this long: the voice loop is silent
+DTMF_FLUSH_S = 0.25  # per digit, at most, that a hang-up waits for pressed keys to go out
 
 
 class PortRangeExhausted(OSError):
@@ -131,7 +140,10 @@ class RtpTransport:
         self._pending: deque[np.ndarray] = deque()
         self._spurt_t0 = 0.0
         self._spurt_n = 0
-        self._last_send = 0.0
+        self._last_send = 0.0  # RTP time we last accounted for (audio or DTMF tick)
+        self._last_audio = 0.0  # when the voice loop last sent a frame
+        self._after_dtmf = False  # the next audio frame starts a new talkspurt
+        self._digits: deque[str] = deque()  # pressed, not yet started
         self._packets_seen = 0
         self.quiet_s = 0.0  # how long no RTP has arrived (checked once a second)
 
@@ -149,13 +161,11 @@ class RtpTransport:
         if not payload or self.udp.is_closing():
             return
         now = self._loop.time()
-        sender = self.session.sender
         gap = now - self._last_send
-        if gap > NEW_TALKSPURT_GAP_S:
-            if sender is not None and self._last_send:
-                # keep the timestamp in real time over the pause we did not send
-                sender.skip(int(round(gap / FRAME_S - 1)) * WIRE_FRAME_BYTES)
+        if gap > NEW_TALKSPURT_GAP_S or self._after_dtmf:
+            self._keep_real_time(gap)
             self._spurt_t0, self._spurt_n = now, 0
+            self._after_dtmf = False
         else:
             late = now - (self._spurt_t0 + self._spurt_n * FRAME_S)
             if late > LATE_S:  # a stall inside a talkspurt: count the 20 ms slots it cost
@@ -163,21 +173,72 @@ class RtpTransport:
                 self.stats.max_late_ms = max(self.stats.max_late_ms, late * 1000)
                 self._spurt_t0, self._spurt_n = now, 0  # then measure from here again
         self._spurt_n += 1
-        self._last_send = now
+        self._last_send = self._last_audio = now
         self.stats.frames += 1
         for start in range(0, len(payload), WIRE_FRAME_BYTES):
             out = self.session.next_packet(payload[start : start + WIRE_FRAME_BYTES])
             if out is not None:
                 self.udp.sendto(out[0], out[1])
 
+    def _keep_real_time(self, gap: float) -> None:
+        """Move the RTP timestamp over the `gap` (seconds) since we last sent."""
+        sender = self.session.sender
+        if sender is not None and self._last_send:
+            sender.skip(max(0, int(round(gap / FRAME_S - 1))) * WIRE_FRAME_BYTES)
+
     async def clear_audio(self) -> None:
+        self._digits.clear()  # keys not yet started stop with the agent's audio
         if self.session.sender is not None:
             self.session.sender.start_talkspurt()
 
+    async def send_dtmf(self, digits: str) -> bool:
+        """Queue key presses as RFC 4733 events; False when the caller did not offer
+        telephone-event (the voice loop then plays them as tones)."""
+        neg = self.session.negotiated
+        if neg is None or neg.dtmf_payload_type is None:
+            return False
+        self._digits.extend(digits)
+        return True
+
+    def dtmf_tick(self) -> None:
+        """Called by the SIP server's media tick while the agent has no audio to play: send
+        this tick's DTMF packet, starting the next pressed key when none is under way."""
+        session = self.session
+        if not (self._digits or session.dtmf_pending) or self.udp.is_closing():
+            return
+        now = self._loop.time()
+        if now - self._last_audio < AUDIO_IDLE_S:
+            return  # the agent is talking: its frames carry a digit under way
+        if not session.dtmf_pending:
+            neg = session.negotiated
+            if neg is None or neg.dtmf_payload_type is None:
+                self._digits.clear()  # a re-INVITE took telephone-event away
+                return
+            self._keep_real_time(now - self._last_send)
+            session.send_digits(self._digits.popleft())
+        out = session.next_packet(None)  # a DTMF packet, or a silent tick between keys
+        self._last_send = now
+        self._after_dtmf = True
+        if out is not None:
+            self.udp.sendto(out[0], out[1])
+
+    @property
+    def dtmf_pending(self) -> bool:
+        """Pressed keys whose packets have not all been sent."""
+        return bool(self._digits) or self.session.dtmf_pending
+
+    async def _flush_dtmf(self) -> None:
+        """Let pressed keys go out (the media tick sends them) before the call ends."""
+        deadline = self._loop.time() + DTMF_FLUSH_S * (len(self._digits) + 1)
+        while self.dtmf_pending and not self.udp.is_closing() and self._loop.time() < deadline:
+            await asyncio.sleep(FRAME_S)
+
     async def hangup(self) -> None:
+        await self._flush_dtmf()
         self._on_hangup()
 
     async def transfer(self, target: str) -> None:
+        await self._flush_dtmf()
         self._on_transfer(target)
 
     async def send_event(self, event: SDKEvent) -> None:
