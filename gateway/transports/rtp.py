@@ -49,6 +49,8 @@ LATE_S = FRAME_S  # a frame sent more than one frame after its due time is late 
 # the caller hears: the event loop stalled, or speech synthesis fell behind real time)
 AUDIO_IDLE_S = 1.5 * FRAME_S  # no agent frame for this long: the voice loop is silent
 DTMF_FLUSH_S = 0.25  # per digit, at most, that a hang-up waits for pressed keys to go out
+DTMF_TAIL_FRAMES = 10  # silence after the last key, so a receiver's jitter buffer lets
+# its end packets out (baresip holds the last 5-10 packets until more arrive)
 
 
 class PortRangeExhausted(OSError):
@@ -144,6 +146,7 @@ class RtpTransport:
         self._last_audio = 0.0  # when the voice loop last sent a frame
         self._after_dtmf = False  # the next audio frame starts a new talkspurt
         self._digits: deque[str] = deque()  # pressed, not yet started
+        self._dtmf_tail = 0  # silent frames still to send after the last key
         self._packets_seen = 0
         self.quiet_s = 0.0  # how long no RTP has arrived (checked once a second)
 
@@ -188,6 +191,7 @@ class RtpTransport:
 
     async def clear_audio(self) -> None:
         self._digits.clear()  # keys not yet started stop with the agent's audio
+        self._dtmf_tail = 0
         if self.session.sender is not None:
             self.session.sender.start_talkspurt()
 
@@ -204,19 +208,25 @@ class RtpTransport:
         """Called by the SIP server's media tick while the agent has no audio to play: send
         this tick's DTMF packet, starting the next pressed key when none is under way."""
         session = self.session
-        if not (self._digits or session.dtmf_pending) or self.udp.is_closing():
+        if not self.dtmf_pending or self.udp.is_closing():
             return
         now = self._loop.time()
         if now - self._last_audio < AUDIO_IDLE_S:
-            return  # the agent is talking: its frames carry a digit under way
-        if not session.dtmf_pending:
+            self._dtmf_tail = 0  # the agent is talking: its frames carry a digit under way
+            return
+        payload = None  # a DTMF packet, or a silent tick between keys
+        if not session.dtmf_pending and self._digits:
             neg = session.negotiated
             if neg is None or neg.dtmf_payload_type is None:
                 self._digits.clear()  # a re-INVITE took telephone-event away
                 return
             self._keep_real_time(now - self._last_send)
             session.send_digits(self._digits.popleft())
-        out = session.next_packet(None)  # a DTMF packet, or a silent tick between keys
+            self._dtmf_tail = DTMF_TAIL_FRAMES
+        elif not session.dtmf_pending:
+            self._dtmf_tail -= 1
+            payload = SILENCE.get(self._encoding, SILENCE["pcmu"])
+        out = session.next_packet(payload)
         self._last_send = now
         self._after_dtmf = True
         if out is not None:
@@ -225,7 +235,7 @@ class RtpTransport:
     @property
     def dtmf_pending(self) -> bool:
         """Pressed keys whose packets have not all been sent."""
-        return bool(self._digits) or self.session.dtmf_pending
+        return bool(self._digits or self._dtmf_tail) or self.session.dtmf_pending
 
     async def _flush_dtmf(self) -> None:
         """Let pressed keys go out (the media tick sends them) before the call ends."""

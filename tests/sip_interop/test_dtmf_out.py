@@ -63,15 +63,16 @@ async def call_and_listen(tmp_path: Path, scenario: str | Path):
 async def test_rfc4733_digits_after_the_agent_audio(tmp_path: Path) -> None:
     pkts, call = await call_and_listen(tmp_path, "uac_agent_hangs_up")
     assert [e["digits"] for e in call.timeline if e["type"] == "agent.send_dtmf"] == ["1#"]
-    audio = [p for p in pkts if p.payload_type == 0]
     events = [p for p in pkts if p.payload_type == 101]  # the caller's telephone-event PT
     assert {p.payload_type for p in pkts} == {0, 101}
-    # one RTP stream: one SSRC, no sequence gaps, digits after the whole hum
+    # one RTP stream: one SSRC, no sequence gaps; the whole hum, the digits, then silence
     assert len({p.ssrc for p in pkts}) == 1
     assert all((b.sequence - a.sequence) & 0xFFFF == 1
                for a, b in zip(pkts, pkts[1:], strict=False))
-    first_event = pkts.index(events[0])
-    assert all(p.payload_type == 0 for p in pkts[:first_event])
+    first_event, last_event = pkts.index(events[0]), pkts.index(events[-1])
+    audio, tail = pkts[:first_event], pkts[last_event + 1 :]
+    assert all(p.payload_type == 0 for p in audio + tail)
+    assert pkts[first_event : last_event + 1] == events
     assert abs(len(decode_stream(audio)) - len(HUM) // 2) <= 160  # 600 ms, nothing cut
     assert pkts[0].marker
     assert all((b.timestamp - a.timestamp) & 0xFFFFFFFF == 160
@@ -98,6 +99,10 @@ async def test_rfc4733_digits_after_the_agent_audio(tmp_path: Path) -> None:
     step = (first_ts - audio[-1].timestamp) & 0xFFFFFFFF
     assert 160 <= step <= 3 * 160, step
     assert (second_ts - first_ts) & 0xFFFFFFFF == 9 * 160  # 7 packets + 2 silent ticks
+    # 200 ms of silence after the last key lets a receiver's jitter buffer release it
+    assert len(tail) == 10 and tail[0].marker
+    assert (tail[0].timestamp - second_ts) & 0xFFFFFFFF == 9 * 160
+    assert not decode_stream(tail).any()
 
 
 async def test_tones_in_band_without_telephone_event(tmp_path: Path) -> None:
