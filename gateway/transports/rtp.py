@@ -13,8 +13,9 @@ The agent's key presses (`send_dtmf`) go out as RFC 4733 events when the caller'
 offered telephone-event. The media tick calls `dtmf_tick` while the agent has no audio
 playing or queued: a digit starts only then, so it never cuts into the agent's speech,
 and its packets follow one a tick (should the agent start talking meanwhile,
-`send_audio` finishes the digit in place of audio frames). A hang-up or transfer
-waits for pressed digits to go out.
+`send_audio` finishes the digit in place of audio frames). 200 ms of silence follow
+the last key, or a receiver's jitter buffer may hold its end packets (baresip does).
+A hang-up or transfer waits for pressed digits to go out.
 """
 
 from __future__ import annotations
@@ -206,7 +207,8 @@ class RtpTransport:
 
     def dtmf_tick(self) -> None:
         """Called by the SIP server's media tick while the agent has no audio to play: send
-        this tick's DTMF packet, starting the next pressed key when none is under way."""
+        this tick's DTMF packet (starting the next pressed key when none is under way) or
+        silent frame after the last key."""
         session = self.session
         if not self.dtmf_pending or self.udp.is_closing():
             return
