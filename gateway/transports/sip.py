@@ -518,7 +518,7 @@ class SipServer:
         for _ in range(n):
             for frame in tr.pop_frames():
                 await call.caller_frame(frame)
-        if not call.agent_active:
+        if tr.dtmf_pending and not call.agent_active:
             tr.dtmf_tick()  # the agent's key presses go out while it makes no audio
         if check_quiet:
             neg = tr.session.negotiated
