@@ -12,7 +12,8 @@ after 64*T1 without one the call ends with a BYE. Non-2xx finals to INVITE are
 retransmitted until their ACK over UDP. Retransmitted requests (same branch and
 method) get the last response again and are not new calls. CANCEL before the answer
 gives 200 plus 487; BYE from either side; re-INVITE (hold, resume, new codec) asks the
-application for a new answer; REFER with implicit-subscription NOTIFYs (sipfrag);
+application for a new answer; REFER with implicit-subscription NOTIFYs (sipfrag),
+and once a NOTIFY reports the transfer's 2xx we end our leg with BYE (RFC 5589 6.1);
 INFO DTMF; OPTIONS 200. Unsupported methods get 405 with Allow, requests for unknown
 dialogs 481, malformed requests 400 (or are dropped when too broken to answer).
 Admission: CIDR allowlist (403), optional digest auth on INVITE (401), call limit
@@ -100,6 +101,7 @@ class SipCall:
     _ack_wait: _Retransmit | None = field(default=None, repr=False)
     _ack_cseq: int = field(default=-1, repr=False)
     _bye_pending: bool = field(default=False, repr=False)
+    _transferring: bool = field(default=False, repr=False)  # our REFER not settled yet
 
     @property
     def active(self) -> bool:
@@ -447,6 +449,7 @@ class SipUas:
         req = self._in_dialog_request(call, "REFER")
         req.headers.add("Refer-To", f"<{refer_to}>")
         req.headers.add("Referred-By", f"<{self._local_uri()}>")
+        call._transferring = True
         return self._send_request(call, req, now)
 
     # -- requests -----------------------------------------------------------------------------
@@ -650,11 +653,13 @@ class SipUas:
             state = (req.headers.get("Subscription-State") or "").split(";")[0].strip().lower()
             if frag is not None:
                 status, reason = frag
-                actions.append(
-                    TransferStatus(
-                        call, status, reason, final=status >= 200 or state == "terminated"
-                    )
-                )
+                final = status >= 200 or state == "terminated"
+                actions.append(TransferStatus(call, status, reason, final=final))
+                if final and call._transferring:
+                    call._transferring = False
+                    if 200 <= status < 300 and call.state == CallState.CONFIRMED:
+                        # the caller reached the target: our leg is done (RFC 5589 6.1)
+                        actions += self._end(call, "transferred", now) + self._send_bye(call, now)
             return actions
         if method == "OPTIONS":
             return self._respond(txn, 200, now, headers=self._capabilities())
@@ -720,6 +725,8 @@ class SipUas:
         if txn.retransmit is not None:
             txn.retransmit.cancel()
         if method == "REFER":
+            if resp.status >= 300:
+                txn.call._transferring = False
             return [TransferStatus(txn.call, resp.status, resp.reason, final=resp.status >= 300)]
         return []
 
@@ -870,6 +877,7 @@ class SipUas:
                 return []
             log.info("call %s: %s timed out", call.call_id, req.method)
             if req.method == "REFER":
+                call._transferring = False
                 return [TransferStatus(call, 408, "Request Timeout", final=True)]
             return []
 

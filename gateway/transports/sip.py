@@ -439,7 +439,7 @@ class SipServer:
             self._run(self.uas.hangup(sc, now=self._now()))
 
     def transfer(self, sc: SipCall, target: str) -> None:
-        """Blind transfer with REFER; the caller's side BYEs us when it has moved."""
+        """Blind transfer with REFER; the UAS ends our leg with BYE once NOTIFY reports 2xx."""
         if self.uas is None:
             return
         try:

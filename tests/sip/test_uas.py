@@ -214,8 +214,41 @@ def test_refer_transfer_202_and_notify_sipfrag() -> None:
     assert [(s.status, s.final) for s in of_type(actions, TransferStatus)] == [(100, False)]
     actions = notify(b"SIP/2.0 200 OK\r\n", "terminated;reason=noresource")
     assert [(s.status, s.final) for s in of_type(actions, TransferStatus)] == [(200, True)]
+    # the caller reached the target: we end our leg with BYE (RFC 5589 6.1)
+    assert statuses(actions) == [200]
+    (ended,) = of_type(actions, CallEnded)
+    assert ended.reason == "transferred" and call.state == CallState.ENDED
+    (bye,) = [m for m in sent(actions) if isinstance(m, SipRequest)]
+    assert bye.method == "BYE" and bye.to_addr.tag == phone.tag and bye.call_id == phone.call_id
     with pytest.raises(ValueError):
         uas.transfer(call, "", now=22)
+
+
+def _notify(uas: SipUas, phone: Phone, frag: bytes, now: float) -> list:
+    return uas.receive(
+        phone.in_dialog("NOTIFY", body=frag, content_type="message/sipfrag;version=2.0",
+                        headers=["Event: refer", "Subscription-State: terminated"]),
+        phone.addr, now=now)
+
+
+def test_failed_transfer_keeps_the_call() -> None:
+    """A transfer the target refused (NOTIFY 486) is reported, and the call goes on."""
+    uas, phone = make_uas(), Phone()
+    call = confirmed(uas, phone)
+    (refer,) = sent(uas.transfer(call, "+15550001111", now=1))
+    uas.receive(Phone.respond(refer, 202, "Accepted"), phone.addr, now=1.1)
+    actions = _notify(uas, phone, b"SIP/2.0 486 Busy Here\r\n", now=2)
+    assert [(s.status, s.final) for s in of_type(actions, TransferStatus)] == [(486, True)]
+    assert statuses(actions) == [200] and not of_type(actions, CallEnded)
+    assert call.state == CallState.CONFIRMED
+
+
+def test_notify_200_without_our_refer_does_not_end_the_call() -> None:
+    uas, phone = make_uas(), Phone()
+    call = confirmed(uas, phone)
+    actions = _notify(uas, phone, b"SIP/2.0 200 OK\r\n", now=1)
+    assert statuses(actions) == [200] and not of_type(actions, CallEnded)
+    assert call.state == CallState.CONFIRMED
 
 
 def test_refer_without_answer_times_out_as_408() -> None:
