@@ -122,7 +122,12 @@ class AtomsApp:
             log.info("setup handler dry run passed; ready")
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
-        """Start serving (for embedding and tests). Returns the bound HTTP port."""
+        """Start serving (for embedding and tests). Returns the bound HTTP port.
+
+        `host` also becomes the address of the other listeners (SIP, AudioSocket) that
+        have none of their own."""
+        if host is not None:
+            self.settings.host = host
         self.load_engines()
         if self.settings.agent_url:
             self.ready_reason = None  # agents run on the agent server

@@ -148,6 +148,7 @@ class SipServer:
     async def start(self, port: int) -> int:
         loop = asyncio.get_running_loop()
         s = self.app.settings
+        self.bind_host = s.sip_host or s.host  # as started (`serve --host` included)
         udp, _ = await loop.create_datagram_endpoint(
             lambda: _UdpProtocol(self), local_addr=(self.bind_host, port))
         self._udp = udp

@@ -47,14 +47,17 @@ async def wait_ready(url: str, proc: asyncio.subprocess.Process, timeout: float 
 
 @pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
 async def test_serve_answers_a_call_and_stops_on_sigterm(tmp_path):
-    port = free_port()
+    port, sip_port = free_port(), free_port()
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            str(CLI), "serve", "--host", HOST, "--port", str(port), cwd=ROOT, stdout=out,
+            str(CLI), "serve", "--host", HOST, "--port", str(port), "--sip-port", str(sip_port),
+            cwd=ROOT, stdout=out,
             stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         await wait_ready(f"http://{HOST}:{port}/ready", proc)
+        # --host is the address of every listener without one of its own (SIP here)
+        assert f"SIP listening on {HOST}:{sip_port}" in log.read_text(errors="replace")
         client = TwilioClient(HOST, port)
         await client.connect()
         await client.start()
