@@ -24,6 +24,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from agent.events import (
+    SDKAgentEndCallEvent,
+    SDKAgentSpeakEvent,
     SDKAgentTranscriptUpdateEvent,
     SDKEvent,
     SDKSystemControlInterruptEvent,
@@ -347,6 +349,12 @@ class Call:
     # -- outbound ----------------------------------------------------------------------
     def _new_utterance(self) -> str:
         return f"{self.call_id}-u{next(self._utterances)}"
+
+    async def say_and_hang_up(self, text: str) -> None:
+        """The gateway itself ends the call (a transfer failed): `text`, then hang up once
+        it has played, on the same path as an agent's `agent.speak` + `agent.end_call`."""
+        await self._on_agent_event(SDKAgentSpeakEvent(text=text))
+        await self._on_agent_event(SDKAgentEndCallEvent())
 
     async def _on_agent_event(self, event: SDKEvent) -> None:
         """Everything that reaches the session's Sink."""

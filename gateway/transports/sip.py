@@ -278,6 +278,14 @@ class SipServer:
             level = logging.INFO if action.status < 300 else logging.WARNING
             log.log(level, "call %s: transfer %s %s%s", action.call.call_id, action.status,
                     action.reason, " (final)" if action.final else "")
+            media = self.media.get(action.call)
+            if action.final and action.status >= 300 and media is not None:
+                # the agent stopped talking when it asked for the transfer: without this
+                # the caller would sit in silence; they hear the apology and the call ends
+                call = media.call
+                if call is not None and not call.closed:
+                    self._spawn(call.say_and_hang_up(self.app.settings.apology),
+                                f"sip-transfer-failed:{action.call.call_id}")
 
     def _send(self, action: Send) -> None:
         data = action.to_bytes()

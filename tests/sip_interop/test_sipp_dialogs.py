@@ -404,3 +404,28 @@ async def test_tcp_call_hears_agent_and_agent_hangs_up(gateway: Served, tmp_path
     assert bye.headers["call-id"] == ok.headers["call-id"]
     await wait_idle(gateway)
     assert f"call {ok.headers['call-id']} ended (local hangup)" in gateway.log_text()
+
+
+async def test_refused_transfer_plays_the_apology_then_hangs_up(
+        gateway: Served, tmp_path: Path) -> None:
+    """The agent stops talking when it asks for a transfer; if the far end refuses the
+    REFER, the caller is not left in silence: the apology plays and the gateway hangs up."""
+    peer = await open_rtp_peer()
+    result = await run_sipp("uac_refer_refused", gateway.sip_port, tmp_path, timeout=40,
+                            extra=["-inf", str(media_csv(tmp_path, peer)), "-trace_msg"])
+    assert result.returncode == 0, result.explain()
+    trace = read_trace(tmp_path)
+    (ok,) = find(trace, sent=False, status=200, method="INVITE")
+    (refer,) = find(trace, sent=False, method="REFER")
+    (bye,) = find(trace, sent=False, method="BYE")
+    assert bye.t > refer.t
+    # speech between the refusal and the BYE: the apology
+    after = [r.packet for t, r in zip(wall_times(peer), peer.received, strict=True)
+             if refer.t < t < bye.t]
+    pcm = decode_stream(after)
+    assert rms_dbfs(pcm) > -40 and active_seconds(pcm, 8000) > 1.0
+    await wait_idle(gateway)
+    log = gateway.log_text()
+    call_id = ok.headers["call-id"]
+    assert f"call {call_id}: transfer 603 Decline (final)" in log
+    assert f"call {call_id} ended (local hangup)" in log
