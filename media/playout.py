@@ -116,7 +116,9 @@ class PlayoutBuffer:
             return
         elif utt.final:
             raise ValueError(f"utterance {utterance_id!r} was already pushed with final=True")
-        utt.pieces.append(_Piece(utt.total, len(pcm), text or None, pcm.copy()))
+        # a read-only array (cached speech) cannot change under us: no copy needed
+        kept = pcm if not pcm.flags.writeable else pcm.copy()
+        utt.pieces.append(_Piece(utt.total, len(pcm), text or None, kept))
         utt.total += len(pcm)
         utt.final = final
         self._retire()
