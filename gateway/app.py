@@ -66,7 +66,8 @@ class AtomsApp:
     # -- start-up ------------------------------------------------------------------------
     def load_engines(self) -> None:
         """Create and check the speech engines; a missing engine (or key) fails here, not
-        mid-call. `stt` picks the recogniser: "pocketsphinx" (offline) or "deepgram"."""
+        mid-call. `stt` picks the recogniser: "pocketsphinx" (offline) or "deepgram"; `tts` the
+        synthesiser: "espeak" or "piper" (both offline), cached either way."""
         from media.tts_cache import CachedTTS
         from media.tts_espeak import EspeakTTS
 
@@ -91,8 +92,22 @@ class AtomsApp:
                 raise RuntimeError(f"unknown speech recogniser stt={self.settings.stt!r}: "
                                    "use 'pocketsphinx' or 'deepgram'")
         if self.tts is None:
-            self.tts = CachedTTS(EspeakTTS(voice=self.settings.tts_voice))
-            self.tts.check()
+            kind = (self.settings.tts or "espeak").strip().lower()
+            engine: Any
+            if kind == "piper":
+                from media.tts_piper import PiperTTS
+
+                engine = PiperTTS(voice=self.settings.tts_voice)
+            elif kind == "espeak":
+                engine = EspeakTTS(voice=self.settings.tts_voice or "en-us")
+            else:
+                raise RuntimeError(f"unknown speech synthesiser tts={self.settings.tts!r}: "
+                                   "use 'espeak' or 'piper'")
+            tts = CachedTTS(engine)
+            tts.check()
+            log.info("text-to-speech: %s%s", kind,
+                     f" ({self.settings.tts_voice})" if self.settings.tts_voice else "")
+            self.tts = tts
 
     async def dry_run(self) -> None:
         """Run the setup handler once on a session with no caller; /ready reflects the result."""

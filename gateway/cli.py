@@ -58,6 +58,7 @@ def _serve(args: argparse.Namespace) -> None:
         "sip_ring_ms": args.sip_ring_ms,
         "stt": args.stt,
         "stt_url": args.stt_url,
+        "tts": args.tts,
     }
     if args.rtp_ports:
         low, _, high = args.rtp_ports.partition("-")
@@ -122,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="speech recogniser (deepgram needs DEEPGRAM_API_KEY)")
     serve.add_argument("--stt-url", default=None,
                        help="Deepgram endpoint, e.g. ws://127.0.0.1:8765/v1/listen")
+    serve.add_argument("--tts", default=None, choices=["espeak", "piper"],
+                       help="speech synthesiser (piper: pip install 'atoms-gateway[piper]')")
     serve.set_defaults(func=_serve)
 
     rep = sub.add_parser("replay", help="run a recorded call through the voice loop")

@@ -30,7 +30,8 @@ class Settings:
     deepgram_api_key: str | None = None  # default: DEEPGRAM_API_KEY
     stt_phrases: list[str] | None = None  # offline recogniser grammar; None: open vocabulary
     stt_pool: int = 4  # recognisers made at start-up: callers that may speak at the same time
-    tts_voice: str = "en-us"
+    tts: str = "espeak"  # speech synthesiser: "espeak" (espeak-ng) or "piper" (neural, offline)
+    tts_voice: str | None = None  # espeak voice (None: en-us); piper: .onnx model (None: joe)
     record_dir: str | None = None
     agent_url: str | None = None
     apology: str = "Sorry, something went wrong. Please call again later."

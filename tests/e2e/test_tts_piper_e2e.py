@@ -1,0 +1,114 @@
+"""The real command line with the piper voice: `atoms-gateway serve` in a subprocess with
+ATOMS_TTS=piper answers a Twilio caller, whose 8 kHz mu-law audio of the greeting is
+recognised by pocketsphinx as the demo's greeting; and bad engine settings stop the server
+at start-up with one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from gateway.demo import GREETING, STORY, canned_reply
+from media.frames import split_frames
+from media.resample import StreamResampler
+from media.stt_pocketsphinx import PocketSphinxSTT
+from media.tts import synthesize_all
+from media.tts_piper import PiperTTS
+from tests.e2e.clients import TwilioClient
+from tests.e2e.harness import HOST, rms_dbfs
+from tests.e2e.test_cli import CLI, ROOT, free_port, wait_ready
+from tests.e2e.test_cloud_stt import wait_quiet
+
+needs_cli = pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed")
+
+
+def phone_line(pcm16k: np.ndarray) -> np.ndarray:
+    """16 kHz audio as a caller's phone gives it back: 8 kHz, then up to 16 kHz again."""
+    down = StreamResampler(16000, 8000)
+    narrow = np.concatenate((down.process(pcm16k), down.flush()))
+    return upsample(narrow)
+
+
+def upsample(pcm8k: np.ndarray) -> np.ndarray:
+    up = StreamResampler(8000, 16000)
+    return np.concatenate((up.process(pcm8k), up.flush()))
+
+
+async def recognise_greeting(heard: np.ndarray) -> str | None:
+    """What pocketsphinx makes of `heard` (16 kHz) with the demo's sentences as its grammar.
+
+    A piper sentence over the same 8 kHz line goes first and is ignored: a recogniser's
+    noise normalisation starts far from piper's voice (tests/media/test_tts_piper.py)."""
+    choices = [GREETING, STORY, *(canned_reply(p) or "" for p in
+                                  ("goodbye", "operator", "hello", "thank you"))]
+    primer = phone_line(await synthesize_all(PiperTTS(), "Good morning, this is a test."))
+    stream = PocketSphinxSTT(phrases=choices).new_stream()
+    try:
+        finals = []
+        for pcm in (primer, heard):
+            for frame in split_frames(np.concatenate((np.zeros(3200, np.int16), pcm))):
+                stream.feed(frame)
+            final = stream.end_of_turn()
+            finals.append(final.text if final else None)
+    finally:
+        stream.close()
+    return finals[1]
+
+
+@needs_cli
+async def test_serve_with_piper_greets_a_twilio_caller_in_the_piper_voice(tmp_path):
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ATOMS_TTS": "piper"}
+    env.pop("ATOMS_TTS_VOICE", None)
+    with open(log, "wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            str(CLI), "serve", "--host", HOST, "--port", str(port), cwd=ROOT, stdout=out,
+            stderr=asyncio.subprocess.STDOUT, env=env)
+    try:
+        await wait_ready(f"http://{HOST}:{port}/ready", proc)
+        client = TwilioClient(HOST, port)
+        await client.connect()
+        await client.start()
+        client.start_mic()
+        await wait_quiet(client)  # the whole greeting
+        greeting = np.concatenate([f.pcm for f in client.agent_frames])
+        await client.hangup_and_wait()
+        await client.close()
+        assert not client.problems
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = log.read_text(errors="replace")
+    assert code == 0, f"exit code {code}\n{text[-2000:]}"
+    assert "Traceback" not in text, text[-2000:]
+    assert "text-to-speech: piper" in text
+    assert "piper voice en_US-joe-medium.onnx loaded (22050 Hz)" in text
+    assert rms_dbfs(greeting) > -35
+    assert 7 < len(greeting) / 8000 < 16  # piper says it in about 10 s
+    assert await recognise_greeting(upsample(greeting)) == GREETING
+
+
+@needs_cli
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--tts", "piper"], {"ATOMS_TTS_VOICE": "/nonexistent/voice.onnx"},
+     "atoms-gateway serve: piper voice model not found: /nonexistent/voice.onnx"),
+    ([], {"ATOMS_TTS": "festival"},
+     "atoms-gateway serve: unknown speech synthesiser tts='festival': use 'espeak' or 'piper'"),
+])
+async def test_bad_speech_synthesiser_settings_stop_at_start_up(args, env, message):
+    proc = await asyncio.create_subprocess_exec(
+        str(CLI), "serve", *args, "--host", HOST, "--port", str(free_port()), cwd=ROOT,
+        env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert err.decode().strip().endswith(message), err.decode()[-1000:]
+    assert b"Traceback" not in out + err
