@@ -18,21 +18,26 @@ Why a thread: an inference is one blocking call into onnxruntime's C++ library (
 hundreds of ms), which would stall every call on the event loop. onnxruntime releases
 the GIL while it runs (measured: a Python loop keeps its full speed beside it; the
 process uses 1.9 cores), so the loop stays responsive. Each engine has its own small
-executor (`workers`, default 2 = this machine's cores; each inference uses `threads`
-onnxruntime threads, default 1, which is the most speech per CPU-second: 2 threads cost
-40-90% more CPU for a 10-40% faster sentence on a busy 2-core machine). Syntheses beyond
-`workers` queue. A cancelled stream does not wait for its running phrase (barge-in must
-not wait for it); that phrase finishes in its thread and is thrown away.
+executor (`workers`, default 2 = this machine's cores); syntheses beyond that queue. A
+cancelled stream does not wait for its running phrase (barge-in must not wait for it);
+that phrase finishes in its thread and is thrown away.
+
+`threads` onnxruntime threads per inference (default 1; idle ones sleep, not spin): on
+an idle 2-core machine 2 threads make a sentence about 1.8x faster for 5-10% more CPU,
+but with the cores busy (other calls, other work) they were slower and cost 15-35% more
+CPU, so a server keeps 1 and runs `workers` inferences side by side.
 
 The model is loaded once per process per (model, threads), shared by every engine that
-names it (about 0.4-0.8 s and 60 MB): in `check()` at start-up, or on first use in the
+names it (0.4-0.8 s; the process grows by about 90 MB, 145 MB after a first sentence): in `check()` at start-up, or on first use in the
 executor. Piper's own per-sentence peak normalisation is off: its raw output already
 peaks around -3 to -7 dBFS (espeak-ng's level), and normalising each sentence would
 change the level from one sentence to the next.
 
-Measured on this machine (2 shared cores, `threads=1`): 88-92 CPU-ms per second of
-speech (0.09x real time); "Hello." ready after about 85 ms, a 50-character sentence
-after about 300 ms (first audio of a longer text: its first phrase).
+Measured on this machine (2 cores shared with other work, `threads=1`, the demo's story
+and greeting one sentence at a time): 75-79 CPU-ms per second of speech (espeak-ng:
+2.7-3.1, README "Speech engines"); first audio of a sentence after 270 ms median (170-420;
+"Hello." 70-85 ms), four syntheses at once 475 ms median; 2 workers make about 20 s of
+speech per second of wall time.
 """
 
 from __future__ import annotations
@@ -119,6 +124,8 @@ def _load_voice(model: Path, threads: int) -> Any:
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # idle intra-op threads sleep instead of spinning: spinning cost 35-50% more CPU
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3  # errors only
         try:
             config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
