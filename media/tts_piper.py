@@ -28,10 +28,10 @@ but with the cores busy (other calls, other work) they were slower and cost 15-3
 CPU, so a server keeps 1 and runs `workers` inferences side by side.
 
 The model is loaded once per process per (model, threads), shared by every engine that
-names it (0.4-0.8 s; the process grows by about 90 MB, 145 MB after a first sentence): in `check()` at start-up, or on first use in the
-executor. Piper's own per-sentence peak normalisation is off: its raw output already
-peaks around -3 to -7 dBFS (espeak-ng's level), and normalising each sentence would
-change the level from one sentence to the next.
+names it (0.4-0.8 s; the process grows by about 90 MB, 145 MB after a first sentence):
+in `check()` at start-up, or on first use in the executor. Piper's own per-sentence
+peak normalisation is off: its raw output already peaks around -3 to -7 dBFS (espeak-ng's
+level), and normalising each sentence would change the level from one to the next.
 
 Measured on this machine (2 cores shared with other work, `threads=1`, the demo's story
 and greeting one sentence at a time): 75-79 CPU-ms per second of speech (espeak-ng:
