@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import uuid
@@ -196,6 +197,11 @@ class AtomsApp:
 
         async def main() -> None:
             await self.start(host, port)
+            # Everything built at start-up (modules, models, the app) lives as long as the
+            # process: move it out of the collector's sight. Full collections then scan only
+            # the calls' objects (measured: a 117 ms pause with 100 SIP calls, before).
+            gc.collect()
+            gc.freeze()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
