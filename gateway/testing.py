@@ -193,8 +193,14 @@ async def replay_async(
     stt: Any = None,
     tts: Any = None,
     tail_ms: int = 1000,
+    echo_db: float | None = None,
+    echo_ms: float = 40.0,
 ) -> ReplayResult:
-    """Run the recording through the voice loop; see `replay`."""
+    """Run the recording through the voice loop; see `replay`.
+
+    `echo_db` (e.g. -10) plays the line's echo: what the agent plays comes back into the
+    caller's channel `echo_ms` later, that many dB down, as on a phone line (for recordings
+    made without it, to check that the agent's own voice does not interrupt it)."""
     if isinstance(audio, np.ndarray):
         caller, right = audio, agent_audio
     else:
@@ -228,6 +234,10 @@ async def replay_async(
     seg_starts = {int(a // FRAME_MS): (int(a // FRAME_MS), int(b // FRAME_MS))
                   for a, b in agent_segments}
     silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+    echo_delay = int(round(echo_ms * SAMPLE_RATE / 1000))
+    echo_gain = 10 ** (echo_db / 20) if echo_db is not None else 0.0
+    line = np.zeros((total + 1) * FRAME_SAMPLES + echo_delay, dtype=np.float32)  # agent, delayed
+    caller_in = caller.copy()  # what the loop heard: the caller plus the echo
 
     for i in range(total):
         if call.closed:
@@ -238,7 +248,17 @@ async def replay_async(
             call.speaker.play(f"recorded-{a}", np.concatenate(agent_frames[a:b]))
         clock.advance_to(i * FRAME_MS / 1000)
         await _settle(call)
-        await call.caller_frame(frames[i] if i < len(frames) else silence)
+        frame = frames[i] if i < len(frames) else silence
+        if echo_gain:
+            played_now = transport.out.get(i)
+            at = i * FRAME_SAMPLES + echo_delay
+            if played_now is not None:
+                line[at : at + FRAME_SAMPLES] = played_now * echo_gain
+            heard = line[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
+            frame = np.clip(frame + np.round(heard), -32768, 32767).astype(np.int16)
+            part = caller_in[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
+            part[:] = frame[: len(part)]
+        await call.caller_frame(frame)
         await _settle(call)
 
     duration_ms = total * FRAME_MS
@@ -258,7 +278,7 @@ async def replay_async(
         interrupts.append({"at_ms": at_ms, "speech_onset_ms": onset,
                            "latency_ms": round(at_ms - onset, 1)})
     return ReplayResult(duration_ms=duration_ms, interrupts=interrupts, events=call.timeline,
-                        speech_segments=segs, caller=caller, agent=agent_out, played=played)
+                        speech_segments=segs, caller=caller_in, agent=agent_out, played=played)
 
 
 def replay(audio: str | Path | np.ndarray, app: Any = None, agent_channel: bool = False,

@@ -183,3 +183,21 @@ async def test_barge_in_the_vad_never_confirms_still_ends_the_turn():
     user = [e["content"] for e in r.events if e["type"] == "agent.transcript.update"
             and e.get("role") == "user"]
     assert user == ["what time is it"]
+
+
+async def test_replay_plays_the_line_echo():
+    """`echo_db` feeds the agent's own audio back into the caller channel, delayed: it
+    is in what the loop heard, and it does not interrupt the agent; speech over it does."""
+    silent = np.zeros(6 * SAMPLE_RATE, dtype=np.int16)
+    r = await replay_async(silent, echo_db=-10, echo_ms=40)
+    assert r.interrupts == []
+    d = 40 * SAMPLE_RATE // 1000
+    out, heard = r.agent[: len(r.caller) - d].astype(float), r.caller[d:].astype(float)
+    loud = np.abs(out) > 3000
+    assert loud.sum() > 8000
+    ratio = np.sqrt(np.mean(heard[loud] ** 2) / np.mean(out[loud] ** 2))
+    assert abs(20 * np.log10(ratio) + 10) < 0.5  # 10 dB down, 40 ms later
+
+    words = trim_silence(speech("tell me a story please", voice="en-us"))
+    r = await replay_async(at(2500, words, 6000), echo_db=-10, echo_ms=40)
+    assert len(r.interrupts) == 1 and 2500 <= r.interrupts[0]["at_ms"] <= 2900
