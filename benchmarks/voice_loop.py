@@ -92,13 +92,16 @@ def main() -> None:
     cpu0 = time.process_time()
     inbound = AudioEdge(WireFormat("pcmu", 8000))  # the gateway side: timed
     caller = np.concatenate([f for payload in wire for f in inbound.decode(payload)])
+    edge_cpu = time.process_time() - cpu0
     t0 = time.perf_counter()
     result = asyncio.run(replay_async(caller, stt=CannedSTT(), tts=tts,
                                       echo_db=-10, echo_ms=40))
     wall = time.perf_counter() - t0
     outbound = AudioEdge(WireFormat("pcmu", 8000))
+    c_out = time.process_time()
     for i in np.flatnonzero(result.played):
         outbound.encode(result.agent[i * 320 : (i + 1) * 320])
+    edge_cpu += time.process_time() - c_out
     cpu = time.process_time() - cpu0
 
     audio_s = result.duration_ms / 1000
@@ -108,8 +111,13 @@ def main() -> None:
     print(f"CPU per call-second, whole replay: {cpu * 1000 / audio_s:.2f} ms "
           "(wire codec + resampling both ways, VAD, barge-in, turn end, playout, session, "
           "replay harness; STT stubbed, TTS cached)")
-    print(f"CPU per call-second, voice loop per-frame work (caller_frame + output_tick, "
-          f"incl. session delivery): {loop_cpu[0] * 1000 / audio_s:.2f} ms")
+    print(f"CPU per call-second, voice loop per-frame work (caller_frame + output_tick: "
+          f"VAD, barge-in, turn end, playout, session delivery): "
+          f"{loop_cpu[0] * 1000 / audio_s:.2f} ms")
+    print(f"CPU per call-second, the audio edge (mu-law + resampling, in always, out while "
+          f"the agent plays): {edge_cpu * 1000 / audio_s:.2f} ms")
+    print(f"CPU per call-second, the loop with its audio edge: "
+          f"{(loop_cpu[0] + edge_cpu) * 1000 / audio_s:.2f} ms")
     print(f"replay speed: {audio_s / wall:.0f}x real time")
 
 

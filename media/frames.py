@@ -50,6 +50,8 @@ class FrameChunker:
 
     def push(self, pcm: np.ndarray) -> list[np.ndarray]:
         """Add audio; return every complete frame now available."""
+        if len(pcm) == self.frame_samples and not len(self._buf):
+            return [pcm]  # the usual case: a whole frame in, nothing held back
         if len(self._buf):
             pcm = np.concatenate((self._buf, pcm))
         n = len(pcm) // self.frame_samples
