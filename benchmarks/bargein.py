@@ -3,6 +3,8 @@
     .venv/bin/python -m benchmarks.bargein            # figures for dev, holdout, redraw
     .venv/bin/python -m benchmarks.bargein --sweep    # the grid that chose the defaults
     .venv/bin/python -m benchmarks.bargein --sweep-low  # ... and the low-band rule's
+    .venv/bin/python -m benchmarks.bargein --sweep-onset  # ... and the onset pair's
+    .venv/bin/python -m benchmarks.bargein --draws 11-40  # fresh draws: the figures' spread
     .venv/bin/python -m benchmarks.bargein --vad      # plain VAD and turn-end figures
 
 Each case simulates the voice loop: per 20 ms tick the agent frame goes to agent_frame()
@@ -203,7 +205,8 @@ def low_kinds(feats: list[FrameFeatures], cfg: BargeInConfig) -> np.ndarray:
 def first_fire(k: np.ndarray, warm: int, cfg: BargeInConfig,
                lk: np.ndarray | None = None) -> int | None:
     """Vectorised DecisionRule.push over a case's kinds (and low-band kinds `lk` if the
-    low path is on), reset at `warm`; first firing frame."""
+    low path is on), reset at `warm`; first firing frame. Without the onset pair: the
+    sweeps that use it ran before it existed and switch it off."""
     def count(mask: np.ndarray, n: int) -> np.ndarray:
         return np.convolve(mask, np.ones(n, int))[: len(mask)]
 
@@ -260,15 +263,15 @@ def _fast_replay(recs: Recorded, cfg: BargeInConfig) -> Result:
 
 
 def sweep(top: int = 12) -> None:
-    """Grid over the full-band rule's settings (low path off), chosen on dev alone;
-    holdout/redraw shown, not used.
+    """Grid over the full-band rule's settings (low path and onset pair off), chosen on dev
+    alone; holdout/redraw shown, not used.
 
     Ranking: dev errors (missed + false), then dev near misses (false interrupts the same
     point would make with one voiced frame fewer: the margin against noise), then dev
     p95 and p50 latency.
     """
     # record every feature of every frame
-    base = replace(BargeInConfig(), require_vad=False, low_path=False)
+    base = replace(BargeInConfig(), require_vad=False, low_path=False, onset_pair=False)
     dev = record(build_cases("dev"), base)
     rows = []
     for kv in itertools.product(*KIND_GRID.values()):
@@ -296,7 +299,8 @@ def sweep(top: int = 12) -> None:
     names = list(KIND_GRID) + list(RULE_GRID)
     print("rank: dev missed/false p50/p95 near-misses | holdout | redraw | " + ", ".join(names))
     for n, (_, near_false, _, _, cfg, res) in enumerate(rows[:top], 1):
-        mark = "  <- defaults" if cfg == replace(BargeInConfig(), low_path=False) else ""
+        mark = ("  <- defaults" if cfg == replace(BargeInConfig(), low_path=False,
+                                                   onset_pair=False) else "")
         print(f"{n:2d}: {_figures(res)} {near_false} | {_figures(_fast_replay(held, cfg))} | "
               f"{_figures(_fast_replay(redraw, cfg))} | "
               f"{tuple(getattr(cfg, k) for k in names)}{mark}")
@@ -311,17 +315,18 @@ LOW_GRID = {
 
 def sweep_low(top: int = 12) -> None:
     """Grid over the low-band rule (cutoff and thresholds) on top of the full-band
-    defaults, ranked on dev alone as `sweep` does; holdout/redraw shown, not used."""
+    defaults (onset pair off), ranked on dev alone as `sweep` does; holdout/redraw shown,
+    not used."""
+    off = replace(BargeInConfig(), onset_pair=False)
     rows = []
     recorded = {}
     for cutoff in (800.0, 1000.0, 1200.0):
-        base = replace(BargeInConfig(), require_vad=False, low_cutoff_hz=cutoff)
+        base = replace(off, require_vad=False, low_cutoff_hz=cutoff)
         recorded[cutoff] = {s: record(build_cases(s), base) for s in SPLITS}
         dev = recorded[cutoff]["dev"]
-        full = [kinds(feats, BargeInConfig()) for _, feats in dev]
+        full = [kinds(feats, off) for _, feats in dev]
         for kv in itertools.product(*LOW_GRID.values()):
-            cfg = replace(BargeInConfig(), low_cutoff_hz=cutoff,
-                          **dict(zip(LOW_GRID, kv, strict=True)))
+            cfg = replace(off, low_cutoff_hz=cutoff, **dict(zip(LOW_GRID, kv, strict=True)))
             looser = replace(cfg, min_voiced=cfg.min_voiced - 1)
             res = Result(0, 0, [], 0, [], [], [])
             near = Result(0, 0, [], 0, [], [], [])
@@ -344,9 +349,86 @@ def sweep_low(top: int = 12) -> None:
                 _score(case, first_fire(kinds(feats, cfg), case.warmup_ms // FRAME_MS, cfg,
                                         low_kinds(feats, cfg)), r)
             other.append(_figures(r))
-        mark = "  <- defaults" if cfg == BargeInConfig() else ""
+        mark = "  <- defaults" if cfg == off else ""
         print(f"{n:2d}: {_figures(res)} {near_false} | {other[0]} | {other[1]} | "
               f"{tuple(getattr(cfg, k) for k in names)}{mark}")
+
+
+ONSET_GRID = {
+    "onset_lookback": [6, 8],
+    "onset_quiet": [2, 3, 4],
+    "onset_drop_db": [6.0, 10.0, 15.0],
+    "onset_min_guard_db": [8.0, 10.0, 12.0],
+    "onset_min_glide": [0.001, 0.002, 0.004],
+    "onset_max_glide": [0.05, 0.1],
+    "echo_pitch_tol": [0.0, 0.04],
+}
+
+
+def sweep_onset(top: int = 12) -> None:
+    """Grid over the onset pair on top of the other defaults, ranked on dev alone as
+    `sweep` does (near misses: false interrupts with one quiet frame fewer and 4 dB less
+    drop); holdout/redraw shown, not used. Exact: `DecisionRule` replays the features."""
+    base = replace(BargeInConfig(), require_vad=False, onset_min_guard_db=0.0)
+    recorded = {s: record(build_cases(s), base) for s in SPLITS}
+    dev_other = [(c, f) for c, f in recorded["dev"] if not c.is_speech]
+    rows = []
+    for kv in itertools.product(*ONSET_GRID.values()):
+        cfg = replace(BargeInConfig(), **dict(zip(ONSET_GRID, kv, strict=True)))
+        res = replay(recorded["dev"], cfg)
+        if not res.latencies:
+            continue
+        looser = replace(cfg, onset_quiet=max(0, cfg.onset_quiet - 1),
+                         onset_drop_db=cfg.onset_drop_db - 4.0)
+        near = replay(dev_other, looser)
+        p50, p95 = np.percentile(res.latencies, [50, 95])
+        rows.append((len(res.missed) + len(res.false), len(near.false), p95, p50, cfg, res))
+    rows.sort(key=lambda r: r[:4])
+    names = list(ONSET_GRID)
+    best = rows[0][:4]
+    ties = sum(1 for r in rows if r[:4] == best)
+    print(f"{len(rows)} points, {ties} tie for first place on dev")
+    print("rank: dev missed/false p50/p95 near-misses | holdout | redraw | " + ", ".join(names))
+    shown = rows[:top] + [r for r in rows[top:] if r[4] == BargeInConfig()]
+    for r in shown:
+        n = rows.index(r) + 1
+        _, near_false, _, _, cfg, res = r
+        mark = "  <- defaults" if cfg == BargeInConfig() else ""
+        print(f"{n:3d}: {_figures(res)} {near_false} | "
+              f"{_figures(replay(recorded['holdout'], cfg))} | "
+              f"{_figures(replay(recorded['redraw'], cfg))} | "
+              f"{tuple(getattr(cfg, k) for k in names)}{mark}")
+
+
+def draws(first: int, last: int) -> None:
+    """The defaults (and without the onset pair) on fresh draws of the set: seed N draws
+    dev's voices and sentences if N is even, holdout's if odd. Pooled over all draws, and
+    how many single draws meet the p95 goal."""
+    configs = {"defaults": BargeInConfig(),
+               "onset pair off": replace(BargeInConfig(), onset_pair=False)}
+    pooled = {name: Result(0, 0, [], 0, [], [], []) for name in configs}
+    p95s: dict[str, list[float]] = {name: [] for name in configs}
+    base = replace(BargeInConfig(), require_vad=False, onset_min_guard_db=0.0)
+    for seed in range(first, last + 1):
+        recs = record(build_cases("holdout" if seed % 2 else "dev", seed=seed), base)
+        for name, cfg in configs.items():
+            res = replay(recs, cfg)
+            p95s[name].append(float(np.percentile(res.latencies, 95)))
+            tot = pooled[name]
+            tot.detected += res.detected
+            tot.speech += res.speech
+            tot.nonspeech += res.nonspeech
+            tot.latencies += res.latencies
+            tot.missed += [f"{seed}:{n}" for n in res.missed]
+            tot.false += [f"{seed}:{n}" for n in res.false]
+    for name, tot in pooled.items():
+        p50, p95 = np.percentile(tot.latencies, [50, 95])
+        print(f"{name}: seeds {first}-{last}: detected {tot.detected}/{tot.speech}, false "
+              f"{len(tot.false)}/{tot.speech + tot.nonspeech}, p50 {p50:.0f} ms, p95 {p95:.0f} ms; "
+              f"draws with p95 <= 250 ms: {sum(p <= 250 for p in p95s[name])}/{len(p95s[name])}"
+              f" (median p95 {np.median(p95s[name]):.0f} ms)")
+        print(f"  missed: {', '.join(tot.missed) or '-'}")
+        print(f"  false: {', '.join(tot.false) or '-'}")
 
 
 # -- plain VAD and turn end -------------------------------------------------------------------
@@ -415,6 +497,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", action="store_true", help="grid search over the thresholds")
     ap.add_argument("--sweep-low", action="store_true", help="grid over the low-band rule")
+    ap.add_argument("--sweep-onset", action="store_true", help="grid over the onset pair")
+    ap.add_argument("--draws", metavar="FIRST-LAST", help="fresh draws of the set, e.g. 11-40")
     ap.add_argument("--vad", action="store_true", help="plain VAD and turn-end figures")
     ap.add_argument("--split", choices=SPLITS, action="append")
     ap.add_argument("--timeline", nargs="+", metavar="CASE",
@@ -425,6 +509,13 @@ def main() -> None:
         return
     if args.sweep_low:
         sweep_low()
+        return
+    if args.sweep_onset:
+        sweep_onset()
+        return
+    if args.draws:
+        first, _, last = args.draws.partition("-")
+        draws(int(first), int(last or first))
         return
     if args.vad:
         vad_figures()

@@ -337,12 +337,16 @@ def _assemble(name: str, kind: str, caller_sig: np.ndarray, agent: np.ndarray,
     )
 
 
-def build_cases(split: Split = "dev") -> list[Case]:
-    """The labelled set: 48 speech-over-agent cases and 83 must-not-interrupt cases."""
+def build_cases(split: Split = "dev", seed: int | None = None) -> list[Case]:
+    """The labelled set: 48 speech-over-agent cases and 83 must-not-interrupt cases.
+
+    `seed` replaces the split's own: a fresh draw of that split's voices and sentences
+    (how much the figures move with the draw; `benchmarks/bargein.py --draws`).
+    """
     if split not in _SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(_SPLITS)}")
     cfg = _SPLITS[split]
-    rng = np.random.default_rng(cfg["seed"])
+    rng = np.random.default_rng(cfg["seed"] if seed is None else seed)
     cases: list[Case] = []
     voices = cfg["caller_voices"]
     texts = cfg["caller_texts"]

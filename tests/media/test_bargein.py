@@ -110,6 +110,8 @@ def test_rejects_bad_input() -> None:
         BargeInConfig(vad_aggressiveness=5)
     with pytest.raises(ValueError):
         BargeInConfig(low_cutoff_hz=50.0)
+    with pytest.raises(ValueError):
+        BargeInConfig(onset_quiet=9, onset_lookback=8)
 
 
 @pytest.mark.parametrize("name", ["tone-0", "dtmf-0-phone", "ringback-1", "chime-0",
@@ -190,6 +192,67 @@ def test_low_band_rule_speeds_up_a_slow_phone_voice() -> None:
     on, off = _fire_ms(case), _fire_ms(case, BargeInConfig(low_path=False))
     assert on is not None and off is not None and case.onset_ms is not None
     assert case.onset_ms <= on < off
+
+
+def _voiced(lag: float, echo_lag: float = 0.0, guard: float = 20.0,
+            stationarity: float = 0.5) -> FrameFeatures:
+    """A voiced frame (both bands) at `lag`, -30 dBFS, `guard` dB over the expected echo,
+    with the given spectral similarity to the frame before."""
+    return FrameFeatures(-30.0, guard, 30.0, True, True, 0.95, 0.9, lag, 0.5, stationarity,
+                         0.95, 0.9, lag, echo_lag)
+
+
+def _quiet() -> FrameFeatures:
+    return FrameFeatures(-60.0, 0.0, 0.0, False)
+
+
+def _pair_fires(lead: list[FrameFeatures], pair: list[FrameFeatures]) -> list[bool]:
+    rule = DecisionRule(BargeInConfig())
+    rule.reset()
+    for f in lead:
+        assert not rule.push(f)[1]
+    return [rule.push(f)[1] for f in pair]
+
+
+def test_onset_pair_fires_on_two_voiced_frames_out_of_quiet() -> None:
+    """Two voiced frames whose pitch glides, after quiet: fires on the second (the window
+    rule needs a third), also when the estimate slips an octave; not for a held pitch (a
+    note), a jump (two sources), a spectrum that holds still (a note), the agent's pitch
+    (leftover echo), a small margin over the echo, or without the quiet lead."""
+    quiet = [_quiet()] * 8
+    assert _pair_fires(quiet, [_voiced(150.0), _voiced(153.0)]) == [False, True]
+    assert _pair_fires(quiet, [_voiced(150.0), _voiced(306.0)]) == [False, True]
+    assert _pair_fires(quiet, [_voiced(150.0), _voiced(150.1)]) == [False, False]
+    assert _pair_fires(quiet, [_voiced(150.0), _voiced(200.0)]) == [False, False]
+    held = _voiced(153.0, stationarity=0.99)
+    assert _pair_fires(quiet, [_voiced(150.0), held]) == [False, False]
+    assert _pair_fires(quiet, [_voiced(150.0, 301.0), _voiced(153.0, 301.0)]) == [False, False]
+    assert _pair_fires(quiet, [_voiced(150.0, guard=8.0), _voiced(153.0)]) == [False, False]
+    busy = [FrameFeatures(-32.0, 15.0, 10.0, True)] * 8  # active, about as loud as the pair
+    assert _pair_fires(busy, [_voiced(150.0), _voiced(153.0)]) == [False, False]
+    # right after reset nothing is known about the frames before: no onset yet
+    assert _pair_fires([], [_voiced(150.0), _voiced(153.0)]) == [False, False]
+
+
+def test_onset_pair_speeds_up_a_word_cut_by_a_stop() -> None:
+    """Dev's 'Hello' by a quiet low voice on a phone line: two voiced frames, then the
+    'l' that webrtcvad rejects; the window rule waits for the next syllable."""
+    case = _cases()["speech-11-en+m3-quiet-phone"]
+    on, off = _fire_ms(case), _fire_ms(case, BargeInConfig(onset_pair=False))
+    assert on is not None and off is not None and case.onset_ms is not None
+    assert case.onset_ms <= on < off
+    assert on - case.onset_ms <= 150
+
+
+def test_onset_pair_ignores_leftover_echo_at_the_agent_pitch() -> None:
+    """Leftover echo that passes the gate is the agent's own voice (dev cough-1-phone:
+    two voiced frames 7 dB over the expected echo). With the margin lowered to the gate's
+    6 dB and the spectral-flux check off, the agent-pitch check alone keeps it from
+    interrupting."""
+    case = _cases()["cough-1-phone"]
+    loose = BargeInConfig(onset_min_guard_db=6.0, onset_max_stationarity=1.01)
+    assert _fire_ms(case, loose) is None
+    assert _fire_ms(case, replace(loose, echo_pitch_tol=0.0)) is not None
 
 
 @functools.lru_cache(maxsize=2)
