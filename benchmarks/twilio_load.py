@@ -8,8 +8,8 @@ Every call is a Twilio Media Streams client at real-time pace (one 20 ms mu-law 
 20 ms from one drift-free ticker shared by all calls): silence, "what time is it" over the
 greeting (barge-in), silence while the reply plays, "what time is it" again, silence, stop.
 Marks are echoed as they arrive. Like a phone line, every caller has a noise floor (about
--65 dBFS, never digital silence) and echoes the agent's audio back 10 dB down about 40-60 ms
-later, so the barge-in detector works as hard as on a real call. Call starts are spread over up to 5 s (50 ms apart), so
+-65 dBFS, never digital silence) and echoes the agent's audio back 10 dB down 40 ms (two
+ticks) after it arrived, at a delay that holds for the whole talkspurt as a line's does, so the barge-in detector works as hard as on a real call. Call starts are spread over up to 5 s (50 ms apart), so
 callers talk at different moments (all of them talking in the same second is a burst far
 above any steady state).
 
@@ -54,7 +54,6 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +71,7 @@ with warnings.catch_warnings():
 
 FRAME_S = 0.020
 QUESTION = "what time is it"
-ECHO_FRAMES = 2  # the line echoes the agent's audio about 40-60 ms later...
+ECHO_FRAMES = 2  # the line echoes the agent's audio two ticks (40 ms) later...
 ECHO_GAIN = 10 ** (-10 / 20)  # ...10 dB down, as the issue's phone line does
 SHOW_SERVER_LOG = False  # --server-log
 STAGGER_S = 5.0  # call starts spread over this long, so callers do not all talk at once
@@ -151,7 +150,8 @@ class Call:
         self._prefix = '{"event":"media","sequenceNumber":"'
         self._seq = 0
         self._recv: asyncio.Task | None = None
-        self.echo: deque[bytes] = deque()  # agent audio received, to come back as echo
+        self.echo: dict[int, bytes] = {}  # tick -> agent audio that comes back then
+        self._echo_next = 0  # tick of the next agent frame's echo within a talkspurt
 
     async def open(self) -> None:
         try:
@@ -186,8 +186,9 @@ class Call:
             return
         self._seq += 1
         pcm = self.script.frames[i]
-        if len(self.echo) > ECHO_FRAMES:  # the agent's audio comes back 10 dB down
-            pcm = audioop.add(pcm, audioop.mul(self.echo.popleft(), 2, ECHO_GAIN), 2)
+        echo = self.echo.pop(i, None)
+        if echo is not None:  # the agent's audio comes back 10 dB down
+            pcm = audioop.add(pcm, audioop.mul(echo, 2, ECHO_GAIN), 2)
         payload = base64.b64encode(audioop.lin2ulaw(pcm, 2)).decode()
         await self.ws.send_str(
             f'{{"event":"media","sequenceNumber":"{self._seq + 1}","streamSid":"{self.sid}",'
@@ -208,8 +209,13 @@ class Call:
                 if data.startswith('{"event":"media"'):
                     self.stats.frames_in += 1
                     start = data.find('"payload":"') + 11
-                    self.echo.append(audioop.ulaw2lin(
-                        base64.b64decode(data[start : data.index('"', start)]), 2))
+                    # one frame per tick from the first of a talkspurt on: a fixed delay
+                    tick = max(self.index + ECHO_FRAMES, self._echo_next)
+                    if tick > self.index + ECHO_FRAMES + 5:  # far behind: a new talkspurt
+                        tick = self.index + ECHO_FRAMES
+                    self._echo_next = tick + 1
+                    self.echo[tick] = audioop.ulaw2lin(
+                        base64.b64decode(data[start : data.index('"', start)]), 2)
                     # the reply is the first frame after a pause (not the tail of audio
                     # that was still playing when the utterance ended)
                     if self.waiting_since is not None and now - self.last_in > 0.100:
@@ -227,6 +233,7 @@ class Call:
                 elif event.get("event") == "clear":
                     self.stats.clears += 1
                     self.echo.clear()
+                    self._echo_next = 0
                     self.in_reply = False
         except Exception as exc:  # recorded; the round goes on
             self.stats.error = repr(exc)
