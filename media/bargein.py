@@ -91,6 +91,7 @@ class EchoCanceller:
         self._expected = 0.0
         self.raw_leak_db = 0.0  # before convergence: caller vs the loudest reference frame
         self._loud_frames = 0  # caller frames heard while the agent was clearly audible
+        self._shifted = False  # the last caller frame matched the reference a tick older
 
     def push_reference(self, ref: np.ndarray) -> None:
         """The next 20 ms of what was played out (the echo timeline advances)."""
@@ -124,11 +125,17 @@ class EchoCanceller:
         self._frame += 1
         m_e = float(np.dot(m, m))
         e, e_e = m, m_e
+        self._shifted = False
         if self.h is not None:
             end = len(self._ref) - self.start
-            est = np.convolve(self._ref[end - _N - self.taps + 1 : end], self.h, "valid")
-            res = m - est
-            r_e = float(np.dot(res, res))
+            res, r_e = self._residual(m, end)
+            if r_e > 0.1 * m_e and end - _N - self.taps + 1 >= 0:
+                # Caller frames come from the network, reference frames from our ticker:
+                # jitter may pair a caller frame with the reference one tick too new (a
+                # held-back frame arriving with the next). Try the pairing a tick older.
+                res2, r2_e = self._residual(m, end - _N)
+                if r2_e < 0.5 * r_e:
+                    res, r_e, self._shifted = res2, r2_e, True
             if r_e < m_e:  # else the echo path changed under the filter: pass the mic on
                 e, e_e = res, r_e
         r = self._ref
@@ -159,7 +166,14 @@ class EchoCanceller:
         self._learn(m_e, e_e)
         return e
 
+    def _residual(self, m: np.ndarray, end: int) -> tuple[np.ndarray, float]:
+        est = np.convolve(self._ref[end - _N - self.taps + 1 : end], self.h, "valid")  # type: ignore[arg-type]
+        res = m - est
+        return res, float(np.dot(res, res))
+
     def _learn(self, m_e: float, e_e: float) -> None:
+        if self._shifted:
+            return  # this frame was paired late: the buffers are not aligned for learning
         ref_e = self.ref_energy if self.delay is not None else self._expected
         if ref_e < _N * _FULL * 1e-6:  # the agent is quiet here (-60 dBFS): nothing to learn
             return

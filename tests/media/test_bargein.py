@@ -309,3 +309,35 @@ def test_reference_timeline_survives_skipped_caller_frames() -> None:
         if 90 <= i < 110:
             continue  # caller frames not passed to the detector for 400 ms
         assert not det.caller_frame(mic)
+
+
+def test_echo_stays_cancelled_when_network_jitter_pairs_frames_late() -> None:
+    """Caller frames come from the network and agent frames from our ticker: a caller
+    frame held back a tick arrives with the next, after the newer reference frame. With
+    30 % of frames held back, the echo is still cancelled (no frame passes the gate once
+    the canceller has locked on) and the agent is never interrupted; speech still is."""
+    rng = np.random.default_rng(3)
+
+    def run(case: Case) -> tuple[int, bool]:
+        det = BargeInDetector()
+        warm = case.warmup_ms // FRAME_MS
+        past = 0
+        fired = False
+        pending: list[np.ndarray] = []
+        pairs = zip(split_frames(case.agent), split_frames(case.caller), strict=True)
+        for i, (ref, mic) in enumerate(pairs):
+            if i == warm:
+                det.reset()
+            det.agent_frame(ref)
+            pending.append(mic)
+            if len(pending) == 1 and rng.random() < 0.3:
+                continue  # held back: comes with the next one
+            for f in pending:
+                fired |= det.caller_frame(f)
+                past += bool(det.last is not None and det.last.active and i > warm)
+            pending = []
+        return past, fired
+
+    past, fired = run(_cases()["echo-40ms"])
+    assert past == 0 and not fired
+    assert run(_cases()["speech-00-en-us"])[1]
