@@ -48,6 +48,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from agent.events import SDKEvent, SDKSystemInitEvent, encode_event
 from gateway.app import CallRefused
 from gateway.call import Call
+from gateway.idle import IdleTimer
 from gateway.protocols.common import ProtocolError
 from gateway.protocols.webclient import (
     WebClientProtocol,
@@ -69,6 +70,10 @@ GATHER_TIMEOUT = 15.0  # seconds for ICE gathering (an unreachable STUN server t
 CONNECT_TIMEOUT = 30.0  # seconds from answer to a connected peer
 MAX_PENDING_EVENTS = 500  # events held until the data channel opens
 END_FLUSH_TIMEOUT = 0.5  # seconds to let the last data-channel message leave
+# Browsers send audio without pause while a call is up (a muted track sends silence, Opus
+# DTX a packet at least every 400 ms): this long without a frame, the page is gone (closed
+# without a DTLS close, crashed, lost its network), long before ICE consent expires (~30 s).
+MEDIA_TIMEOUT = 5.0
 NOT_SHOWN = frozenset({"agent.audio", "system.audio.chunk"})
 
 
@@ -240,13 +245,18 @@ class WebRtcPeer:
     async def _read_audio(self, track: MediaStreamTrack) -> None:
         call = self.call
         assert call is not None
+        idle = IdleTimer(MEDIA_TIMEOUT, lambda: self.close_soon(
+            f"no caller audio for {MEDIA_TIMEOUT:.0f} s"))
         try:
             while True:
                 frame = await track.recv()
+                idle.touch()
                 for f in self.inbound.process(frame):
                     await call.caller_frame(f)
         except MediaStreamError:
             self.close_soon("caller audio ended")
+        finally:
+            idle.cancel()
 
     def _on_state(self) -> None:
         state = self.pc.connectionState

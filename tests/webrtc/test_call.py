@@ -234,3 +234,28 @@ async def test_unconnected_offer_is_dropped_after_the_connect_timeout(app_factor
         await ended(app, caller, 5)
         assert app.calls == {}
         await caller.close()
+
+
+async def test_caller_whose_audio_stops_is_ended_before_ice_consent_expires(app_factory,
+                                                                             monkeypatch):
+    """A page that vanishes without a DTLS close (crash, lost network) stops sending audio
+    at once; the call ends after MEDIA_TIMEOUT, not when ICE consent runs out (~30 s)."""
+    import gateway.transports.webrtc as webrtc
+
+    monkeypatch.setattr(webrtc, "MEDIA_TIMEOUT", 0.6)
+    async with app_factory(short_setup) as (app, url):
+        rtc = app.web[WEBRTC]
+        caller = RtcCaller(url)
+        await caller.connect()
+        await caller.wait_event(lambda e: e["type"] == "started")
+        peer = rtc.peers[caller.id]
+        frozen = asyncio.Event()
+
+        async def silent_forever():  # the microphone stops; ICE and DTLS stay up
+            await frozen.wait()
+
+        caller.mic.recv = silent_forever  # type: ignore[method-assign]
+        await ended(app, caller, 10)
+        assert peer.reason == "no caller audio for 1 s"
+        assert caller.pc.connectionState != "failed"  # ICE had not given up
+        await caller.close()
