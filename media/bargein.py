@@ -129,7 +129,8 @@ class EchoCanceller:
         if self.h is not None:
             end = len(self._ref) - self.start
             res, r_e = self._residual(m, end)
-            if r_e > 0.1 * m_e and end - _N - self.taps + 1 >= 0:
+            if (r_e > 0.1 * m_e and r_e > _N * _FULL * 1e-5  # would reach the gate's level
+                    and end - _N - self.taps + 1 >= 0):
                 # Caller frames come from the network, reference frames from our ticker:
                 # jitter may pair a caller frame with the reference one tick too new (a
                 # held-back frame arriving with the next). Try the pairing a tick older.
