@@ -177,3 +177,38 @@ class DigestAuth:
         if not hmac.compare_digest(expected, response.lower()):
             return "fail"
         return "ok" if state == "ok" else "stale"
+
+
+class AuthFailures:
+    """Wrong credentials per source host: after `limit` failures within `window` seconds
+    the host is refused (403, no new challenge) for `block` seconds, so a scanner cannot
+    guess passwords at line rate. A request without credentials is not a failure (every
+    honest client starts with one)."""
+
+    def __init__(self, limit: int = 5, window: float = 60.0, block: float = 300.0,
+                 max_hosts: int = 10_000) -> None:
+        self.limit, self.window, self.block, self.max_hosts = limit, window, block, max_hosts
+        self._failures: dict[str, list[float]] = {}
+        self._blocked: dict[str, float] = {}  # host -> until
+
+    def blocked(self, host: str, now: float) -> bool:
+        until = self._blocked.get(host)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self._blocked[host]
+        return False
+
+    def record(self, host: str, now: float) -> bool:
+        """One failure from `host`; True if it is blocked from now on."""
+        recent = [t for t in self._failures.get(host, ()) if now - t < self.window]
+        recent.append(now)
+        if len(recent) >= self.limit:
+            self._failures.pop(host, None)
+            self._blocked[host] = now + self.block
+            return True
+        if host not in self._failures and len(self._failures) >= self.max_hosts:
+            self._failures.pop(next(iter(self._failures)))  # the oldest host seen
+        self._failures[host] = recent
+        return False

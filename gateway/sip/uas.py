@@ -16,7 +16,8 @@ application for a new answer; REFER with implicit-subscription NOTIFYs (sipfrag)
 and once a NOTIFY reports the transfer's 2xx we end our leg with BYE (RFC 5589 6.1);
 INFO DTMF; OPTIONS 200. Unsupported methods get 405 with Allow, requests for unknown
 dialogs 481, malformed requests 400 (or are dropped when too broken to answer).
-Admission: CIDR allowlist (403), optional digest auth on INVITE (401), call limit
+Admission: CIDR allowlist (403), optional digest auth on INVITE (401; a source that sends
+five wrong credentials in a minute gets 403 for five minutes), call limit
 (503). In-dialog requests we send go to the address the INVITE came from (symmetric
 signalling, which is what NAT needs) with the Record-Route route set.
 """
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gateway.sip.auth import AddressAllowlist, DigestAuth
+from gateway.sip.auth import AddressAllowlist, AuthFailures, DigestAuth
 from gateway.sip.message import (
     MAGIC_COOKIE,
     Headers,
@@ -325,6 +326,7 @@ class SipUas:
         self.config = config
         self.allowlist = AddressAllowlist(config.allow)
         self._timers: Timers[Action] = Timers()
+        self._auth_failures = AuthFailures()  # wrong passwords per source: 403 for a while
         self._server_txns: dict[tuple[object, ...], _ServerTxn] = {}
         self._client_txns: dict[str, _ClientTxn] = {}
         self._dialogs: dict[tuple[str, str], SipCall] = {}
@@ -544,9 +546,15 @@ class SipUas:
                 return self._respond(txn, 482, now, tag=True)  # merged or looped request
         auth = self.config.auth
         if auth is not None:
-            verdict = auth.check(
-                "INVITE", req.headers.get("Authorization"), now, request_uri=req.uri
-            )
+            if self._auth_failures.blocked(addr[0], now):
+                return self._respond(txn, 403, now, tag=True)
+            credentials = req.headers.get("Authorization")
+            verdict = auth.check("INVITE", credentials, now, request_uri=req.uri)
+            if verdict == "fail" and credentials and self._auth_failures.record(addr[0], now):
+                log.warning("403 to %s for %.0f s: %d wrong credentials in %.0f s", addr[0],
+                            self._auth_failures.block, self._auth_failures.limit,
+                            self._auth_failures.window)
+                return self._respond(txn, 403, now, tag=True)
             if verdict != "ok":
                 log.info("401 to INVITE %s from %s (%s)", req.call_id, addr[0], verdict)
                 challenge = auth.challenge(now, stale=verdict == "stale")

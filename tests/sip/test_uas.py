@@ -500,3 +500,46 @@ def test_real_peer_invites_are_offered_and_answerable(raw: bytes) -> None:
     assert ok.status == 200 and parse_message(ok.to_bytes()) == ok
     if b"X-Customer-Id" in raw:
         assert call.context()["x_headers"] == {"X-Customer-Id": "acme-42", "X-Campaign": "spring"}
+
+
+def test_repeated_wrong_passwords_block_the_source_for_a_while() -> None:
+    """A password guesser gets 401s, then 403 without a challenge once it has failed five
+    times in a minute, for five minutes; another source is unaffected; a missing
+    Authorization (every client's first INVITE) is not a failure."""
+    uas = make_uas(auth=DigestAuth("gw.example", {"trunk": "s3cret"}))
+    guesser, honest = Phone(("198.51.100.7", 5060)), Phone(("203.0.113.9", 5060))
+    uri = "sip:agent@192.0.2.10:5060"
+    now = 10.0
+    for _ in range(3):  # no credentials: challenged, never counted
+        (ch,) = responses(uas.receive(guesser.invite(), guesser.addr, now=now))
+        assert ch.status == 401
+        guesser.cseq += 1
+    www = ch.headers.get("WWW-Authenticate") or ""
+    got = []
+    for i in range(6):
+        wrong = _digest(www, "trunk", f"guess{i}", uri)
+        (r,) = responses(uas.receive(guesser.invite(headers=[f"Authorization: {wrong}"]),
+                                     guesser.addr, now=now + i))
+        got.append(r.status)
+        guesser.cseq += 1
+    assert got == [401, 401, 401, 401, 403, 403]
+    right = _digest(www, "trunk", "s3cret", uri)  # even the right password, while blocked
+    (r,) = responses(uas.receive(guesser.invite(headers=[f"Authorization: {right}"]),
+                                 guesser.addr, now=now + 60))
+    assert r.status == 403 and not uas.calls
+    (ch2,) = responses(uas.receive(honest.invite(), honest.addr, now=now + 60))
+    assert ch2.status == 401  # another source: challenged as usual
+    honest.cseq += 1
+    good = _digest(ch2.headers.get("WWW-Authenticate") or "", "trunk", "s3cret", uri)
+    actions = uas.receive(honest.invite(headers=[f"Authorization: {good}"]), honest.addr,
+                          now=now + 61)
+    assert statuses(actions) == [100]
+    later = now + 4 + 300  # the block is over
+    guesser.cseq += 1
+    (ch3,) = responses(uas.receive(guesser.invite(), guesser.addr, now=later))
+    assert ch3.status == 401
+    guesser.cseq += 1
+    fresh = _digest(ch3.headers.get("WWW-Authenticate") or "", "trunk", "s3cret", uri)
+    actions = uas.receive(guesser.invite(headers=[f"Authorization: {fresh}"]), guesser.addr,
+                          now=later + 1)
+    assert statuses(actions) == [100]
