@@ -91,8 +91,8 @@ class CachedTTS:
         finally:
             flight.listeners -= 1
             if flight.listeners == 0 and not flight.done and flight.task is not None:
-                flight.task.cancel()  # nobody listens any more: stop, cache nothing
                 self._flights.pop(key, None)
+                await _stop(flight.task)  # nobody listens any more: stop, cache nothing
 
     async def _run(self, key: str, text: str, flight: _Flight) -> None:
         stream = self.engine.synthesize(text)
@@ -122,3 +122,15 @@ class CachedTTS:
         while self._bytes > self.max_bytes:
             _, old = self._entries.popitem(last=False)
             self._bytes -= old.nbytes
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel the synthesis and wait until the engine has cleaned up (its child process
+    reaped while the loop still runs); our own cancellation still propagates."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
