@@ -8,18 +8,26 @@ loop timer per timeout period and is touched with a plain time stamp per message
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 class IdleTimer:
-    """Calls `on_idle()` once when `touch()` has not been called for `timeout` seconds."""
+    """Calls `on_idle()` once when `touch()` has not been called for `timeout` seconds.
 
-    def __init__(self, timeout: float, on_idle: Callable[[], None]) -> None:
+    `on_idle` may be a coroutine function (closing a connection, say): it then runs as a
+    task, `fired` turns True at once, and `wait_idle_done()` waits for it."""
+
+    def __init__(self, timeout: float,
+                 on_idle: Callable[[], Awaitable[Any] | None]) -> None:
         self._loop = asyncio.get_running_loop()
         self.timeout = timeout
         self._on_idle = on_idle
         self._last = self._loop.time()
         self._handle: asyncio.TimerHandle | None = self._loop.call_later(timeout, self._check)
+        self.fired = False
+        self._task: asyncio.Future[Any] | None = None
 
     def touch(self) -> None:
         """A message arrived."""
@@ -35,13 +43,21 @@ class IdleTimer:
             self._handle.cancel()
             self._handle = None
 
+    async def wait_idle_done(self) -> None:
+        """Wait for an `on_idle` coroutine that has started (nothing to wait for otherwise)."""
+        if self._task is not None:
+            await self._task
+
     def _check(self) -> None:
         self._handle = None
         idle = self._loop.time() - self._last
-        if idle >= self.timeout:
-            self._on_idle()
-        else:
+        if idle < self.timeout:
             self._reschedule(idle)
+            return
+        self.fired = True
+        result = self._on_idle()
+        if inspect.isawaitable(result):
+            self._task = asyncio.ensure_future(result)
 
     def _reschedule(self, idle: float) -> None:
         self.cancel()

@@ -5,7 +5,6 @@ sans-I/O protocol objects of `gateway.protocols`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -140,20 +139,17 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
     transport = MediaStreamTransport(ws, protocol)
     call: Call | None = None
     reason = "caller hung up"
-    idle_closing: list[asyncio.Task[Any]] = []
-
-    def on_idle() -> None:
+    async def close_idle() -> None:
         log.warning("%s: no message for %.0f s; closing", _cid(call, provider),
                     app.settings.idle_timeout)
-        idle_closing.append(asyncio.ensure_future(
-            ws.close(code=WSCloseCode.GOING_AWAY, message=b"idle timeout")))
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"idle timeout")
 
-    idle = IdleTimer(app.settings.idle_timeout, on_idle)
+    idle = IdleTimer(app.settings.idle_timeout, close_idle)
     try:
         while True:
             msg = await ws.receive()
             idle.touch()
-            if idle_closing:
+            if idle.fired:
                 reason = "idle timeout"
                 break
             if msg.type == WSMsgType.TEXT:
@@ -199,8 +195,7 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
         idle.cancel()
         if call is not None:
             await app.end_call(call, reason)
-        for task in idle_closing:
-            await task
+        await idle.wait_idle_done()
         if not ws.closed:
             await ws.close()
     return ws

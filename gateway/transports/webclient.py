@@ -6,7 +6,6 @@ protocol instead (`gateway.transports.atoms_ws`).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from typing import TYPE_CHECKING
@@ -91,22 +90,17 @@ async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamRes
     transport: WebClientTransport | None = None
     call: Call | None = None
     reason = "client hung up"
-    idle_closing: list[asyncio.Task[None]] = []
-
-    async def close_idle(why: str, timeout: float) -> None:
-        await send_error(ws, f"{why} after {timeout:.0f} s", binary=False)
+    async def close_idle() -> None:
+        why = "idle timeout" if protocol.started else "no first message"
+        await send_error(ws, f"{why} after {idle.timeout:.0f} s", binary=False)
         await ws.close(code=WSCloseCode.GOING_AWAY, message=why.encode())
 
-    def on_idle() -> None:
-        why = "idle timeout" if protocol.started else "no first message"
-        idle_closing.append(asyncio.ensure_future(close_idle(why, idle.timeout)))
-
-    idle = IdleTimer(FIRST_MESSAGE_TIMEOUT, on_idle)
+    idle = IdleTimer(FIRST_MESSAGE_TIMEOUT, close_idle)
     try:
         while True:
             msg = await ws.receive()
             idle.touch()
-            if idle_closing:
+            if idle.fired:
                 reason = "idle timeout" if protocol.started else "no first message"
                 break
             if msg.type == WSMsgType.TEXT:
@@ -155,8 +149,7 @@ async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamRes
         idle.cancel()
         if call is not None:
             await app.end_call(call, reason)
-        for task in idle_closing:
-            await task
+        await idle.wait_idle_done()
         if not ws.closed:
             await ws.close()
     return ws
