@@ -29,7 +29,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Transcript", "SttStream", "SttEngine", "AsyncEndOfTurn", "finish_turn"]
+__all__ = ["Transcript", "SttStream", "SttEngine", "AsyncEndOfTurn", "check_frame",
+           "finish_turn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,12 @@ class AsyncEndOfTurn(Protocol):
     The call itself ends the turn synchronously; the result arrives through the awaitable."""
 
     def end_of_turn_async(self) -> Awaitable[Transcript | None]: ...
+
+
+def check_frame(frame: object) -> None:
+    """What every stream's `feed` requires: a 1-D int16 array (TypeError otherwise)."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.int16 or frame.ndim != 1:
+        raise TypeError("feed() expects a 1-D numpy int16 array of 16 kHz audio")
 
 
 async def finish_turn(stream: SttStream) -> Transcript | None:

@@ -45,7 +45,7 @@ import numpy as np
 from yarl import URL
 
 from media.frames import SAMPLE_RATE
-from media.stt import Transcript
+from media.stt import Transcript, check_frame
 
 __all__ = ["DeepgramSTT", "DeepgramStream", "DEEPGRAM_URL"]
 
@@ -156,8 +156,7 @@ class DeepgramStream:
 
     def feed(self, frame: np.ndarray) -> list[Transcript]:
         self._check_open()
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.int16 or frame.ndim != 1:
-            raise TypeError("feed() expects a 1-D numpy int16 array of 16 kHz audio")
+        check_frame(frame)
         if not len(frame):
             return []
         if self._utt is None:

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from media.frames import SAMPLE_RATE
-from media.stt import Transcript
+from media.stt import Transcript, check_frame
 
 __all__ = ["PocketSphinxSTT", "PocketSphinxStream"]
 
@@ -210,8 +210,7 @@ class PocketSphinxStream:
 
     def feed(self, frame: np.ndarray) -> list[Transcript]:
         self._check_open()
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.int16 or frame.ndim != 1:
-            raise TypeError("feed() expects a 1-D numpy int16 array of 16 kHz audio")
+        check_frame(frame)
         if not len(frame):
             return []
         if not self._in_utt:

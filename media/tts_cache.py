@@ -14,14 +14,11 @@ listener leaves before the end (a barge-in on a single call stops it as before).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 CHUNK_SAMPLES = 3200  # cached audio comes out in 200 ms pieces, like a live synthesis
 
