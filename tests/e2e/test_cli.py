@@ -4,10 +4,12 @@ Twilio call with the demo greeting and exits cleanly on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -45,17 +47,54 @@ async def wait_ready(url: str, proc: asyncio.subprocess.Process, timeout: float 
     raise AssertionError(f"{url} not ready within {timeout} s")
 
 
-@pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
-async def test_serve_answers_a_call_and_stops_on_sigterm(tmp_path):
-    port, sip_port = free_port(), free_port()
-    log = tmp_path / "serve.log"
+@contextlib.asynccontextmanager
+async def serving(log: Path, *args: str, env: dict[str, str | None] | None = None
+                  ) -> AsyncIterator[int]:
+    """`atoms-gateway serve ARGS` on a free port of HOST, ready; yields the port. On the
+    way out it gets SIGTERM and must stop cleanly: exit 0, no traceback in its log (`env`
+    entries set or, with None, remove environment variables)."""
+    port = free_port()
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     with open(log, "wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            str(CLI), "serve", "--host", HOST, "--port", str(port), "--sip-port", str(sip_port),
-            cwd=ROOT, stdout=out,
-            stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            str(CLI), "serve", "--host", HOST, "--port", str(port), *args, cwd=ROOT,
+            stdout=out, stderr=asyncio.subprocess.STDOUT, env=full_env)
     try:
         await wait_ready(f"http://{HOST}:{port}/ready", proc)
+        yield port
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = log.read_text(errors="replace")
+    assert code == 0, f"exit code {code}\n{text[-2000:]}"
+    assert "Traceback" not in text, text[-2000:]
+
+
+async def serve_fails(*args: str, env: dict[str, str], timeout: float = 60.0
+                      ) -> tuple[int | None, str]:
+    """`atoms-gateway serve ARGS` that must stop at start-up: (exit code, stderr), and no
+    traceback anywhere in its output."""
+    proc = await asyncio.create_subprocess_exec(
+        str(CLI), "serve", *args, "--host", HOST, "--port", str(free_port()), cwd=ROOT,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert b"Traceback" not in out + err
+    return proc.returncode, err.decode()
+
+
+@pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
+async def test_serve_answers_a_call_and_stops_on_sigterm(tmp_path):
+    sip_port = free_port()
+    log = tmp_path / "serve.log"
+    async with serving(log, "--sip-port", str(sip_port)) as port:
         # --host is the address of every listener without one of its own (SIP here)
         assert f"SIP listening on {HOST}:{sip_port}" in log.read_text(errors="replace")
         client = TwilioClient(HOST, port)
@@ -69,12 +108,3 @@ async def test_serve_answers_a_call_and_stops_on_sigterm(tmp_path):
         await client.hangup_and_wait()
         assert client.closed.is_set()
         await client.close()
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), 20)
-        text = log.read_text(errors="replace")
-        assert code == 0, f"exit code {code}\n{text[-2000:]}"
-        assert "Traceback" not in text, text[-2000:]
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()

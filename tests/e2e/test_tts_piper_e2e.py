@@ -5,9 +5,7 @@ at start-up with one clear line."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 
 import numpy as np
 import pytest
@@ -20,7 +18,7 @@ from media.tts import synthesize_all
 from media.tts_piper import PiperTTS
 from tests.e2e.clients import TwilioClient
 from tests.e2e.harness import HOST, rms_dbfs
-from tests.e2e.test_cli import CLI, ROOT, free_port, wait_ready
+from tests.e2e.test_cli import CLI, serve_fails, serving
 from tests.e2e.test_cloud_stt import wait_quiet
 
 needs_cli = pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed")
@@ -61,16 +59,8 @@ async def recognise_greeting(heard: np.ndarray) -> str | None:
 
 @needs_cli
 async def test_serve_with_piper_greets_a_twilio_caller_in_the_piper_voice(tmp_path):
-    port = free_port()
     log = tmp_path / "serve.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ATOMS_TTS": "piper"}
-    env.pop("ATOMS_TTS_VOICE", None)
-    with open(log, "wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            str(CLI), "serve", "--host", HOST, "--port", str(port), cwd=ROOT, stdout=out,
-            stderr=asyncio.subprocess.STDOUT, env=env)
-    try:
-        await wait_ready(f"http://{HOST}:{port}/ready", proc)
+    async with serving(log, env={"ATOMS_TTS": "piper", "ATOMS_TTS_VOICE": None}) as port:
         client = TwilioClient(HOST, port)
         await client.connect()
         await client.start()
@@ -80,15 +70,7 @@ async def test_serve_with_piper_greets_a_twilio_caller_in_the_piper_voice(tmp_pa
         await client.hangup_and_wait()
         await client.close()
         assert not client.problems
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), 20)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     text = log.read_text(errors="replace")
-    assert code == 0, f"exit code {code}\n{text[-2000:]}"
-    assert "Traceback" not in text, text[-2000:]
     assert "text-to-speech: piper" in text
     assert "piper voice en_US-joe-medium.onnx loaded (22050 Hz)" in text
     assert rms_dbfs(greeting) > -35
@@ -104,11 +86,6 @@ async def test_serve_with_piper_greets_a_twilio_caller_in_the_piper_voice(tmp_pa
      "atoms-gateway serve: unknown speech synthesiser tts='festival': use 'espeak' or 'piper'"),
 ])
 async def test_bad_speech_synthesiser_settings_stop_at_start_up(args, env, message):
-    proc = await asyncio.create_subprocess_exec(
-        str(CLI), "serve", *args, "--host", HOST, "--port", str(free_port()), cwd=ROOT,
-        env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 1
-    assert err.decode().strip().endswith(message), err.decode()[-1000:]
-    assert b"Traceback" not in out + err
+    code, err = await serve_fails(*args, env={**os.environ, **env})
+    assert code == 1
+    assert err.strip().endswith(message), err[-1000:]
