@@ -214,6 +214,17 @@ def media_csv(tmp_path: Path, peer: RtpPeer) -> Path:
     return csv
 
 
+async def sipp_call(scenario: str, gateway: Served, tmp_path: Path, *extra: str
+                    ) -> tuple[RtpPeer, list[Traced]]:
+    """One sipp call of `scenario` whose media goes to a fresh RTP peer; it must succeed.
+    Returns the peer (what the gateway sent) and sipp's message trace."""
+    peer = await open_rtp_peer()
+    result = await run_sipp(scenario, gateway.sip_port, tmp_path, timeout=40, extra=[
+        *extra, "-inf", str(media_csv(tmp_path, peer)), "-trace_msg"])
+    assert result.returncode == 0, result.explain()
+    return peer, read_trace(tmp_path)
+
+
 async def wait_idle(served: Served) -> None:
     """Until the gateway reports no active call (it ended the call, or timed out)."""
     for _ in range(200):
@@ -283,11 +294,7 @@ async def test_digest_auth_challenges_refuses_a_wrong_password_then_answers(
 @pytest.mark.parametrize("transport", ["u1", "t1"])
 async def test_reinvite_hold_resume_and_codec_change(
         gateway: Served, tmp_path: Path, transport: str) -> None:
-    peer = await open_rtp_peer()
-    result = await run_sipp("uac_reinvite", gateway.sip_port, tmp_path, timeout=40, extra=[
-        "-t", transport, "-inf", str(media_csv(tmp_path, peer)), "-trace_msg"])
-    assert result.returncode == 0, result.explain()
-    trace = read_trace(tmp_path)
+    peer, trace = await sipp_call("uac_reinvite", gateway, tmp_path, "-t", transport)
     answers = {m.cseq[0]: m for m in find(trace, sent=False, status=200, method="INVITE")}
     assert sorted(answers) == [1, 2, 3, 4]
     first, hold, resume, pcma = (answers[n].body for n in (1, 2, 3, 4))
@@ -346,11 +353,7 @@ def low_band_share(packets: list[RtpPacket], encoding: str) -> float:
 @pytest.mark.parametrize("transport", ["u1", "t1"])
 async def test_agent_transfer_sends_refer_then_bye_after_notify_200(
         gateway: Served, tmp_path: Path, transport: str) -> None:
-    peer = await open_rtp_peer()
-    result = await run_sipp("uac_refer", gateway.sip_port, tmp_path, timeout=40, extra=[
-        "-t", transport, "-inf", str(media_csv(tmp_path, peer)), "-trace_msg"])
-    assert result.returncode == 0, result.explain()
-    trace = read_trace(tmp_path)
+    peer, trace = await sipp_call("uac_refer", gateway, tmp_path, "-t", transport)
     (ok,) = find(trace, sent=False, status=200, method="INVITE")
     (refer,) = find(trace, sent=False, method="REFER")
     assert refer.headers["refer-to"] == f"<sip:+15550100@{LOCALHOST}>"
@@ -410,11 +413,7 @@ async def test_refused_transfer_plays_the_apology_then_hangs_up(
         gateway: Served, tmp_path: Path) -> None:
     """The agent stops talking when it asks for a transfer; if the far end refuses the
     REFER, the caller is not left in silence: the apology plays and the gateway hangs up."""
-    peer = await open_rtp_peer()
-    result = await run_sipp("uac_refer_refused", gateway.sip_port, tmp_path, timeout=40,
-                            extra=["-inf", str(media_csv(tmp_path, peer)), "-trace_msg"])
-    assert result.returncode == 0, result.explain()
-    trace = read_trace(tmp_path)
+    peer, trace = await sipp_call("uac_refer_refused", gateway, tmp_path)
     (ok,) = find(trace, sent=False, status=200, method="INVITE")
     (refer,) = find(trace, sent=False, method="REFER")
     (bye,) = find(trace, sent=False, method="BYE")
