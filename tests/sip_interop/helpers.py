@@ -327,6 +327,20 @@ class BaresipControl:
         self.writer.close()
 
 
+async def stop_baresip(ctrl: BaresipControl | None,
+                       proc: asyncio.subprocess.Process | None) -> None:
+    """Quit baresip through its control socket and wait for it (killed after 10 s)."""
+    if ctrl is not None:
+        await ctrl.command("quit")
+        await ctrl.close()
+    if proc is not None:
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
 def read_wav(path: Path) -> tuple[np.ndarray, int, int]:
     """(samples, rate, channels) of a 16-bit WAV."""
     import wave

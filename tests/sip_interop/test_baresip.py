@@ -23,6 +23,7 @@ from tests.sip_interop.helpers import (
     rms_dbfs,
     spot_words,
     start_gateway,
+    stop_baresip,
     wait_for,
     write_baresip_config,
     write_wav,
@@ -73,15 +74,7 @@ async def test_baresip_call_greeting_bargein_dtmf(tmp_path: Path) -> None:
         await ctrl.command("hangup")
         await wait_for(lambda: call.closed and not app.calls, 10, "the call to end")
     finally:
-        if ctrl is not None:
-            await ctrl.command("quit")
-            await ctrl.close()
-        if proc is not None:
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_baresip(ctrl, proc)
         await app.stop(drain_timeout=0)
 
     digits = [e["digit"] for e in call.timeline if e["type"] == "system.dtmf"]

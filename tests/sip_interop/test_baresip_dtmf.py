@@ -20,6 +20,7 @@ from tests.sip_interop.helpers import (
     BaresipControl,
     require,
     start_gateway,
+    stop_baresip,
     wait_for,
     write_baresip_config,
     write_wav,
@@ -59,15 +60,7 @@ async def test_baresip_receives_the_agents_keys(tmp_path: Path) -> None:
         await ctrl.command("hangup")
         await wait_for(lambda: app.opened and app.opened[0].closed, 10, "the call to end")
     finally:
-        if ctrl is not None:
-            await ctrl.command("quit")
-            await ctrl.close()
-        if proc is not None:
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_baresip(ctrl, proc)
         await app.stop(drain_timeout=0)
 
     log = (await proc.stdout.read()).decode(errors="replace")
