@@ -39,7 +39,7 @@ from media.bargein import (
 from media.frames import FRAME_MS, split_frames
 from media.turn import TurnDetector
 from media.vad import Vad, VadConfig
-from tests.bargein_eval import Case, build_cases
+from tests.bargein_eval import Case, build_cases, play_tick
 
 SPLITS = ("dev", "holdout", "redraw")
 
@@ -65,8 +65,7 @@ def run_case(case: Case, config: BargeInConfig, cpu: list[float] | None = None) 
         if i == warm:
             det.reset()
         t0 = time.perf_counter()
-        det.agent_frame(ref)
-        hit = det.caller_frame(mic)
+        hit = play_tick(det, i, ref, mic)
         if cpu is not None:
             cpu.append((time.perf_counter() - t0) * 1e6)
         if hit and fired is None:
@@ -106,10 +105,9 @@ def echo_only_cost(config: BargeInConfig, seconds: int = 60) -> tuple[float, flo
     cpu = []
     frames = zip(split_frames(np.tile(case.agent, reps)), split_frames(np.tile(case.caller, reps)),
                  strict=True)
-    for ref, mic in itertools.islice(frames, seconds * 1000 // FRAME_MS):
+    for i, (ref, mic) in enumerate(itertools.islice(frames, seconds * 1000 // FRAME_MS)):
         t0 = time.perf_counter()
-        det.agent_frame(ref)
-        det.caller_frame(mic)
+        play_tick(det, i, ref, mic)
         cpu.append((time.perf_counter() - t0) * 1e6)
     first = 1000 // FRAME_MS
     rest = np.array(cpu[first:])
@@ -148,9 +146,9 @@ def record(cases: list[Case], config: BargeInConfig) -> Recorded:
     for case in cases:
         det = BargeInDetector(config)
         feats = []
-        for ref, mic in zip(split_frames(case.agent), split_frames(case.caller), strict=True):
-            det.agent_frame(ref)
-            det.caller_frame(mic)
+        for i, (ref, mic) in enumerate(zip(split_frames(case.agent), split_frames(case.caller),
+                                           strict=True)):
+            play_tick(det, i, ref, mic)
             assert det.last is not None
             feats.append(det.last)
         out.append((case, feats))
@@ -183,8 +181,7 @@ def timeline(case: Case, config: BargeInConfig | None = None) -> str:
                                        strict=True)):
         if i == warm:
             det.reset()
-        det.agent_frame(ref)
-        hit = det.caller_frame(mic)
+        hit = play_tick(det, i, ref, mic)
         if i >= warm:
             out.append(("|" if i == onset else "") + ("!" if hit else KIND_MARKS[det.last_kind]))
     return "".join(out)

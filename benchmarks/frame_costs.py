@@ -42,8 +42,9 @@ def main() -> None:
     pairs = iter(range(10**9))
 
     def bargein(f: np.ndarray) -> None:
-        det.agent_frame(f)
-        det.caller_frame(echo[next(pairs) % len(echo)])
+        i = next(pairs)
+        det.agent_frame(f, i * 0.02)
+        det.caller_frame(echo[i % len(echo)], (i + 1) * 0.02)
 
     timed("barge-in (agent + caller frame)", frames, bargein)
     timed("VAD", frames, Vad().process)

@@ -59,8 +59,8 @@ def _db(power: float) -> float:
 class EchoCanceller:
     """Removes the agent's echo from the caller channel, 20 ms frame by frame.
 
-    `push_reference` advances the echo timeline by one played frame; `cancel` takes the
-    caller frame heard at the same time and returns the residual. The echo delay (up to
+    `write_reference` puts played agent audio on a timeline by sample time; `cancel`
+    takes a caller frame with the time it was heard and returns the residual. The echo delay (up to
     `max_delay_ms`) comes from an accumulated GCC (300-3400 Hz, partly whitened) between
     the caller and the reference; the echo path after that delay is a `taps`-long filter
     estimated from Welch-averaged cross-spectra, learned only on frames whose residual
@@ -74,7 +74,12 @@ class EchoCanceller:
         self.taps = taps
         self.pre = pre  # taps kept before the strongest echo (band-limited paths ring)
         self._max_lag = max(1, max_delay_ms * SAMPLE_RATE // 1000)
-        self._ref = np.zeros(_GCC + _N, np.float32)  # newest reference sample last
+        # The agent's audio by sample time (mod _RING), stored twice over so that any
+        # window is one slice; written (or filled with silence) up to `_written`.
+        self._line = np.zeros(2 * _RING, np.float32)
+        self._written: int | None = None
+        self._end: int | None = None  # sample time of the last caller frame
+        self._ref = self._line[:_WINDOW]  # the window of the last cancel(), newest last
         self._mic = np.zeros(_GCC_MIC, np.float32)
         self._gacc = np.zeros(_GCC)
         self._gbuf = np.zeros(_GCC, np.float32)
@@ -93,16 +98,35 @@ class EchoCanceller:
         self._loud_frames = 0  # caller frames heard while the agent was clearly audible
         self._shifted = False  # the last caller frame matched the reference a tick older
 
-    def push_reference(self, ref: np.ndarray) -> None:
-        """The next 20 ms of what was played out (the echo timeline advances)."""
-        r = self._ref
-        r[:-_N] = r[_N:]
-        r[-_N:] = ref
+    def write_reference(self, ref: np.ndarray, start: int) -> None:
+        """Agent audio played from sample time `start` (any order; late frames patch the
+        timeline, gaps are silence)."""
+        end = start + len(ref)
+        if self._written is None:
+            self._written = start
+        if end <= self._written - _RING:
+            return  # older than anything a caller frame can still be paired with
+        self._silence_until(start)
+        self._put(start, ref)
+        self._written = max(self._written, end)
 
-    def process(self, ref: np.ndarray, mic: np.ndarray) -> np.ndarray:
-        """Push one reference frame, then cancel it from one caller frame."""
-        self.push_reference(ref)
-        return self.cancel(mic)
+    def _silence_until(self, t: int) -> None:
+        if self._written is None:
+            self._written = t
+        gap = t - self._written
+        if gap >= _RING:
+            self._line[:] = 0.0
+        elif gap > 0:
+            self._put(self._written, _ZEROS[:gap])
+        self._written = max(self._written, t)
+
+    def _put(self, start: int, data: np.ndarray) -> None:
+        i, n = start % _RING, len(data)
+        first = min(n, _RING - i)
+        line = self._line
+        line[i : i + first] = line[_RING + i : _RING + i + first] = data[:first]
+        if first < n:
+            line[: n - first] = line[_RING : _RING + n - first] = data[first:]
 
     def expected_echo(self) -> float:
         """Energy the residual echo of the last cancelled frame should have."""
@@ -116,8 +140,17 @@ class EchoCanceller:
         end = len(self._ref) - self.delay
         return self._ref[end - n : end]
 
-    def cancel(self, mic: np.ndarray) -> np.ndarray:
-        """One caller frame against the reference so far; returns the residual (float32)."""
+    def cancel(self, mic: np.ndarray, end: int) -> np.ndarray:
+        """One caller frame whose last sample was heard at sample time `end`, against the
+        agent audio played before then; returns the residual (float32)."""
+        if self._end is not None and self.delay is not None:
+            moved = (end - self._end + _N // 2) % _N - _N // 2
+            if moved:
+                self._timeline_moved(moved)
+        self._end = end
+        self._silence_until(end)
+        i = (end - _WINDOW) % _RING
+        self._ref = self._line[i : i + _WINDOW]
         m = mic.astype(np.float32)
         mb = self._mic
         mb[:-_N] = mb[_N:]
@@ -131,9 +164,8 @@ class EchoCanceller:
             res, r_e = self._residual(m, end)
             if (r_e > 0.1 * m_e and r_e > _N * _FULL * 1e-5  # would reach the gate's level
                     and end - _N - self.taps + 1 >= 0):
-                # Caller frames come from the network, reference frames from our ticker:
-                # jitter may pair a caller frame with the reference one tick too new (a
-                # held-back frame arriving with the next). Try the pairing a tick older.
+                # The caller frame's time is an estimate (its arrival without jitter): it
+                # may be a tick too new for the echo in it. Try the pairing a tick older.
                 res2, r2_e = self._residual(m, end - _N)
                 if r2_e < 0.5 * r_e:
                     res, r_e, self._shifted = res2, r2_e, True
@@ -167,6 +199,25 @@ class EchoCanceller:
         self._learn(m_e, e_e)
         return e
 
+    def _timeline_moved(self, moved: int) -> None:
+        """Caller frames come `moved` samples off their 20 ms grid: the caller's time
+        estimate changed (a faster path seen, a gap in the stream). The echo moved by as
+        much in our timeline; move the echo path with it instead of learning it anew."""
+        assert self.delay is not None
+        delay, start = self.delay + moved, self.start + moved
+        if not 0 <= delay < self._max_lag or start < 0:
+            self.delay, self.h, self._welch_n = None, None, 0  # lock on again
+            self._sxm[:] = 0.0
+            self._sxx[:] = 0.0
+            return
+        self.delay, self.start = delay, start
+        g = np.roll(self._gacc, moved)
+        if moved > 0:
+            g[:moved] = 0.0
+        else:
+            g[moved:] = 0.0
+        self._gacc = g
+
     def _residual(self, m: np.ndarray, end: int) -> tuple[np.ndarray, float]:
         est = np.convolve(self._ref[end - _N - self.taps + 1 : end], self.h, "valid")  # type: ignore[arg-type]
         res = m - est
@@ -186,7 +237,7 @@ class EchoCanceller:
                 self.leak_db += 0.05 * (r_db - self.leak_db)
         f = self._frame
         # Learn fast while locking on, then only often enough to follow a slow drift.
-        if m_e > _N * _FULL * 1e-5 and f % (3 if self._gcc_n < 25 else 50) == 0:
+        if m_e > _N * _FULL * 1e-5 and f % (3 if self._gcc_n < 25 else 100) == 0:
             self._update_delay()
         if self.delay is not None and f % (2 if self._welch_n < 50 else 5) == 0:
             self._update_filter()
@@ -229,6 +280,9 @@ class EchoCanceller:
 
 
 _GCC = 4096  # delay search: 256 ms of reference
+_WINDOW = _GCC + _N  # reference samples a caller frame is cancelled against
+_RING = 16384  # the reference timeline kept: about 1 s (late caller frames still pair)
+_ZEROS = np.zeros(_RING, np.float32)
 _GCC_MIC = 1024  # against the newest 64 ms of caller audio
 _GCC_BAND = ((np.fft.rfftfreq(_GCC, 1 / SAMPLE_RATE) >= 300)
              & (np.fft.rfftfreq(_GCC, 1 / SAMPLE_RATE) <= 3400)).astype(np.float64)
@@ -480,7 +534,6 @@ class BargeInDetector:
         self._vad = webrtcvad.Vad(config.vad_aggressiveness)
         self._aec = EchoCanceller(max_delay_ms=config.echo_tail_ms)
         self._rule = DecisionRule(config)
-        self._missed = 0  # caller frames since the last agent frame
         self._prev_e = np.zeros(_N, np.float32)
         self._tail = np.zeros(_LOW_TAPS - 1, np.float32)  # end of the frame before _prev_e
         self._lowpass = _lowpass(config.low_cutoff_hz)
@@ -501,25 +554,22 @@ class BargeInDetector:
         """
         self._rule.reset()
 
-    def agent_frame(self, frame: np.ndarray) -> None:
-        """The agent frame being played out now: the echo reference."""
-        self._aec.push_reference(_check(frame))
-        self._missed = 0
+    def agent_frame(self, frame: np.ndarray, t: float) -> None:
+        """The agent frame played from time `t` (seconds, the call's clock): the echo
+        reference."""
+        self._aec.write_reference(_check(frame), round(t * SAMPLE_RATE))
 
-    def caller_frame(self, frame: np.ndarray) -> bool:
-        """A caller frame heard while agent audio plays; True once when the caller barges in.
+    def caller_frame(self, frame: np.ndarray, t: float) -> bool:
+        """A caller frame heard while agent audio plays, ending at time `t` (its arrival
+        without jitter, `media.stream_clock`); True once when the caller barges in.
 
-        Caller and agent frames are paired by time, not by call: agent frames advance the
-        reference timeline even while caller frames are not passed in (the loop skips the
-        detector while the caller is already speaking). Up to two caller frames in a row
-        without an agent frame reuse the timeline (tick order or jitter); from the third on
-        the agent is taken as silent and the timeline advances with silence.
+        Caller and agent frames are paired by these times, not by the order they come in:
+        network jitter, frames arriving in bursts, a late ticker and the phase at which
+        each agent talkspurt starts leave the echo's delay unchanged. Where no agent frame
+        was played the reference is silence.
         """
         frame = _check(frame)
-        self._missed += 1
-        if self._missed > _MAX_MISSED:
-            self._aec.push_reference(_SILENCE)
-        e = self._aec.cancel(frame)
+        e = self._aec.cancel(frame, round(t * SAMPLE_RATE))
         self.last = feats = self._features(e)
         self.last_kind, hit = self._rule.push(feats)
         return hit
@@ -567,7 +617,6 @@ class BargeInDetector:
                              lper, ln20, llag, echo_lag)
 
 
-_SILENCE = np.zeros(_N, np.int16)
 _LOW_TAPS = 65
 
 
@@ -577,7 +626,6 @@ def _lowpass(cutoff_hz: float) -> np.ndarray:
     h = 2 * cutoff_hz / SAMPLE_RATE * np.sinc(2 * cutoff_hz / SAMPLE_RATE * n)
     return (h * np.hanning(_LOW_TAPS + 2)[1:-1]).astype(np.float32)
 
-_MAX_MISSED = 2
 _HANN = np.hanning(_N).astype(np.float32)
 _HBAND = slice(300 * _N // SAMPLE_RATE, 3400 * _N // SAMPLE_RATE + 1)  # 50 Hz bins
 _PEAK_BINS = 6

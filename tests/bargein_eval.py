@@ -24,8 +24,9 @@ from typing import Literal
 import numpy as np
 import soxr
 
+from media.bargein import BargeInDetector
 from media.codecs import ulaw_decode, ulaw_encode
-from media.frames import SAMPLE_RATE
+from media.frames import FRAME_MS, SAMPLE_RATE
 from tests.speechgen import speech, trim_silence
 
 Split = Literal["dev", "holdout", "redraw"]
@@ -403,3 +404,10 @@ def build_cases(split: Split = "dev", seed: int | None = None) -> list[Case]:
         cases.append(_assemble(f"echo-{delay}ms", "echo", np.zeros(total), agent, None,
                                rng, delay, phone=False))
     return cases
+
+
+def play_tick(det: BargeInDetector, i: int, ref: np.ndarray, mic: np.ndarray) -> bool:
+    """Tick `i` of a case as the voice loop drives the detector: agent frame `i` starts to
+    play at i x 20 ms, and caller frame `i` (which carries the echo) ends 20 ms later."""
+    det.agent_frame(ref, i * FRAME_MS / 1000)
+    return det.caller_frame(mic, (i + 1) * FRAME_MS / 1000)

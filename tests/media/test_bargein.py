@@ -21,7 +21,8 @@ from media.bargein import (
     FrameFeatures,
 )
 from media.frames import FRAME_MS, FRAME_SAMPLES, split_frames
-from tests.bargein_eval import ECHO_DELAYS_MS, Case, build_cases
+from media.stream_clock import FRAME_S, StreamClock
+from tests.bargein_eval import ECHO_DELAYS_MS, Case, build_cases, play_tick
 from tests.speechgen import espeak_available
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
@@ -40,8 +41,7 @@ def _fire_ms(case: Case, config: BargeInConfig | None = None) -> float | None:
                                        strict=True)):
         if i == warm:
             det.reset()
-        det.agent_frame(ref)
-        if det.caller_frame(mic):
+        if play_tick(det, i, ref, mic):
             return (i + 1) * FRAME_MS
     return None
 
@@ -77,7 +77,8 @@ def test_echo_canceller_removes_most_of_the_echo() -> None:
     mic_pow = res_pow = 0.0
     for i, (ref, mic) in enumerate(zip(split_frames(case.agent), split_frames(case.caller),
                                        strict=True)):
-        e = aec.process(ref, mic)
+        aec.write_reference(ref, i * FRAME_SAMPLES)
+        e = aec.cancel(mic, (i + 1) * FRAME_SAMPLES)
         if i >= case.warmup_ms // FRAME_MS:
             mic_pow += float(np.dot(mic.astype(float), mic))
             res_pow += float(np.dot(e, e))
@@ -88,22 +89,24 @@ def test_fires_once_until_reset_and_tolerates_missing_reference() -> None:
     case = _cases()["speech-00-en-us"]
     det = BargeInDetector()
     hits = []
-    for i, mic in enumerate(split_frames(case.caller)):
+    frames = split_frames(case.caller)
+    for i, mic in enumerate(frames):
         # no agent frames at all: the reference is taken as silence
-        if det.caller_frame(mic):
+        if det.caller_frame(mic, (i + 1) * FRAME_S):
             hits.append(i)
     assert len(hits) == 1
     det.reset()
-    tail = split_frames(case.caller)[hits[0] : hits[0] + 30]
-    assert any(det.caller_frame(f) for f in tail)
+    t0 = len(frames) + 1
+    tail = frames[hits[0] : hits[0] + 30]
+    assert any(det.caller_frame(f, (t0 + j) * FRAME_S) for j, f in enumerate(tail))
 
 
 def test_rejects_bad_input() -> None:
     det = BargeInDetector()
     with pytest.raises(ValueError):
-        det.caller_frame(np.zeros(FRAME_SAMPLES + 1, np.int16))
+        det.caller_frame(np.zeros(FRAME_SAMPLES + 1, np.int16), 0.02)
     with pytest.raises(ValueError):
-        det.agent_frame(np.zeros((2, FRAME_SAMPLES), np.int16))
+        det.agent_frame(np.zeros((2, FRAME_SAMPLES), np.int16), 0.0)
     with pytest.raises(ValueError):
         BargeInConfig(min_voiced=9, window=8)
     with pytest.raises(ValueError):
@@ -160,8 +163,7 @@ def test_decision_rule_replays_the_detector() -> None:
         if i == warm:
             det.reset()
             rule.reset()
-        det.agent_frame(ref)
-        hit = det.caller_frame(mic)
+        hit = play_tick(det, i, ref, mic)
         assert det.last is not None
         assert rule.push(det.last) == (det.last_kind, hit)
 
@@ -293,9 +295,9 @@ def test_echo_that_stops_does_not_interrupt() -> None:
     cut = len(caller) * 2 // 3
     caller[cut:] = 0
     det = BargeInDetector()
-    for ref, mic in zip(split_frames(case.agent), split_frames(caller), strict=True):
-        det.agent_frame(ref)
-        assert not det.caller_frame(mic)
+    for i, (ref, mic) in enumerate(zip(split_frames(case.agent), split_frames(caller),
+                                       strict=True)):
+        assert not play_tick(det, i, ref, mic)
 
 
 def test_reference_timeline_survives_skipped_caller_frames() -> None:
@@ -305,39 +307,67 @@ def test_reference_timeline_survives_skipped_caller_frames() -> None:
     det = BargeInDetector()
     frames = list(zip(split_frames(case.agent), split_frames(case.caller), strict=True))
     for i, (ref, mic) in enumerate(frames):
-        det.agent_frame(ref)
+        det.agent_frame(ref, i * FRAME_S)
         if 90 <= i < 110:
             continue  # caller frames not passed to the detector for 400 ms
-        assert not det.caller_frame(mic)
+        assert not det.caller_frame(mic, (i + 1) * FRAME_S)
 
 
-def test_echo_stays_cancelled_when_network_jitter_pairs_frames_late() -> None:
-    """Caller frames come from the network and agent frames from our ticker: a caller
-    frame held back a tick arrives with the next, after the newer reference frame. With
-    30 % of frames held back, the echo is still cancelled (no frame passes the gate once
-    the canceller has locked on) and the agent is never interrupted; speech still is."""
+def _line_call(speech: np.ndarray | None, rng: np.random.Generator) -> tuple[int, bool]:
+    """A call as the network delivers it: the agent speaks in talkspurts that start at any
+    phase of the caller's 20 ms frames (the ticker restarts when audio comes), the line
+    echoes it 10 dB down 40 ms later, and caller frames arrive a few ms late (exponential,
+    2 ms mean) and, in stalls of 20-100 ms (2 % of frames start one), together at the end
+    of the stall. Their times come from `StreamClock`, as in the voice loop. `speech` (the
+    caller's words) starts in the last talkspurt. Returns (caller frames past the gate
+    after the first talkspurt, whether the detector fired)."""
+    source = _cases()["echo-40ms"].agent
+    n = 16 * 16000
+    echo = np.zeros(n + 16000)
+    ticks: list[tuple[float, int, np.ndarray]] = []  # (time, order, agent frame)
+    start, first_end = 8000, 0
+    for k in range(6):  # 1.6 s talkspurts with gaps of 0.3-0.8 s
+        spurt = np.tile(source, 2)[k * 4000 : k * 4000 + 25600]
+        for f in range(len(spurt) // FRAME_SAMPLES):
+            frame = spurt[f * FRAME_SAMPLES : (f + 1) * FRAME_SAMPLES]
+            at = start + f * FRAME_SAMPLES
+            ticks.append((at / 16000, 0, frame))
+            echo[at + 640 : at + 640 + FRAME_SAMPLES] += 0.316 * frame
+        first_end = first_end or start + len(spurt)
+        start += len(spurt) + int(rng.integers(4800, 12800))
+    caller = echo[:n] + rng.normal(0.0, 18.4, n)  # -65 dBFS floor
+    if speech is not None:
+        caller[start - 20000 : start - 20000 + len(speech)] += speech
+    mics = split_frames(np.clip(np.round(caller), -32768, 32767).astype(np.int16))
+    arrivals: list[float] = []
+    stall_end = 0.0
+    for j in range(len(mics)):
+        sent = (j + 1) * FRAME_S
+        if sent > stall_end and rng.random() < 0.02:
+            stall_end = sent + float(rng.uniform(0.02, 0.1))
+        late = sent + float(rng.exponential(0.002))
+        arrivals.append(max(late, stall_end if sent <= stall_end else 0.0,
+                            arrivals[-1] if arrivals else 0.0))
+    events = sorted(ticks + [(a, 1, m) for a, m in zip(arrivals, mics, strict=True)],
+                    key=lambda e: (e[0], e[1]))
+    det, clock = BargeInDetector(), StreamClock()
+    past, fired, j = 0, False, 0
+    for t, kind, frame in events:
+        if kind == 0:
+            det.agent_frame(frame, t)
+            continue
+        fired |= det.caller_frame(frame, clock.frame(t))
+        past += bool(det.last is not None and det.last.active and j * FRAME_SAMPLES > first_end)
+        j += 1
+    return past, fired
+
+
+def test_echo_stays_cancelled_across_talkspurts_and_network_jitter() -> None:
+    """Caller frames and agent frames are paired by time, not arrival order: with
+    talkspurts at any phase and bursty arrivals, no echo frame passes the gate once the
+    canceller has locked on, and the agent is never interrupted; speech still is."""
     rng = np.random.default_rng(3)
-
-    def run(case: Case) -> tuple[int, bool]:
-        det = BargeInDetector()
-        warm = case.warmup_ms // FRAME_MS
-        past = 0
-        fired = False
-        pending: list[np.ndarray] = []
-        pairs = zip(split_frames(case.agent), split_frames(case.caller), strict=True)
-        for i, (ref, mic) in enumerate(pairs):
-            if i == warm:
-                det.reset()
-            det.agent_frame(ref)
-            pending.append(mic)
-            if len(pending) == 1 and rng.random() < 0.3:
-                continue  # held back: comes with the next one
-            for f in pending:
-                fired |= det.caller_frame(f)
-                past += bool(det.last is not None and det.last.active and i > warm)
-            pending = []
-        return past, fired
-
-    past, fired = run(_cases()["echo-40ms"])
+    past, fired = _line_call(None, rng)
     assert past == 0 and not fired
-    assert run(_cases()["speech-00-en-us"])[1]
+    words = _cases()["speech-00-en-us"].clean.astype(np.float64)
+    assert _line_call(words[len(words) // 3 :], rng)[1]
