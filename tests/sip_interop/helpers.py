@@ -287,16 +287,24 @@ class BaresipControl:
         self._task = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, port: int, timeout: float = 10.0) -> BaresipControl:
+    async def connect(cls, port: int, proc: asyncio.subprocess.Process,
+                      timeout: float = 10.0) -> BaresipControl:
+        """Connect to the ctrl_tcp of baresip `proc`; if it never listens, fail with what
+        baresip printed (it exits when it cannot bind its ports)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while True:
             try:
                 r, w = await asyncio.open_connection(LOCALHOST, port)
                 return cls(r, w)
-            except OSError:
-                if loop.time() > end:
-                    raise
+            except OSError as e:
+                if loop.time() > end or proc.returncode is not None:
+                    if proc.returncode is None:
+                        proc.kill()
+                    out = await proc.stdout.read() if proc.stdout else b""
+                    raise RuntimeError(f"baresip ctrl_tcp on port {port} never answered "
+                                       f"(exit code {proc.returncode}); baresip said:\n"
+                                       f"{out.decode(errors='replace')[-3000:]}") from e
                 await asyncio.sleep(0.1)
 
     async def _read(self) -> None:

@@ -59,7 +59,7 @@ async def test_baresip_call_greeting_bargein_dtmf(tmp_path: Path) -> None:
         proc = await asyncio.create_subprocess_exec(
             baresip, "-f", str(cfg), stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
-        ctrl = await BaresipControl.connect(ctrl_port)
+        ctrl = await BaresipControl.connect(ctrl_port, proc)
         await ctrl.command("dial", f"sip:agent@127.0.0.1:{app.sip_port}")
         await wait_for(lambda: ctrl.saw("CALL_ESTABLISHED"), 15, "baresip: call established")
         await wait_for(lambda: len(app.opened) == 1, 5, "the gateway's call")

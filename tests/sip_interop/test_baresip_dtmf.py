@@ -52,7 +52,7 @@ async def test_baresip_receives_the_agents_keys(tmp_path: Path) -> None:
         proc = await asyncio.create_subprocess_exec(
             baresip, "-v", "-f", str(cfg), stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
-        ctrl = await BaresipControl.connect(ctrl_port)
+        ctrl = await BaresipControl.connect(ctrl_port, proc)
         await ctrl.command("dial", f"sip:agent@127.0.0.1:{app.sip_port}")
         await wait_for(lambda: ctrl.saw("CALL_ESTABLISHED"), 15, "baresip: call established")
         await wait_for(lambda: sum(e.get("type") == "CALL_DTMF_END" for e in ctrl.events) >= 2,
