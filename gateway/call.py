@@ -41,12 +41,12 @@ from gateway.tasks import cancel_and_wait
 from media.bargein import BargeInConfig, BargeInDetector
 from media.clock import Clock, RealClock
 from media.dtmf_tones import dtmf_tones
+from media.far_end_clock import FarEndClock
 from media.frames import FRAME_MS, SAMPLE_RATE
 from media.playout import PlayoutBuffer
 from media.recording import CallRecorder
 from media.resample import StreamResampler
 from media.sentences import SentenceGatherer
-from media.stream_clock import StreamClock
 from media.stt import AsyncEndOfTurn, Transcript
 from media.turn import TurnDetector
 from media.vad import Vad, VadConfig
@@ -133,7 +133,7 @@ class Call:
         self.turn = (TurnDetector(self.settings.end_of_turn_ms)
                      if self.settings.end_of_turn_ms else TurnDetector())
         self.bargein = BargeInDetector(self.settings.bargein)
-        self._caller_clock = StreamClock()  # caller frames' times, for the echo pairing
+        self._far_end = FarEndClock()  # frame numbers, to pair caller frames with the echo
         self.stt = stt.new_stream()
         self.playout = PlayoutBuffer(far_end_confirms=self.settings.far_end_confirms)
         self.speaker = Speaker(tts, self.playout, on_audio=self._wake_ticker, call_id=self.call_id)
@@ -204,14 +204,14 @@ class Call:
         """One 20 ms frame of the caller's audio (16 kHz int16)."""
         if self.closed:
             return
-        heard = self._caller_clock.frame(self.clock.now())
+        n = self._far_end.caller_frame(self.clock.now())
         if self.recorder is not None:
             self.recorder.caller(frame, self.elapsed())
         if self.muted:
             return
         vad = self.vad.process(frame)
         if self.agent_active and not self.user_speaking:
-            if self.interruptible and self.bargein.caller_frame(frame, heard):
+            if self.interruptible and self.bargein.caller_frame(frame, (n + 1) * FRAME_S):
                 await self._barge_in()
             else:
                 self._preroll.append(frame)
@@ -451,15 +451,15 @@ class Call:
                     continue
             next_t += FRAME_S
             await self.clock.sleep_until(next_t)
-            await self.output_tick(next_t)
+            await self.output_tick()
 
-    async def output_tick(self, t: float | None = None) -> None:
-        """Play one frame, if there is one, and report utterances that finished. `t` is the
-        tick's time on the 20 ms grid (now if not given): when the frame starts to play."""
+    async def output_tick(self) -> None:
+        """Play one frame, if there is one, and report utterances that finished."""
         frame = self.playout.pop()
         if frame is not None:
             self._stall_t = None
-            self.bargein.agent_frame(frame, self.clock.now() if t is None else t)
+            slot = self._far_end.agent_frame(self.clock.now())
+            self.bargein.agent_frame(frame, slot * FRAME_S)  # plays during caller frame `slot`
             if self.recorder is not None:
                 self.recorder.agent(frame, self.elapsed())
             try:

@@ -78,7 +78,6 @@ class EchoCanceller:
         # window is one slice; written (or filled with silence) up to `_written`.
         self._line = np.zeros(2 * _RING, np.float32)
         self._written: int | None = None
-        self._end: int | None = None  # sample time of the last caller frame
         self._ref = self._line[:_WINDOW]  # the window of the last cancel(), newest last
         self._mic = np.zeros(_GCC_MIC, np.float32)
         self._gacc = np.zeros(_GCC)
@@ -96,7 +95,8 @@ class EchoCanceller:
         self._expected = 0.0
         self.raw_leak_db = 0.0  # before convergence: caller vs the loudest reference frame
         self._loud_frames = 0  # caller frames heard while the agent was clearly audible
-        self._shifted = False  # the last caller frame matched the reference a tick older
+        self._shifted = 0  # the last caller frame matched the echo a frame off (+-_N)
+        self._shift_run = 0  # caller frames in a row that did, the same way
 
     def write_reference(self, ref: np.ndarray, start: int) -> None:
         """Agent audio played from sample time `start` (any order; late frames patch the
@@ -143,11 +143,6 @@ class EchoCanceller:
     def cancel(self, mic: np.ndarray, end: int) -> np.ndarray:
         """One caller frame whose last sample was heard at sample time `end`, against the
         agent audio played before then; returns the residual (float32)."""
-        if self._end is not None and self.delay is not None:
-            moved = (end - self._end + _N // 2) % _N - _N // 2
-            if moved:
-                self._timeline_moved(moved)
-        self._end = end
         self._silence_until(end)
         i = (end - _WINDOW) % _RING
         self._ref = self._line[i : i + _WINDOW]
@@ -158,19 +153,29 @@ class EchoCanceller:
         self._frame += 1
         m_e = float(np.dot(m, m))
         e, e_e = m, m_e
-        self._shifted = False
+        self._shifted = 0
         if self.h is not None:
             end = len(self._ref) - self.start
             res, r_e = self._residual(m, end)
-            if (r_e > 0.1 * m_e and r_e > _N * _FULL * 1e-5  # would reach the gate's level
-                    and end - _N - self.taps + 1 >= 0):
-                # The caller frame's time is an estimate (its arrival without jitter): it
-                # may be a tick too new for the echo in it. Try the pairing a tick older.
-                res2, r2_e = self._residual(m, end - _N)
-                if r2_e < 0.5 * r_e:
-                    res, r_e, self._shifted = res2, r2_e, True
+            if r_e > 0.1 * m_e and r_e > _N * _FULL * 1e-5:  # would reach the gate's level
+                # The echo may have moved by a frame: where a talkspurt starts on the far
+                # end's grid is a guess near the grid's edge. Try the echo a frame later,
+                # then a frame earlier.
+                for shift in (_N, -_N):
+                    if end - shift - _N - self.taps + 1 >= 0 and end - shift <= len(self._ref):
+                        res2, r2_e = self._residual(m, end - shift)
+                        if r2_e < 0.5 * r_e:
+                            res, r_e, self._shifted = res2, r2_e, shift
+                            break
             if r_e < m_e:  # else the echo path changed under the filter: pass the mic on
                 e, e_e = res, r_e
+            # a move is taken only from frames the other pairing cancels well (10 dB):
+            # with the caller talking, one may just happen to leave less behind
+            moved = self._shifted and r_e < 0.1 * m_e
+            self._shift_run = self._shift_run + 1 if moved else 0
+            if self._shift_run >= _SHIFT_FRAMES:  # it did move: move the echo path along
+                self._echo_moved(self._shifted)
+                self._shift_run = 0
         r = self._ref
         if self.delay is None:
             self.ref_energy = 0.0
@@ -199,24 +204,26 @@ class EchoCanceller:
         self._learn(m_e, e_e)
         return e
 
-    def _timeline_moved(self, moved: int) -> None:
-        """Caller frames come `moved` samples off their 20 ms grid: the caller's time
-        estimate changed (a faster path seen, a gap in the stream). The echo moved by as
-        much in our timeline; move the echo path with it instead of learning it anew."""
+    def _echo_moved(self, moved: int, found_by_gcc: bool = False) -> None:
+        """The echo now comes `moved` samples later in our timeline (earlier if negative):
+        move the learned echo path with it instead of learning it anew."""
         assert self.delay is not None
         delay, start = self.delay + moved, self.start + moved
-        if not 0 <= delay < self._max_lag or start < 0:
-            self.delay, self.h, self._welch_n = None, None, 0  # lock on again
+        if not 0 <= delay < self._max_lag or start < 0 or self.h is None:
+            self.delay = delay if found_by_gcc else None  # lock on again
+            self.start = max(0, delay - self.pre)
+            self.h, self._welch_n = None, 0
             self._sxm[:] = 0.0
             self._sxx[:] = 0.0
             return
         self.delay, self.start = delay, start
-        g = np.roll(self._gacc, moved)
-        if moved > 0:
-            g[:moved] = 0.0
-        else:
-            g[moved:] = 0.0
-        self._gacc = g
+        if not found_by_gcc:  # the delay search's evidence moves along
+            g = np.roll(self._gacc, moved)
+            if moved > 0:
+                g[:moved] = 0.0
+            else:
+                g[moved:] = 0.0
+            self._gacc = g
 
     def _residual(self, m: np.ndarray, end: int) -> tuple[np.ndarray, float]:
         est = np.convolve(self._ref[end - _N - self.taps + 1 : end], self.h, "valid")  # type: ignore[arg-type]
@@ -256,14 +263,11 @@ class EchoCanceller:
         d = int(np.argmax(g))
         if g[d] < 6.0 * math.sqrt(float(np.mean(g * g))):
             return  # no clear echo peak (yet)
-        if self.delay is None or (abs(d - self.delay) > 16
-                                  and g[d] > 1.5 * self._gacc[self.delay]):
+        if self.delay is None:
             self.delay = d
             self.start = max(0, d - self.pre)
-            self._sxm[:] = 0.0
-            self._sxx[:] = 0.0
-            self._welch_n = 0
-            self.h = None
+        elif abs(d - self.delay) > 16 and g[d] > 1.5 * self._gacc[self.delay]:
+            self._echo_moved(d - self.delay, found_by_gcc=True)
 
     def _update_filter(self) -> None:
         end = len(self._ref) - self.start
@@ -280,6 +284,7 @@ class EchoCanceller:
 
 
 _GCC = 4096  # delay search: 256 ms of reference
+_SHIFT_FRAMES = 3  # frames in a row that match the echo a frame off: the echo moved
 _WINDOW = _GCC + _N  # reference samples a caller frame is cancelled against
 _RING = 16384  # the reference timeline kept: about 1 s (late caller frames still pair)
 _ZEROS = np.zeros(_RING, np.float32)
@@ -555,18 +560,17 @@ class BargeInDetector:
         self._rule.reset()
 
     def agent_frame(self, frame: np.ndarray, t: float) -> None:
-        """The agent frame played from time `t` (seconds, the call's clock): the echo
-        reference."""
+        """The agent frame the far end plays from time `t` (seconds, on its frame grid):
+        the echo reference."""
         self._aec.write_reference(_check(frame), round(t * SAMPLE_RATE))
 
     def caller_frame(self, frame: np.ndarray, t: float) -> bool:
-        """A caller frame heard while agent audio plays, ending at time `t` (its arrival
-        without jitter, `media.stream_clock`); True once when the caller barges in.
+        """A caller frame heard while agent audio plays, ending at time `t` on the far
+        end's frame grid (`media.far_end_clock`); True once when the caller barges in.
 
-        Caller and agent frames are paired by these times, not by the order they come in:
-        network jitter, frames arriving in bursts, a late ticker and the phase at which
-        each agent talkspurt starts leave the echo's delay unchanged. Where no agent frame
-        was played the reference is silence.
+        Caller and agent frames are paired by these times, not by the order they come in,
+        so network jitter, frames arriving in bursts and a late ticker leave the echo's
+        delay unchanged. Where no agent frame was played the reference is silence.
         """
         frame = _check(frame)
         e = self._aec.cancel(frame, round(t * SAMPLE_RATE))

@@ -20,8 +20,8 @@ from media.bargein import (
     EchoCanceller,
     FrameFeatures,
 )
+from media.far_end_clock import FRAME_S, FarEndClock
 from media.frames import FRAME_MS, FRAME_SAMPLES, split_frames
-from media.stream_clock import FRAME_S, StreamClock
 from tests.bargein_eval import ECHO_DELAYS_MS, Case, build_cases, play_tick
 from tests.speechgen import espeak_available
 
@@ -314,30 +314,34 @@ def test_reference_timeline_survives_skipped_caller_frames() -> None:
 
 
 def _line_call(speech: np.ndarray | None, rng: np.random.Generator) -> tuple[int, bool]:
-    """A call as the network delivers it: the agent speaks in talkspurts that start at any
-    phase of the caller's 20 ms frames (the ticker restarts when audio comes), the line
-    echoes it 10 dB down 40 ms later, and caller frames arrive a few ms late (exponential,
-    2 ms mean) and, in stalls of 20-100 ms (2 % of frames start one), together at the end
-    of the stall. Their times come from `StreamClock`, as in the voice loop. `speech` (the
-    caller's words) starts in the last talkspurt. Returns (caller frames past the gate
-    after the first talkspurt, whether the detector fired)."""
-    source = _cases()["echo-40ms"].agent
+    """A call as the network delivers it. Our ticker sends the agent's talkspurts at any
+    phase of the far end's 20 ms grid, now and then a few ticks late; the far end plays
+    each frame in the first grid slot after it arrives (10 ms later), or right after the
+    frame before; the line echoes that 10 dB down 37 ms later. Caller frames arrive a few
+    ms late (exponential, 2 ms mean) and, in stalls of 20-100 ms (2 % of frames start
+    one), together at the end of the stall. `FarEndClock` numbers both, as in the voice
+    loop. `speech` (the caller's words) starts in the last talkspurt. Returns (caller
+    frames past the gate after the first talkspurt, whether the detector fired)."""
+    source = np.tile(_cases()["echo-40ms"].agent, 2)
     n = 16 * 16000
     echo = np.zeros(n + 16000)
-    ticks: list[tuple[float, int, np.ndarray]] = []  # (time, order, agent frame)
-    start, first_end = 8000, 0
+    sends: list[tuple[float, int, np.ndarray]] = []  # (time, order, agent frame)
+    slot, t, first_end = -1, 0.5 + float(rng.uniform(0, 0.02)), 0
     for k in range(6):  # 1.6 s talkspurts with gaps of 0.3-0.8 s
-        spurt = np.tile(source, 2)[k * 4000 : k * 4000 + 25600]
-        for f in range(len(spurt) // FRAME_SAMPLES):
-            frame = spurt[f * FRAME_SAMPLES : (f + 1) * FRAME_SAMPLES]
-            at = start + f * FRAME_SAMPLES
-            ticks.append((at / 16000, 0, frame))
-            echo[at + 640 : at + 640 + FRAME_SAMPLES] += 0.316 * frame
-        first_end = first_end or start + len(spurt)
-        start += len(spurt) + int(rng.integers(4800, 12800))
+        for f in range(80):
+            frame = source[(k * 12 + f) * FRAME_SAMPLES : (k * 12 + f + 1) * FRAME_SAMPLES]
+            late = float(rng.uniform(0.02, 0.06)) if rng.random() < 0.03 else 0.0
+            sent = max(t + f * FRAME_S + late, sends[-1][0] if f else 0.0)  # a tick late:
+            sends.append((sent, 0, frame))  # the ones after it wait, then all go at once
+            slot = max(int(np.ceil((sent + 0.01) / FRAME_S)), slot + 1)  # far-end playout
+            at = slot * FRAME_SAMPLES + 592
+            echo[at : at + FRAME_SAMPLES] += 0.316 * frame
+        first_end = first_end or (slot + 1) * FRAME_SAMPLES + 592
+        t += 1.6 + float(rng.uniform(0.3, 0.8))
     caller = echo[:n] + rng.normal(0.0, 18.4, n)  # -65 dBFS floor
     if speech is not None:
-        caller[start - 20000 : start - 20000 + len(speech)] += speech
+        at = int((t - 1.6 - 0.5) * 16000)
+        caller[at : at + len(speech)] += speech
     mics = split_frames(np.clip(np.round(caller), -32768, 32767).astype(np.int16))
     arrivals: list[float] = []
     stall_end = 0.0
@@ -345,27 +349,28 @@ def _line_call(speech: np.ndarray | None, rng: np.random.Generator) -> tuple[int
         sent = (j + 1) * FRAME_S
         if sent > stall_end and rng.random() < 0.02:
             stall_end = sent + float(rng.uniform(0.02, 0.1))
-        late = sent + float(rng.exponential(0.002))
+        late = sent + 0.01 + float(rng.exponential(0.002))
         arrivals.append(max(late, stall_end if sent <= stall_end else 0.0,
                             arrivals[-1] if arrivals else 0.0))
-    events = sorted(ticks + [(a, 1, m) for a, m in zip(arrivals, mics, strict=True)],
+    events = sorted(sends + [(a, 1, m) for a, m in zip(arrivals, mics, strict=True)],
                     key=lambda e: (e[0], e[1]))
-    det, clock = BargeInDetector(), StreamClock()
-    past, fired, j = 0, False, 0
+    det, clock = BargeInDetector(), FarEndClock()
+    past, fired = 0, False
     for t, kind, frame in events:
         if kind == 0:
-            det.agent_frame(frame, t)
+            det.agent_frame(frame, clock.agent_frame(t) * FRAME_S)
             continue
-        fired |= det.caller_frame(frame, clock.frame(t))
+        j = clock.caller_frame(t)
+        fired |= det.caller_frame(frame, (j + 1) * FRAME_S)
         past += bool(det.last is not None and det.last.active and j * FRAME_SAMPLES > first_end)
-        j += 1
     return past, fired
 
 
 def test_echo_stays_cancelled_across_talkspurts_and_network_jitter() -> None:
-    """Caller frames and agent frames are paired by time, not arrival order: with
-    talkspurts at any phase and bursty arrivals, no echo frame passes the gate once the
-    canceller has locked on, and the agent is never interrupted; speech still is."""
+    """Caller frames and agent frames are paired by their frame numbers on the far end's
+    grid, not by arrival order: with talkspurts at any phase, late ticks and bursty
+    arrivals, no echo frame passes the gate once the canceller has locked on, and the
+    agent is never interrupted; speech still is."""
     rng = np.random.default_rng(3)
     past, fired = _line_call(None, rng)
     assert past == 0 and not fired

@@ -426,5 +426,6 @@ async def test_refused_transfer_plays_the_apology_then_hangs_up(
     await wait_idle(gateway)
     log = gateway.log_text()
     call_id = ok.headers["call-id"]
-    assert f"call {call_id}: transfer 603 Decline (final)" in log
-    assert f"call {call_id} ended (local hangup)" in log
+    lines = "\n".join(line for line in log.splitlines() if call_id in line)
+    assert f"call {call_id}: transfer 603 Decline (final)" in log, lines
+    assert f"call {call_id} ended (local hangup)" in log, lines
