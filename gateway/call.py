@@ -209,14 +209,18 @@ class Call:
             self.recorder.caller(frame, self.elapsed())
         if self.muted:
             return
-        vad = self.vad.process(frame)
-        if self.agent_active and not self.user_speaking:
-            if self.interruptible and self.bargein.caller_frame(frame, (n + 1) * FRAME_S):
-                await self._barge_in()
-            else:
+        if self.agent_active and not self.user_speaking and self.interruptible:
+            # The barge-in detector decides. The VAD sits this out: it would hear the
+            # agent's echo as speech, and it runs again once the agent stops.
+            if not self.bargein.caller_frame(frame, (n + 1) * FRAME_S):
                 self._preroll.append(frame)
                 return
-        elif vad == "start" and not self.user_speaking:
+            await self._barge_in()
+        vad = self.vad.process(frame)
+        if self.agent_active and not self.user_speaking:
+            self._preroll.append(frame)  # not interruptible: the VAD starts the turn after
+            return
+        if vad == "start" and not self.user_speaking:
             await self._user_started()
         elif self.vad.speaking and not self.user_speaking:
             # speech that began while the agent talked without interrupting it (not

@@ -246,7 +246,7 @@ class EchoCanceller:
         # Learn fast while locking on, then only often enough to follow a slow drift.
         if m_e > _N * _FULL * 1e-5 and f % (3 if self._gcc_n < 25 else 100) == 0:
             self._update_delay()
-        if self.delay is not None and f % (2 if self._welch_n < 50 else 5) == 0:
+        if self.delay is not None and f % (2 if self._welch_n < 50 else 5 if self._welch_n < 250 else 10) == 0:
             self._update_filter()
 
     def _update_delay(self) -> None:
@@ -294,7 +294,7 @@ _GCC_BAND = ((np.fft.rfftfreq(_GCC, 1 / SAMPLE_RATE) >= 300)
 _WELCH = 512
 _CONVERGED = 20  # filter updates before the echo estimate is trusted
 _BOOTSTRAP_FRAMES = 50  # 1 s of audible agent audio: the raw echo estimate may rise fast
-_WELCH_WIN = np.hanning(_WELCH).astype(np.float32)
+_WELCH_WIN = np.hanning(_WELCH)  # float64: pocketfft is faster on it than on float32
 
 
 @dataclass

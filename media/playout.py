@@ -144,6 +144,15 @@ class PlayoutBuffer:
         left = utt.total - utt.popped
         if left == 0 or (left < FRAME_SAMPLES and not utt.final):
             return None  # waiting for more audio of this utterance
+        if utt.piece_idx < len(utt.pieces):  # the common case: a whole frame in one piece
+            piece = utt.pieces[utt.piece_idx]
+            off = utt.piece_off
+            if piece.length - off > FRAME_SAMPLES and piece.pcm is not None:
+                utt.piece_off = off + FRAME_SAMPLES
+                utt.popped += FRAME_SAMPLES
+                self._last = (utt.uid, utt.popped)
+                self._retire()
+                return piece.pcm[off : off + FRAME_SAMPLES]
         frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         filled = 0
         while filled < FRAME_SAMPLES and utt.piece_idx < len(utt.pieces):
