@@ -1,7 +1,9 @@
 """Barge-in detection: is the caller really talking over the agent?
 
 The voice loop hands the detector every agent frame as it is played out (the exact echo
-reference) and every caller frame while agent audio is playing. Per 20 ms tick:
+reference) and every caller frame while agent audio is playing, each with its time on the
+far end's 20 ms frame grid (`media.far_end_clock`), which pairs them however the network
+delivers them. Per 20 ms tick:
 
 1. Echo canceller (`EchoCanceller`): the echo delay is found by a band-limited, phase-
    weighted cross-correlation of caller and reference (a few 4096-point FFTs while it
@@ -59,9 +61,9 @@ def _db(power: float) -> float:
 class EchoCanceller:
     """Removes the agent's echo from the caller channel, 20 ms frame by frame.
 
-    `write_reference` puts played agent audio on a timeline by sample time; `cancel`
-    takes a caller frame with the time it was heard and returns the residual. The echo delay (up to
-    `max_delay_ms`) comes from an accumulated GCC (300-3400 Hz, partly whitened) between
+    `write_reference` puts played agent audio on a timeline by sample time; `cancel` takes
+    a caller frame with the time it was heard and returns the residual. The echo delay (up
+    to `max_delay_ms`) comes from an accumulated GCC (300-3400 Hz, partly whitened) between
     the caller and the reference; the echo path after that delay is a `taps`-long filter
     estimated from Welch-averaged cross-spectra, learned only on frames whose residual
     looks like echo alone. `leak_db` tracks the residual relative to the aligned agent
