@@ -99,6 +99,7 @@ class AtomsApp:
                 from media.tts_piper import PiperTTS
 
                 engine = PiperTTS(voice=self.settings.tts_voice)
+                self.on_stop(engine.aclose)  # its worker threads
             elif kind == "espeak":
                 engine = EspeakTTS(voice=self.settings.tts_voice or "en-us")
             else:

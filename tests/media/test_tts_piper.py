@@ -274,3 +274,20 @@ def test_split_pieces_fit_and_keep_every_phoneme(text: str, limit: int) -> None:
     assert "".join("".join(p) for p in pieces).replace(" ", "") == text.replace(" ", "")
     assert all(p[0] != " " for p in pieces[1:])  # cut at spaces, not into them
     assert all(p[-1] != " " for p in pieces[:-1])
+
+
+async def test_stopping_the_app_ends_the_piper_threads() -> None:
+    from gateway.app import AtomsApp
+    from gateway.demo import setup
+
+    app = AtomsApp(setup_handler=setup, tts="piper")
+    app.load_engines()
+    await synthesize_all(app.tts, "Hello there.")
+    engine = app.tts.engine
+    assert engine._executor is not None
+    threads = list(engine._executor._threads)
+    assert threads
+    await app.stop(drain_timeout=0)
+    for t in threads:
+        await asyncio.to_thread(t.join, 5)
+        assert not t.is_alive()
