@@ -158,6 +158,7 @@ class WebRtcPeer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._close_task: asyncio.Task[None] | None = None
         self._open_task: asyncio.Task[None] | None = None  # never cancelled: see _close
+        self._quiet: IdleTimer | None = None  # a call without caller audio: message timeout
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_state)
@@ -213,6 +214,8 @@ class WebRtcPeer:
         """Client messages in order: typed text, DTMF, hang-up, session events."""
         while True:
             data = await self._inbox.get()
+            if self._quiet is not None:
+                self._quiet.touch()
             try:
                 if isinstance(data, bytes):
                     raise ProtocolError("the events channel takes JSON text, not binary")
@@ -240,6 +243,7 @@ class WebRtcPeer:
         if track.kind == "audio":
             self.remote_audio.append(track)
             if self.call is not None:
+                self._stop_quiet_timer()  # the audio reader has its own timeout
                 self._spawn(self._read_audio(track), "audio-in")
 
     async def _read_audio(self, track: MediaStreamTrack) -> None:
@@ -283,7 +287,16 @@ class WebRtcPeer:
         self._send(json.dumps({"type": "started", "call_id": call.call_id, "id": self.id}))
         for track in self.remote_audio:
             self._spawn(self._read_audio(track), "audio-in")
+        if not self.remote_audio:  # a listen-only page (no microphone): it may type
+            timeout = self.app.settings.idle_timeout
+            self._quiet = IdleTimer(timeout, lambda: self.close_soon(
+                f"no caller audio and no message for {timeout:g} s"))
         self._spawn(self._watch_call(call), "watch")
+
+    def _stop_quiet_timer(self) -> None:
+        if self._quiet is not None:
+            self._quiet.cancel()
+            self._quiet = None
 
     async def _watch_call(self, call: Call) -> None:
         await call.wait_closed()
@@ -337,6 +350,7 @@ class WebRtcPeer:
         except Exception:
             log.exception("%s: error while closing", self.id)
         finally:
+            self._stop_quiet_timer()
             self._pending.clear()
             self.channel = None
             self.remote_audio.clear()

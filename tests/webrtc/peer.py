@@ -90,13 +90,16 @@ class RtcCaller:
     """One WebRTC caller. Keeps all received frame levels and data-channel events."""
 
     def __init__(self, base_url: str, token: str | None = None, keep_audio: bool = False,
-                 channel: bool = True) -> None:
+                 channel: bool = True, mic: bool = True) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.keep_audio = keep_audio
         self.pc = RTCPeerConnection()
         self.mic = ScriptedMic()
-        self.pc.addTrack(self.mic)
+        if mic:
+            self.pc.addTrack(self.mic)
+        else:  # a listen-only page: it hears the agent, sends no audio
+            self.pc.addTransceiver("audio", direction="recvonly")
         self.channel = self.pc.createDataChannel("events") if channel else None
         self.events: list[dict[str, Any]] = []
         self.event_times: list[float] = []

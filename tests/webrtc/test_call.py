@@ -259,3 +259,23 @@ async def test_caller_whose_audio_stops_is_ended_before_ice_consent_expires(app_
         assert peer.reason == "no caller audio for 1 s"
         assert caller.pc.connectionState != "failed"  # ICE had not given up
         await caller.close()
+
+
+async def test_listen_only_page_hears_the_agent_and_times_out_when_silent(app_factory):
+    """A page without a microphone (recvonly audio) hears the greeting and may type; with
+    neither audio nor messages for the idle timeout, its call ends (audio callers have
+    MEDIA_TIMEOUT instead)."""
+    async with app_factory(short_setup, idle_timeout=1.5) as (app, url):
+        rtc = app.web[WEBRTC]
+        caller = RtcCaller(url, mic=False)
+        await caller.connect()
+        await caller.wait_event(lambda e: e["type"] == "started")
+        await caller.wait(lambda: caller.loud(), 10)  # the greeting arrives
+        peer = rtc.peers[caller.id]
+        for _ in range(4):  # typing keeps the call up past the timeout
+            await asyncio.sleep(0.6)
+            caller.send({"type": "dtmf", "digit": "1"})
+        assert app.calls and not peer.closed.is_set()
+        await ended(app, caller, 10)
+        assert peer.reason == "no caller audio and no message for 1.5 s"
+        await caller.close()
