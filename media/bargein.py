@@ -206,26 +206,30 @@ class EchoCanceller:
         self._learn(m_e, e_e)
         return e
 
-    def _echo_moved(self, moved: int, found_by_gcc: bool = False) -> None:
-        """The echo now comes `moved` samples later in our timeline (earlier if negative):
-        move the learned echo path with it instead of learning it anew."""
+    def _echo_moved(self, moved: int) -> None:
+        """The echo now comes `moved` samples later in our timeline (earlier if negative),
+        the same path a frame off: move the learned path and the delay search's evidence
+        with it instead of learning them anew."""
         assert self.delay is not None
         delay, start = self.delay + moved, self.start + moved
-        if not 0 <= delay < self._max_lag or start < 0 or self.h is None:
-            self.delay = delay if found_by_gcc else None  # lock on again
-            self.start = max(0, delay - self.pre)
-            self.h, self._welch_n = None, 0
-            self._sxm[:] = 0.0
-            self._sxx[:] = 0.0
+        if not 0 <= delay < self._max_lag or start < 0:
+            self._relock(None)
             return
         self.delay, self.start = delay, start
-        if not found_by_gcc:  # the delay search's evidence moves along
-            g = np.roll(self._gacc, moved)
-            if moved > 0:
-                g[:moved] = 0.0
-            else:
-                g[moved:] = 0.0
-            self._gacc = g
+        g = np.roll(self._gacc, moved)
+        if moved > 0:
+            g[:moved] = 0.0
+        else:
+            g[moved:] = 0.0
+        self._gacc = g
+
+    def _relock(self, delay: int | None) -> None:
+        """Drop the learned echo path; learn it again at `delay` (or search anew)."""
+        self.delay = delay
+        self.start = 0 if delay is None else max(0, delay - self.pre)
+        self.h, self._welch_n = None, 0
+        self._sxm[:] = 0.0
+        self._sxx[:] = 0.0
 
     def _residual(self, m: np.ndarray, end: int) -> tuple[np.ndarray, float]:
         est = np.convolve(self._ref[end - _N - self.taps + 1 : end], self.h, "valid")  # type: ignore[arg-type]
@@ -269,7 +273,9 @@ class EchoCanceller:
             self.delay = d
             self.start = max(0, d - self.pre)
         elif abs(d - self.delay) > 16 and g[d] > 1.5 * self._gacc[self.delay]:
-            self._echo_moved(d - self.delay, found_by_gcc=True)
+            # another echo path: learn it afresh (moving the old filter there was tried:
+            # two echo cases of the fresh draws then interrupted the agent)
+            self._relock(d)
 
     def _update_filter(self) -> None:
         end = len(self._ref) - self.start
