@@ -518,9 +518,11 @@ class SipServer:
         call, tr = media.call, media.transport
         if call is None or media.ended:
             return
-        if call.closed:  # the voice loop ended on its own (setup failed, shutdown...)
+        if call.closed:  # the voice loop ended (it hung up, or setup failed, shutdown...)
             self.hangup(media.sip)
-            await self._finish(media, "call closed")
+            # a task, not awaited here: a hang-up's own end (spawned first, with its reason,
+            # e.g. "local hangup") runs before it, and this one then finds the media ended
+            self._spawn(self._finish(media, "call closed"), f"sip-end:{media.sip.call_id}")
             return
         for digit in tr.take_digits():
             await call.dtmf(digit)

@@ -406,7 +406,10 @@ async def test_tcp_call_hears_agent_and_agent_hangs_up(gateway: Served, tmp_path
     (bye,) = find(trace, sent=False, method="BYE")
     assert bye.headers["call-id"] == ok.headers["call-id"]
     await wait_idle(gateway)
-    assert f"call {ok.headers['call-id']} ended (local hangup)" in gateway.log_text()
+    call_id = ok.headers["call-id"]
+    log = gateway.log_text()
+    lines = "\n".join(line for line in log.splitlines() if call_id in line)
+    assert f"call {call_id} ended (local hangup)" in log, lines
 
 
 async def test_refused_transfer_plays_the_apology_then_hangs_up(
