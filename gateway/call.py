@@ -42,7 +42,7 @@ from media.bargein import BargeInConfig, BargeInDetector
 from media.clock import Clock, RealClock
 from media.dtmf_tones import dtmf_tones
 from media.far_end_clock import FarEndClock
-from media.frames import FRAME_MS, SAMPLE_RATE
+from media.frames import FRAME_MS, FRAME_S, SAMPLE_RATE
 from media.playout import PlayoutBuffer
 from media.recording import CallRecorder
 from media.resample import StreamResampler
@@ -53,7 +53,6 @@ from media.vad import Vad, VadConfig
 
 log = logging.getLogger(__name__)
 
-FRAME_S = FRAME_MS / 1000
 # Audio from before speech was detected also goes to STT: 300 ms before a VAD start
 # (which lags onset by ~60 ms), 500 ms before a barge-in (which lags it by 150-450 ms).
 # Longer silence in front of a word measurably hurts the recogniser (a sipp call's

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import math
 
-from media.frames import FRAME_MS
+from media.frames import FRAME_S
 
-FRAME_S = FRAME_MS / 1000
 MAX_AHEAD = 10  # slots our audio may run ahead of the grid (a late ticker catching up)
 
 

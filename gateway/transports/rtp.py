@@ -35,6 +35,7 @@ from gateway.audio_edge import AudioEdge
 from gateway.sip.jitter import LOST
 from gateway.sip.rtp_session import RtpSession
 from media.codecs import WireFormat
+from media.frames import FRAME_S
 
 if TYPE_CHECKING:
     from gateway.call import Call
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
-FRAME_S = 0.02
 WIRE_FRAME_BYTES = 160  # 20 ms of G.711 at 8 kHz
 SILENCE = {"pcmu": b"\xff" * WIRE_FRAME_BYTES, "pcma": b"\xd5" * WIRE_FRAME_BYTES}
 NEW_TALKSPURT_GAP_S = 0.25  # a pause this long in our sending is silence, not lateness

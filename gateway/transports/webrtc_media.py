@@ -32,7 +32,7 @@ from aiortc import rtp as aiortc_rtp
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
-from media.frames import FRAME_MS, SAMPLE_RATE, FrameChunker
+from media.frames import FRAME_MS, FRAME_S, SAMPLE_RATE, FrameChunker
 from media.resample import StreamResampler
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 OUT_RATE = 48_000
 OUT_SAMPLES = OUT_RATE * FRAME_MS // 1000  # 960
 OUT_TIME_BASE = fractions.Fraction(1, OUT_RATE)
-FRAME_S = FRAME_MS / 1000
 MAX_QUEUED_FRAMES = 250  # 5 s: the loop paces its output, so this only guards a stalled sender
 RESYNC_S = 0.2  # if the sender falls this far behind schedule, restart the schedule
 

@@ -20,8 +20,8 @@ from media.bargein import (
     EchoCanceller,
     FrameFeatures,
 )
-from media.far_end_clock import FRAME_S, FarEndClock
-from media.frames import FRAME_MS, FRAME_SAMPLES, split_frames
+from media.far_end_clock import FarEndClock
+from media.frames import FRAME_MS, FRAME_S, FRAME_SAMPLES, split_frames
 from tests.bargein_eval import ECHO_DELAYS_MS, Case, build_cases, play_tick
 from tests.speechgen import espeak_available
 
