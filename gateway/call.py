@@ -208,7 +208,11 @@ class Call:
             self.recorder.caller(frame, self.elapsed())
         if self.muted:
             return
-        if self.agent_active and not self.user_speaking and self.interruptible:
+        if self.agent_active and not self.user_speaking:
+            if not self.interruptible:
+                self.vad.process(frame)  # the VAD starts the turn once the agent stops
+                self._preroll.append(frame)
+                return
             # The barge-in detector decides. The VAD sits this out: it would hear the
             # agent's echo as speech, and it runs again once the agent stops.
             if not self.bargein.caller_frame(frame, (n + 1) * FRAME_S):
@@ -216,9 +220,6 @@ class Call:
                 return
             await self._barge_in()
         vad = self.vad.process(frame)
-        if self.agent_active and not self.user_speaking:
-            self._preroll.append(frame)  # not interruptible: the VAD starts the turn after
-            return
         if vad == "start" and not self.user_speaking:
             await self._user_started()
         elif self.vad.speaking and not self.user_speaking:
