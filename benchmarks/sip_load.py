@@ -112,7 +112,7 @@ def start_stt_server() -> tuple[subprocess.Popen[str], str]:
 
 
 def run_round(n: int, hold: float, rate: float, workdir: Path, warm: bool,
-              silent: bool, stt_url: str | None = None) -> Round:
+              silent: bool, stt_url: str | None = None, profile_to: str | None = None) -> Round:
     sip_port = free_port()
     scenario = SCENARIO
     if silent:  # the same call without the caller's pcap speech
@@ -156,9 +156,18 @@ def run_round(n: int, hold: float, rate: float, workdir: Path, warm: bool,
         if warm:  # N short calls first: per-call engine state (STT decoders) is pooled
             place_calls(0.5)
         offset = len(log_path.read_text())
+        spy = None
+        if profile_to:  # samples the middle of the round, when all calls overlap
+            spy = subprocess.Popen(
+                [str(ROOT / ".venv/bin/py-spy"), "record", "--pid", str(server.pid),
+                 "--rate", "200", "--duration", str(int(hold)), "--format", "raw",
+                 "--nonblocking", "--output", profile_to],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = cpu_seconds(server.pid)
         out = place_calls(hold)
         cpu1 = cpu_seconds(server.pid)
+        if spy is not None:
+            spy.wait(30)
     finally:
         server.terminate()
         try:
@@ -194,6 +203,9 @@ def main() -> None:
     parser.add_argument("--stt", choices=["pocketsphinx", "deepgram"], default="pocketsphinx",
                         help="deepgram: caller speech goes to a local server speaking "
                              "Deepgram's protocol on core 1 (a cloud-recogniser deployment)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the server with py-spy during each round and print "
+                             "where its time goes")
     args = parser.parse_args()
     for tool in ("sipp", "taskset"):
         if shutil.which(tool) is None:
@@ -205,7 +217,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(x) for x in args.ns.split(",")):
             rate = args.rate or max(5.0, n / 10)
-            r = run_round(n, args.hold, rate, Path(tmp), not args.cold, args.silent, stt_url)
+            profile_to = str(Path(tmp) / f"profile-{n}.txt") if args.profile else None
+            r = run_round(n, args.hold, rate, Path(tmp), not args.cold, args.silent, stt_url,
+                          profile_to)
             rounds.append(r)
             sys.stdout.write(
                 f"N={r.n:4d}  answered {r.answered}/{r.n}  sipp failed {r.failed}  "
@@ -213,6 +227,14 @@ def main() -> None:
                 f"outbound frames {r.frames} late {r.late} (max {r.max_late_ms} ms)  "
                 f"media tick lag max {r.tick_lag_ms:.0f} ms\n")
             sys.stdout.flush()
+            if profile_to and Path(profile_to).exists():
+                sys.path.insert(0, str(ROOT))
+                from benchmarks.twilio_load import print_profile
+
+                print_profile(profile_to, top=40)
+                kept = Path(tempfile.gettempdir()) / f"sip_load-profile-{n}.txt"
+                shutil.copy(profile_to, kept)
+                sys.stdout.write(f"py-spy raw stacks kept in {kept}\n")
     if stt_proc is not None:
         stt_proc.terminate()
         stt_proc.wait(10)
