@@ -67,7 +67,9 @@ class Transport(Protocol):
     """What the loop needs from a transport. Audio is 16 kHz int16, 20 ms frames.
 
     Optional: `async send_dtmf(digits) -> bool`, True when the transport sent the key
-    presses out of band (SIP: RFC 4733); otherwise the loop plays them as tones."""
+    presses out of band (SIP: RFC 4733); otherwise the loop plays them as tones.
+    `paces_playout = True`: the transport calls `Call.play_tick()` every 20 ms itself, and
+    the loop starts no ticker of its own."""
 
     async def send_audio(self, frame: np.ndarray) -> None: ...
 
@@ -150,11 +152,12 @@ class Call:
         self._after_drain: list[tuple[str, str]] = []  # ("hangup"|"transfer", target)
         self._audio_ready = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
+        self._dry = True  # playout ran dry and `_drained` has seen it (transport-paced)
         self._closed = asyncio.Event()
         self._t0 = self.clock.now()
         self.interrupts: list[float] = []
         self._stall_t: float | None = None
-        self._hangup_task: asyncio.Task[None] | None = None
+        self._action: asyncio.Task[None] | None = None  # the last hang-up or transfer
         self._agent_audio_rs: dict[int, StreamResampler] = {}
         self._audio_uid: str | None = None  # utterance built from agent.audio chunks
         self._turn_task: asyncio.Task[None] | None = None  # awaiting a network transcript
@@ -164,7 +167,8 @@ class Call:
         """Bind the session's output and announce the caller: init, then joined."""
         self._t0 = self.clock.now()
         self.session.set_output(self._on_agent_event)
-        self._ticker = asyncio.create_task(self._tick_loop(), name=f"ticker:{self.call_id}")
+        if not getattr(self.transport, "paces_playout", False):
+            self._ticker = asyncio.create_task(self._tick_loop(), name=f"ticker:{self.call_id}")
         await self._deliver(self.init_event)
         await self._deliver(SDKSystemUserJoinedEvent())
 
@@ -177,6 +181,7 @@ class Call:
         await self.speaker.close()
         await cancel_and_wait(self._ticker)
         await cancel_and_wait(self._turn_task)
+        await cancel_and_wait(self._action)  # (not when it is this hang-up itself)
         self.stt.close()
         try:
             await self.session.close(reason)
@@ -451,11 +456,23 @@ class Call:
                 self._audio_ready.clear()
                 if not self.playout.is_playing:
                     await self._audio_ready.wait()
-                    next_t = self.clock.now()
+                    next_t = self.clock.now() - FRAME_S  # the first frame goes out at once
                     continue
             next_t += FRAME_S
             await self.clock.sleep_until(next_t)
             await self.output_tick()
+
+    async def play_tick(self) -> None:
+        """One 20 ms tick of playout, for a transport that paces it from its own media tick
+        (`paces_playout`: SIP's shared tick, one timer for every call instead of one each)."""
+        if self.playout.is_playing:
+            self._dry = False
+            await self.output_tick()
+            if self.playout.is_playing:
+                return
+        if not self._dry or self._after_drain:
+            self._dry = True
+            await self._drained()
 
     async def output_tick(self) -> None:
         """Play one frame, if there is one, and report utterances that finished."""
@@ -499,20 +516,26 @@ class Call:
             return
         action, target = self._after_drain.pop(0)
         self._mark(f"call.{action}", target=target)
-        if action == "hangup":
-            # not in the ticker itself: closing the call cancels the ticker
-            self._hangup_task = asyncio.create_task(self._hangup(), name=f"hangup:{self.call_id}")
-        else:
-            try:
-                await self.transport.transfer(target)
-            except Exception:
-                log.exception("call %s: transfer to %s failed", self.call_id, target)
+        # A task, not in the ticker itself: closing the call cancels the ticker, and a
+        # transport's shared media tick (SIP) must not wait on one call's transfer.
+        # Actions run in order: a transfer's REFER goes out before a later hang-up's BYE.
+        self._action = asyncio.create_task(self._run_action(self._action, action, target),
+                                           name=f"{action}:{self.call_id}")
 
-    async def _hangup(self) -> None:
+    async def _run_action(self, previous: asyncio.Task[None] | None, action: str,
+                          target: str) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        if action == "hangup":
+            try:
+                await self.transport.hangup()
+            finally:
+                await self.close("agent hung up")
+            return
         try:
-            await self.transport.hangup()
-        finally:
-            await self.close("agent hung up")
+            await self.transport.transfer(target)
+        except Exception:
+            log.exception("call %s: transfer to %s failed", self.call_id, target)
 
     # -- helpers -----------------------------------------------------------------------
     async def _show(self, event: SDKEvent) -> None:

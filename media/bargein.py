@@ -156,7 +156,7 @@ class EchoCanceller:
         m_e = float(np.dot(m, m))
         e, e_e = m, m_e
         self._shifted = 0
-        if self.h is not None:
+        if self.h is not None and m_e > 0.0:  # digital silence has no echo to cancel
             end = len(self._ref) - self.start
             res, r_e = self._residual(m, end)
             if r_e > 0.1 * m_e and r_e > _N * _FULL * 1e-5:  # would reach the gate's level

@@ -36,6 +36,7 @@ from gateway.sip.jitter import LOST
 from gateway.sip.rtp_session import RtpSession
 from media.codecs import WireFormat
 from media.frames import FRAME_S
+from media.frames import SILENCE as SILENT_FRAME
 
 if TYPE_CHECKING:
     from gateway.call import Call
@@ -118,6 +119,8 @@ class SendStats:
 class RtpTransport:
     """The voice loop's `Transport` for one SIP call. Signalling goes through `controls`:
     `hangup()` and `transfer(target)` of the SIP server, bound to this call."""
+
+    paces_playout = True  # the SIP server's media tick plays each call's frames
 
     def __init__(
         self,
@@ -269,7 +272,9 @@ class RtpTransport:
             elif payload is not None:
                 self._last_payload = payload  # type: ignore[assignment]
             if not isinstance(payload, bytes) or not payload:
-                payload = SILENCE.get(self._encoding, SILENCE["pcmu"])
+                # nothing arrived (silence suppression, a held or quiet caller): silence,
+                # without decoding and resampling it
+                return [SILENT_FRAME]
             self._pending.extend(self.edge.decode(payload))
         return [self._pending.popleft()] if self._pending else []
 

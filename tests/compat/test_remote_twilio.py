@@ -72,6 +72,14 @@ async def test_call_with_remote_published_agent():
         await module.setup(session)
 
     loop = asyncio.get_running_loop()
+    seen: dict[str, float] = {}  # when the remote agent first saw each event type
+
+    class Stamped(list[str]):
+        def append(self, item: str) -> None:
+            seen.setdefault(item, loop.time())
+            super().append(item)
+
+    module.RECEIVED = Stamped(module.RECEIVED)
     async with published_atoms_app(setup) as url:
         app, port = await start_gateway(url)
         caller = TwilioCaller(f"ws://{HOST}:{port}/twilio/stream")
@@ -93,7 +101,7 @@ async def test_call_with_remote_published_agent():
             await done
             await until(lambda: "system.llm.request" in module.RECEIVED, 10,
                         "the user's turn at the remote agent")
-            t_request = loop.time()
+            t_request = seen["system.llm.request"]  # the reply may start before we poll
             await caller.wait_audio(0.8, after=t_request, timeout=10)
             reply = caller.audio_after(t_request)
             assert rms_dbfs(reply) > AUDIBLE_DBFS
