@@ -160,17 +160,12 @@ class RtpSender:
 
     def packet(self, payload: bytes, *, samples: int | None = None) -> bytes:
         """One RTP packet for one frame of encoded audio; advances seq and timestamp."""
-        pkt = RtpPacket(
-            payload_type=self.payload_type,
-            sequence=self.next_sequence(),
-            timestamp=self.timestamp,
-            ssrc=self.ssrc,
-            payload=payload,
-            marker=self._marker,
-        )
+        # the plain 12-byte header straight from the struct (no RtpPacket: a packet a frame)
+        header = _HEADER.pack(0x80, self.payload_type | (0x80 if self._marker else 0),
+                              self.next_sequence(), self.timestamp, self.ssrc)
         self._marker = False
         step = self.samples_per_frame if samples is None else samples
         self.timestamp = (self.timestamp + step) & 0xFFFFFFFF
         self.packets_sent += 1
         self.octets_sent += len(payload)
-        return pkt.to_bytes()
+        return header + payload
