@@ -1,0 +1,71 @@
+"""A transport that paces playout itself (`paces_playout`, as SIP's shared media tick does):
+the voice loop starts no ticker, plays one frame per `play_tick()`, and runs a transfer
+and a hang-up queued behind the audio in order, without holding up the tick."""
+
+import asyncio
+
+import numpy as np
+
+from agent.events import SDKAgentAudioEvent, SDKAgentEndCallEvent, SDKAgentTransferConversationEvent
+from gateway.call import Call
+from media.clock import VirtualClock
+from media.frames import FRAME_SAMPLES, SAMPLE_RATE
+from tests.gateway.test_call_dtmf import _NoStt, _Session
+
+FRAMES = 10
+HUM = (6000 * np.sin(2 * np.pi * 440 * np.arange(FRAMES * FRAME_SAMPLES) / SAMPLE_RATE)
+       ).astype("<i2")
+
+
+class PacedTransport:
+    paces_playout = True
+
+    def __init__(self) -> None:
+        self.sent: list[np.ndarray] = []
+        self.actions: list[str] = []
+        self.release_transfer = asyncio.Event()
+
+    async def send_audio(self, frame: np.ndarray) -> None:
+        self.sent.append(frame.copy())
+
+    async def clear_audio(self) -> None:
+        return None
+
+    async def hangup(self) -> None:
+        self.actions.append("hangup")
+
+    async def transfer(self, target: str) -> None:
+        self.actions.append(f"transfer:{target}")
+        await self.release_transfer.wait()  # a REFER waiting for its answer
+        self.actions.append("transferred")
+
+    async def send_event(self, event: object) -> None:
+        return None
+
+
+async def test_transport_paced_playout_then_transfer_and_hangup_in_order() -> None:
+    transport, session = PacedTransport(), _Session()
+    call = Call(transport, session, _NoStt(), None, clock=VirtualClock())
+    await call.start()
+    assert call._ticker is None  # no ticker task of its own
+    await session.out(SDKAgentAudioEvent(pcm=HUM.tobytes(), sample_rate=SAMPLE_RATE))
+    await session.out(SDKAgentTransferConversationEvent(transfer_call_number="+15550100"))
+    await session.out(SDKAgentEndCallEvent())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert transport.sent == []  # nothing plays between ticks
+
+    for i in range(FRAMES):
+        await call.play_tick()
+        assert len(transport.sent) == i + 1  # one frame per tick
+    assert np.array_equal(np.concatenate(transport.sent), HUM)
+
+    for _ in range(3):  # drained: the transfer starts; the tick never waits for it
+        await call.play_tick()
+        await asyncio.sleep(0)
+    assert transport.actions == ["transfer:+15550100"]
+    assert not call.closed  # the hang-up waits for the transfer before it
+    transport.release_transfer.set()
+    await asyncio.wait_for(call.wait_closed(), 1.0)
+    assert transport.actions == ["transfer:+15550100", "transferred", "hangup"]
+    assert len(transport.sent) == FRAMES
