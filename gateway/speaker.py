@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 _EMPTY = np.zeros(0, dtype=np.int16)
 
 
+def _nothing() -> None:
+    return None
+
+
 class Speaker:
     """Ordered text-to-speech into a playout buffer, cancellable."""
 
@@ -27,7 +31,7 @@ class Speaker:
                  call_id: str = "") -> None:
         self._tts = tts
         self._playout = playout
-        self._on_audio = on_audio or (lambda: None)
+        self._on_audio = on_audio or _nothing
         self._call_id = call_id
         self._queue: asyncio.Queue[tuple[str, str | np.ndarray, bool]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -62,7 +66,10 @@ class Speaker:
         await cancel_and_wait(task)
         self._active = False
 
-    close = cancel
+    async def close(self) -> None:
+        """Stop for good, and let go of the owner's callback (a reference cycle)."""
+        await self.cancel()
+        self._on_audio = _nothing
 
     async def _run(self) -> None:
         while not self._queue.empty():
