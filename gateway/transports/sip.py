@@ -529,7 +529,8 @@ class SipServer:
         for _ in range(n):
             for frame in tr.pop_frames():
                 await call.caller_frame(frame)
-            await call.play_tick()  # RTP sends never block: one tick paces every call
+            if not call.closed:
+                await call.play_tick()  # RTP sends never block: one tick paces every call
         if tr.dtmf_pending and not call.agent_active:
             tr.dtmf_tick()  # the agent's key presses go out while it makes no audio
         if check_quiet:
