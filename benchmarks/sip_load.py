@@ -2,7 +2,7 @@
 --sip-port` pinned to one core.
 
     .venv/bin/python benchmarks/sip_load.py [--ns 25,50,100,200] [--hold 20] [--rate R]
-        [--stt deepgram] [--silent] [--cold]
+        [--stt deepgram] [--silent] [--cold] [--profile]
 
 For each N a fresh server runs under `taskset -c 0` with the demo agent (espeak-ng
 greeting, pocketsphinx with the demo's phrase grammar, VAD and barge-in on every call),
@@ -26,6 +26,10 @@ Printed per N:
 - the worst lateness of the gateway's shared 20 ms media tick (inbound side) during the
   measured round.
 Then the largest N with no late outbound frame.
+
+`--profile` samples the server with py-spy (`.venv/bin/pip install py-spy`) for `--hold`
+seconds of each round, prints where its samples land and keeps the raw stacks in the
+temp directory.
 """
 
 from __future__ import annotations
