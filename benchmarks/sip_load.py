@@ -214,6 +214,8 @@ def main() -> None:
     for tool in ("sipp", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (scripts/system-deps.sh)")
+    if args.profile and not (ROOT / ".venv/bin/py-spy").exists():
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs 2 cores: the gateway on core 0, sipp on core 1")
     rounds = []
