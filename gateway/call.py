@@ -456,7 +456,7 @@ class Call:
         next_t = self.clock.now()
         while True:
             if not self.playout.is_playing:
-                await self._drained()
+                await self.play_tick()  # dry: a pending hang-up or transfer may run now
                 self._audio_ready.clear()
                 if not self.playout.is_playing:
                     await self._audio_ready.wait()
@@ -464,12 +464,15 @@ class Call:
                     continue
             next_t += FRAME_S
             await self.clock.sleep_until(next_t)
-            await self.output_tick()
+            await self.play_tick()
 
     async def play_tick(self) -> None:
-        """One 20 ms tick of playout, for a transport that paces it from its own media tick
-        (`paces_playout`: SIP's shared tick, one timer for every call instead of one each)."""
-        if self.playout.is_playing:
+        """One 20 ms tick of playout: a frame if there is one, and once playout runs dry, a
+        pending hang-up or transfer. Called by the loop's own ticker, or every 20 ms by a
+        transport that paces playout itself (`paces_playout`: SIP's shared media tick)."""
+        if self.playout.is_playing or not self._dry:
+            # (one more tick once the queue empties: a far-end confirmation that emptied it
+            # between ticks is reported by output_tick)
             self._dry = False
             await self.output_tick()
             if self.playout.is_playing:
