@@ -21,6 +21,7 @@ __all__ = [
     "WireFormat",
     "alaw_decode",
     "alaw_encode",
+    "g711_tables",
     "l16_decode",
     "l16_encode",
     "ulaw_decode",
@@ -88,6 +89,16 @@ _ALAW_ENC = _build_alaw_encode()
 _ALAW_DEC = _build_alaw_decode()
 for _table in (_ULAW_ENC, _ULAW_DEC, _ALAW_ENC, _ALAW_DEC):
     _table.setflags(write=False)
+
+
+def g711_tables(encoding: str) -> tuple[np.ndarray, np.ndarray]:
+    """(decode, encode) tables of 'pcmu' or 'pcma': int16 by code byte, and code byte by
+    int16 sample viewed as uint16 (read-only)."""
+    if encoding == "pcmu":
+        return _ULAW_DEC, _ULAW_ENC
+    if encoding == "pcma":
+        return _ALAW_DEC, _ALAW_ENC
+    raise ValueError(f"not a G.711 encoding: {encoding!r}")
 
 
 def _as_bytes(data: bytes | bytearray | memoryview, what: str) -> np.ndarray:

@@ -54,7 +54,7 @@ try:  # the clip ufunc itself: np.clip's argument checks cost ~2 µs a call, 3x 
 except ImportError:  # numpy < 2
     from numpy.core.umath import clip as _clip
 
-__all__ = ["StreamResampler", "lowpass_taps"]
+__all__ = ["StreamResampler", "lowpass_taps", "polyphase_block"]
 
 _STOPBAND_DB = 60.0
 _TRANSITION = 0.30  # transition width as a fraction of the lower Nyquist frequency
@@ -150,6 +150,15 @@ def _block_matrix(up: int, down: int, block: int) -> tuple[np.ndarray, int]:
     a = np.where(inside, coef[np.clip(tap, 0, n - 1)], 0.0).astype(np.float32)
     a.setflags(write=False)
     return a, hist
+
+
+def polyphase_block(up: int, down: int) -> tuple[np.ndarray, int, int]:
+    """(A, hist, block) of the 2x/3x polyphase path: `window @ A` is one block's output,
+    a window being the `hist` input samples before a block and its `block` samples (for
+    resampling many streams at once, `media.batch_edge`)."""
+    block = _BLOCK * down
+    mat, hist = _block_matrix(up, down, block)
+    return mat, hist, block
 
 
 class _Polyphase:

@@ -1,13 +1,15 @@
 """RTP media of one SIP call: a UDP socket from the port range, an `RtpSession`, and the
 `Transport` the voice loop talks to.
 
-Inbound, datagrams go straight into the session's jitter buffer; the SIP server's
-shared 20 ms media tick calls `receive_tick()`, which pops one frame (concealing a
-lost one by repeating the last, feeding silence when nothing arrives so the voice
-loop's timing goes on), decodes it to 16 kHz and hands it to `Call.caller_frame`.
-Outbound, the voice loop's ticker paces `send_audio`: one frame in, one RTP packet
-out, to wherever the caller's RTP comes from (symmetric RTP). Nothing is buffered
-at the far end beyond its jitter buffer, so `clear_audio` only starts a new talkspurt.
+Everything runs on the SIP server's shared 20 ms media tick, for all calls at once.
+Inbound, datagrams go straight into the session's jitter buffer; each tick `pop_audio`
+takes one frame (repeating the last to conceal a lost one, silence when nothing
+arrived, so the voice loop's timing goes on), and the tick decodes every call's 20 ms
+payload in one pass (`media.batch_edge`) for `Call.caller_frame`. Outbound, the tick's
+`Call.play_tick` gives `send_audio` at most one frame; the tick encodes all calls'
+frames in one pass and `send_payload` sends each as an RTP packet to wherever the
+caller's RTP comes from (symmetric RTP). Nothing is buffered at the far end beyond its
+jitter buffer, so `clear_audio` only starts a new talkspurt.
 
 The agent's key presses (`send_dtmf`) go out as RFC 4733 events when the caller's SDP
 offered telephone-event. The media tick calls `dtmf_tick` while the agent has no audio
@@ -31,12 +33,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agent.events import SDKEvent
-from gateway.audio_edge import AudioEdge
 from gateway.sip.jitter import LOST
 from gateway.sip.rtp_session import RtpSession
-from media.codecs import WireFormat
+from media.batch_edge import BatchEdge, codec_index
 from media.frames import FRAME_S
-from media.frames import SILENCE as SILENT_FRAME
 
 if TYPE_CHECKING:
     from gateway.call import Call
@@ -130,6 +130,7 @@ class RtpTransport:
         *,
         on_hangup: Callable[[], None],
         on_transfer: Callable[[str], None],
+        batch: BatchEdge,
     ) -> None:
         self.session = session
         self.udp = udp
@@ -139,11 +140,14 @@ class RtpTransport:
         self._on_hangup = on_hangup
         self._on_transfer = on_transfer
         self._loop = asyncio.get_running_loop()
-        self._encoding = ""
-        self.edge: AudioEdge | None = None
+        self._encoding = "pcmu"
+        self._codec = 0
         self.codec_changed()
+        self._batch = batch
+        self.slot: int | None = batch.acquire()  # this call's filter history in the batch
+        self._out: list[np.ndarray] = []  # this tick's agent frame, to encode
+        self._wire = bytearray()  # caller audio of a packet longer than 20 ms, still to play
         self._last_payload: bytes | None = None
-        self._pending: deque[np.ndarray] = deque()
         self._spurt_t0 = 0.0
         self._spurt_n = 0
         self._last_send = 0.0  # RTP time we last accounted for (audio or DTMF tick)
@@ -155,17 +159,15 @@ class RtpTransport:
         self.quiet_s = 0.0  # how long no RTP has arrived (checked once a second)
 
     def codec_changed(self) -> None:
-        """(Re)build the audio edge after an offer/answer changed the codec."""
-        encoding = self.session.encoding or "pcmu"
-        if encoding != self._encoding:
-            self._encoding = encoding
-            self.edge = AudioEdge(WireFormat(encoding, 8000))  # type: ignore[arg-type]
+        """An offer/answer (re)negotiated the codec."""
+        self._encoding = self.session.encoding or "pcmu"
+        self._codec = codec_index(self._encoding)
 
     # -- Transport ------------------------------------------------------------------------
     async def send_audio(self, frame: np.ndarray) -> None:
-        assert self.edge is not None
-        payload = self.edge.encode(frame)
-        if not payload or self.udp.is_closing():
+        """Account for the frame now; the media tick encodes it with every other call's
+        frame of this tick (`take_frames`, `send_payload`)."""
+        if self.udp.is_closing():
             return
         now = self._loop.time()
         gap = now - self._last_send
@@ -182,10 +184,20 @@ class RtpTransport:
         self._spurt_n += 1
         self._last_send = self._last_audio = now
         self.stats.frames += 1
-        for start in range(0, len(payload), WIRE_FRAME_BYTES):
-            out = self.session.next_packet(payload[start : start + WIRE_FRAME_BYTES])
-            if out is not None:
-                self.udp.sendto(out[0], out[1])
+        self._out.append(frame)
+
+    def take_frames(self) -> list[np.ndarray]:
+        """The agent frames `send_audio` left for this tick's batch encoding (one a tick)."""
+        frames, self._out = self._out, []
+        return frames
+
+    def send_payload(self, payload: bytes) -> None:
+        """Send 20 ms of encoded agent audio as one RTP packet."""
+        if self.udp.is_closing():
+            return
+        out = self.session.next_packet(payload)
+        if out is not None:
+            self.udp.sendto(out[0], out[1])
 
     def _keep_real_time(self, gap: float) -> None:
         """Move the RTP timestamp over the `gap` (seconds) since we last sent."""
@@ -260,23 +272,36 @@ class RtpTransport:
         return None
 
     # -- inbound, driven by the server's media tick ----------------------------------------
-    def pop_frames(self) -> list[np.ndarray]:
-        """This tick's caller audio: one 16 kHz frame. Packets longer than 20 ms (ptime 30,
-        40...) decode to several frames, handed out one per tick; a new packet is popped
-        only when none is left, so any ptime plays in real time."""
-        assert self.edge is not None
-        if not self._pending:
+    def pop_audio(self) -> bytes | None:
+        """This tick's caller audio: 20 ms of G.711 for the media tick to decode with every
+        other call's (`BatchEdge`), or None for silence (nothing arrived: silence
+        suppression, a held or quiet caller), which needs no decoding. A lost packet is
+        concealed by repeating the one before. Packets of any ptime are cut into 20 ms;
+        the next packet is popped only when less than 20 ms is left, so any ptime plays
+        in real time."""
+        wire = self._wire
+        while len(wire) < WIRE_FRAME_BYTES:
             payload = self.session.pop_frame()
             if payload is LOST:
                 payload, self._last_payload = self._last_payload, None  # repeat once
             elif payload is not None:
                 self._last_payload = payload  # type: ignore[assignment]
             if not isinstance(payload, bytes) or not payload:
-                # nothing arrived (silence suppression, a held or quiet caller): silence,
-                # without decoding and resampling it
-                return [SILENT_FRAME]
-            self._pending.extend(self.edge.decode(payload))
-        return [self._pending.popleft()] if self._pending else []
+                if not wire:
+                    return None
+                wire += SILENCE[self._encoding][len(wire) :]  # the rest of a short packet
+            elif not wire and len(payload) == WIRE_FRAME_BYTES:
+                return payload  # the usual case: one 20 ms packet
+            else:
+                wire += payload
+        frame = bytes(wire[:WIRE_FRAME_BYTES])
+        del wire[:WIRE_FRAME_BYTES]
+        return frame
+
+    @property
+    def codec(self) -> int:
+        """`BatchEdge` codec number of the negotiated encoding."""
+        return self._codec
 
     def take_digits(self) -> list[str]:
         if not self.endpoint.digits:
@@ -296,6 +321,9 @@ class RtpTransport:
     def close(self) -> None:
         if not self.udp.is_closing():
             self.udp.close()
+        if self.slot is not None:
+            self._batch.release(self.slot)
+            self.slot = None
 
 
 def local_ip_toward(host: str, fallback: str = "127.0.0.1") -> str:

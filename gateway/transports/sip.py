@@ -7,7 +7,8 @@ set): a UDP endpoint and a TCP listener on that port feed `SipUas.receive`; one
 on the socket it names, `CallOffered` binds an RTP port, answers with our SDP and
 opens the voice loop (`app.open_call`), `CallEnded` (BYE, CANCEL, no ACK, our own
 hang-up) ends it (`app.end_call`), `DtmfReceived` (SIP INFO) and RFC 4733 digits go
-to `Call.dtmf`. A single 20 ms media tick feeds every call's caller audio. No threads.
+to `Call.dtmf`. A single 20 ms media tick carries every call's audio both ways. No
+threads.
 
 Admission: the allowlist and digest auth are the UAS's; the call limit is the app's
 (`settings.max_calls`, shared with every other transport) and gets 503.
@@ -22,6 +23,8 @@ import logging
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from agent.events import SDKSystemInitEvent
 from gateway.app import CallRefused
@@ -49,6 +52,8 @@ from gateway.transports.rtp import (
     SendStats,
     local_ip_toward,
 )
+from media.batch_edge import BatchEdge
+from media.frames import SILENCE
 
 if TYPE_CHECKING:
     from gateway.app import AtomsApp
@@ -131,6 +136,7 @@ class SipServer:
         self.port: int | None = None  # bound port, once listening
         self.uas: SipUas | None = None
         self.ports = PortPool(s.rtp_port_min, s.rtp_port_max)
+        self.edges = BatchEdge()  # every call's G.711 <-> 16 kHz, one pass a tick
         self.media: dict[SipCall, SipMedia] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
@@ -377,7 +383,7 @@ class SipServer:
         transport = RtpTransport(
             session, udp, endpoint,
             on_hangup=lambda: self.hangup(sc),
-            on_transfer=lambda target: self.transfer(sc, target))
+            on_transfer=lambda target: self.transfer(sc, target), batch=self.edges)
         media = SipMedia(sc, transport, late_offer=late_offer)
         self.media[sc] = media
         if not sc.active:  # cancelled while we bound the port
@@ -507,39 +513,87 @@ class SipServer:
                 else:
                     next_t += (n - 1) * TICK_S
             ticks += n
-            check_quiet = ticks % QUIET_CHECK_TICKS < n
-            for media in list(self.media.values()):
-                try:
-                    await self._tick_call(media, n, check_quiet)
-                except Exception:
-                    log.exception("call %s: media tick failed", media.sip.call_id)
+            calls = self._ticking()
+            for _ in range(n):
+                await self._media_tick(calls)
+            if ticks % QUIET_CHECK_TICKS < n:
+                for media, _call in calls:
+                    self._check_quiet(media)
 
-    async def _tick_call(self, media: SipMedia, n: int, check_quiet: bool) -> None:
-        call, tr = media.call, media.transport
-        if call is None or media.ended:
-            return
-        if call.closed:  # the voice loop ended (it hung up, or setup failed, shutdown...)
-            self.hangup(media.sip)
-            # a task, not awaited here: a hang-up's own end (spawned first, with its reason,
-            # e.g. "local hangup") runs before it, and this one then finds the media ended
-            self._spawn(self._finish(media, "call closed"), f"sip-end:{media.sip.call_id}")
-            return
-        for digit in tr.take_digits():
-            await call.dtmf(digit)
-        for _ in range(n):
-            for frame in tr.pop_frames():
-                await call.caller_frame(frame)
-            if not call.closed:
-                await call.play_tick()  # RTP sends never block: one tick paces every call
-        if tr.dtmf_pending and not call.agent_active:
-            tr.dtmf_tick()  # the agent's key presses go out while it makes no audio
-        if check_quiet:
-            neg = tr.session.negotiated
-            quiet = tr.check_quiet(QUIET_CHECK_TICKS * TICK_S)
-            held = neg is not None and neg.on_hold  # a held caller may send nothing
-            if quiet >= self.app.settings.idle_timeout and not held:
-                log.warning("call %s: no RTP for %.0f s; hanging up", media.sip.call_id, quiet)
+    def _ticking(self) -> list[tuple[SipMedia, Call]]:
+        """The calls this tick plays; ends those whose voice loop ended (it hung up, setup
+        failed, shutdown...)."""
+        out = []
+        for media in list(self.media.values()):
+            call = media.call
+            if call is None or media.ended:
+                continue
+            if call.closed:
                 self.hangup(media.sip)
+                # a task, not awaited here: a hang-up's own end (spawned first, with its
+                # reason, e.g. "local hangup") runs before it, and this one then finds the
+                # media ended
+                self._spawn(self._finish(media, "call closed"), f"sip-end:{media.sip.call_id}")
+                continue
+            out.append((media, call))
+        return out
+
+    async def _media_tick(self, calls: list[tuple[SipMedia, Call]]) -> None:
+        """One 20 ms tick of every call: caller audio in (20 ms payloads decoded together),
+        one agent frame out (encoded together). RTP sends never block, so one tick paces
+        every call and no call waits on another's socket."""
+        heard: list[np.ndarray] = []
+        batched: list[int] = []  # indexes into `calls` of the payloads to decode
+        slots, codecs, payloads = [], [], []
+        for i, (media, _call) in enumerate(calls):
+            tr = media.transport
+            try:
+                payload = tr.pop_audio()
+            except Exception:
+                log.exception("call %s: reading its RTP failed", media.sip.call_id)
+                payload = None
+            if payload is not None and tr.slot is not None:
+                batched.append(i)
+                slots.append(tr.slot)
+                codecs.append(tr.codec)
+                payloads.append(payload)
+            heard.append(SILENCE)
+        for i, frame in zip(batched, self.edges.decode(slots, codecs, payloads), strict=True):
+            heard[i] = frame
+        for (media, call), frame in zip(calls, heard, strict=True):
+            try:
+                for digit in media.transport.take_digits():
+                    await call.dtmf(digit)
+                await call.caller_frame(frame)
+                if not call.closed:
+                    await call.play_tick()
+                if media.transport.dtmf_pending and not call.agent_active:
+                    media.transport.dtmf_tick()  # the agent's keys go out while it is silent
+            except Exception:
+                log.exception("call %s: media tick failed", media.sip.call_id)
+        sending, slots, codecs, frames = [], [], [], []
+        for media, _call in calls:
+            tr = media.transport
+            for out in tr.take_frames():
+                if tr.slot is not None:  # (the call may have ended meanwhile)
+                    sending.append(tr)
+                    slots.append(tr.slot)
+                    codecs.append(tr.codec)
+                    frames.append(out)
+        for tr, payload in zip(sending, self.edges.encode(slots, codecs, frames), strict=True):
+            try:
+                tr.send_payload(payload)
+            except Exception:
+                log.exception("RTP send to %s failed", tr.session.remote_addr)
+
+    def _check_quiet(self, media: SipMedia) -> None:
+        tr = media.transport
+        neg = tr.session.negotiated
+        quiet = tr.check_quiet(QUIET_CHECK_TICKS * TICK_S)
+        held = neg is not None and neg.on_hold  # a held caller may send nothing
+        if quiet >= self.app.settings.idle_timeout and not held:
+            log.warning("call %s: no RTP for %.0f s; hanging up", media.sip.call_id, quiet)
+            self.hangup(media.sip)
 
 
 def add_sip_listener(app: AtomsApp) -> None:
