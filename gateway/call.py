@@ -153,6 +153,7 @@ class Call:
         self._audio_ready = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
         self._dry = True  # playout ran dry and `_drained` has seen it (transport-paced)
+        self.closed = False  # (read every frame: a plain attribute, not the event)
         self._closed = asyncio.Event()
         self._t0 = self.clock.now()
         self.interrupts: list[float] = []
@@ -174,8 +175,9 @@ class Call:
 
     async def close(self, reason: str = "hangup") -> None:
         """The call is over (caller hung up, or we did): stop everything, close the session."""
-        if self._closed.is_set():
+        if self.closed:
             return
+        self.closed = True
         self._closed.set()
         self._mark("call.end", reason=reason)
         await self.speaker.close()
@@ -191,10 +193,6 @@ class Call:
         # call's buffers are freed as soon as its transport lets go of it, not by the next
         # full garbage collection (a pause for every call, measured 25-108 ms at 300-400).
         self.session.set_output(None)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
 
     async def wait_closed(self) -> None:
         await self._closed.wait()

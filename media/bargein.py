@@ -49,6 +49,19 @@ import webrtcvad
 
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
 
+# numpy's C functions themselves where its Python wrappers cost as much as the work on
+# 320 samples (the same results: the wrappers only check arguments and dispatch)
+try:
+    from numpy._core.multiarray import c_einsum as _einsum
+    from numpy._core.multiarray import correlate2 as _correlate
+    from numpy._core.umath import clip as _clip
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import c_einsum as _einsum
+    from numpy.core.multiarray import correlate2 as _correlate
+    from numpy.core.umath import clip as _clip
+_max = np.maximum.reduce
+_sum = np.add.reduce
+
 _N = FRAME_SAMPLES  # 320 samples per frame
 _FULL = 32768.0**2
 _NOISE_E = _N * _FULL * 1e-7  # -70 dBFS frame energy: below anything that matters
@@ -189,7 +202,7 @@ class EchoCanceller:
             # Not converged yet: expect the loudest reference frame of the span times the
             # loudest recent ratio of caller to it (no echo at all lets this fall).
             frames = r[len(r) - _N * (self._max_lag // _N + 1) :].reshape(-1, _N)
-            loudest = float(np.einsum("ij,ij->i", frames, frames).max())
+            loudest = float(_max(_einsum("ij,ij->i", frames, frames)))
             if loudest > _N * _FULL * 10**-4.5:
                 ratio = max(_db(m_e / loudest), -60.0)
                 # Rise fast only while the agent has played little (echo shows up in its
@@ -603,12 +616,14 @@ class BargeInDetector:
         # Spectrum (Hann, 50 Hz bins, 300-3400 Hz): marks of a tone.
         hs = np.fft.rfft(e * _HANN)[_HBAND]
         hp = hs.real * hs.real + hs.imag * hs.imag
-        total = float(hp.sum()) + 1e-9
-        peak = float(np.partition(hp, -_PEAK_BINS)[-_PEAK_BINS:].sum()) / total
+        total = float(_sum(hp)) + 1e-9
+        top = hp.copy()
+        top.partition(-_PEAK_BINS)
+        peak = float(_sum(top[-_PEAK_BINS:])) / total
         mag = np.sqrt(hp) / math.sqrt(total)
         stat = float(np.dot(mag, self._prev_mag)) if self._prev_mag is not None else 0.0
         self._prev_mag = mag
-        pcm = np.clip(e, -32768, 32767).astype(np.int16)
+        pcm = _clip(e, -32768, 32767).astype(np.int16)
         vad = self._vad.is_speech(pcm.tobytes(), SAMPLE_RATE)
         per = n20 = lag = lper = ln20 = llag = echo_lag = 0.0
         if vad or not cfg.require_vad:
@@ -658,12 +673,12 @@ def _periodicity(win: np.ndarray) -> tuple[float, int]:
     A short template keeps gliding pitch from smearing the peak. Returns (peak, lag).
     """
     x = win[len(win) - _SPAN :]
-    cross = np.correlate(x[_MIN_LAG:], x[:_TEMPLATE], "valid")
-    c = np.cumsum((x * x).astype(np.float64))
+    cross = _correlate(x[_MIN_LAG:], x[:_TEMPLATE], 0)  # np.correlate's "valid"
+    c = (x * x).astype(np.float64).cumsum()
     e0 = c[_TEMPLATE - 1]
     el = c[_LAGS + _TEMPLATE - 1] - c[_LAGS - 1]
     nccf = cross / np.sqrt(e0 * el + 1e3)
-    i = int(np.argmax(nccf))
+    i = int(nccf.argmax())
     return float(nccf[i]), int(_LAGS[i])
 
 
@@ -676,9 +691,9 @@ def _frame_periodicity(win: np.ndarray, lag: int) -> tuple[float, float]:
     lags = np.arange(max(_MIN_LAG, lag - 2), min(_N, lag + 2) + 1)
     segs = win[(_N - lags)[:, None] + _COLS]
     num = segs @ cur
-    den = np.sqrt(np.einsum("ij,ij->i", segs, segs) * float(np.dot(cur, cur)) + 1e3)
+    den = np.sqrt(_einsum("ij,ij->i", segs, segs) * float(np.dot(cur, cur)) + 1e3)
     v = num / den
-    i = int(np.argmax(v))
+    i = int(v.argmax())
     frac = 0.0
     if 0 < i < len(v) - 1:
         curv = v[i - 1] - 2 * v[i] + v[i + 1]
