@@ -164,8 +164,8 @@ def run_round(n: int, hold: float, rate: float, workdir: Path, warm: bool,
         if profile_to:  # samples the middle of the round, when all calls overlap
             spy = subprocess.Popen(
                 [str(ROOT / ".venv/bin/py-spy"), "record", "--pid", str(server.pid),
-                 "--rate", "200", "--duration", str(int(hold)), "--format", "raw",
-                 "--nonblocking", "--output", profile_to],
+                 "--rate", "100", "--duration", str(int(hold)), "--format", "raw",
+                 "--output", profile_to],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = cpu_seconds(server.pid)
         out = place_calls(hold)
