@@ -410,9 +410,8 @@ async def run_round(n: int, script: Script, warm: Script,
         if profile_to:
             seconds = len(script.frames) * FRAME_S + 2
             spy = await asyncio.create_subprocess_exec(
-                str(ROOT / ".venv/bin/py-spy"), "record", "--pid", str(proc.pid), "--rate", "200",
-                "--duration", str(int(seconds)), "--format", "raw", "--nonblocking",
-                "--output", profile_to, stdout=asyncio.subprocess.DEVNULL,
+                str(ROOT / ".venv/bin/py-spy"), "record", "--pid", str(proc.pid), "--rate", "100",
+                "--duration", str(int(seconds)), "--format", "raw", "--output", profile_to, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL)
         cpu0, gen0 = proc_cpu_s(proc.pid), time.process_time()
         d = await drive(http, url, script, n, proc.pid, stagger)
@@ -511,9 +510,12 @@ async def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = f"{tmp}/server.txt"
                 r = await run_round(args.profile, script, warm, profile_to=path, stt_url=stt_url)
-                print(f"\nprofile of the server (py-spy, 200 Hz) during the round of "
+                print(f"\nprofile of the server (py-spy, 100 Hz) during the round of "
                       f"N={args.profile} (p99 {r.lag_p99_ms:.0f} ms while sampled):")
                 print_profile(path)
+                kept = Path(tempfile.gettempdir()) / f"twilio_load-profile-{args.profile}.txt"
+                shutil.copy(path, kept)
+                print(f"py-spy raw stacks kept in {kept}")
     finally:
         if stt_proc is not None:
             stt_proc.terminate()
