@@ -102,7 +102,10 @@ async def run_call(port: int, aport: int, rec: Recorder, provider: str) -> CallR
 
 
 async def run_all() -> dict[str, CallResult]:
-    gw = await start_gateway(audiosocket_port=0)
+    # one pooled recogniser per caller that speaks at once, as a deployment sizes it: a
+    # decoder made mid-call blocks the event loop for ~100 ms (pocketsphinx holds the GIL),
+    # and agent frames sent before an interrupt then reach the in-process client that late
+    gw = await start_gateway(audiosocket_port=0, stt_pool=len(PROVIDERS))
     try:
         assert gw.app.audiosocket_port
         results = await asyncio.gather(
