@@ -541,8 +541,9 @@ class SipUas:
         self, txn: _ServerTxn, req: SipRequest, addr: Addr, now: float, transport: str
     ) -> list[Action]:
         from_tag = req.from_addr.tag or ""
+        call_id = req.call_id
         for call in self._dialogs.values():
-            if call.active and call.call_id == req.call_id and call.remote_tag == from_tag:
+            if call.call_id == call_id and call.remote_tag == from_tag and call.active:
                 return self._respond(txn, 482, now, tag=True)  # merged or looped request
         auth = self.config.auth
         if auth is not None:
@@ -561,8 +562,9 @@ class SipUas:
                 return self._respond(
                     txn, 401, now, headers=[("WWW-Authenticate", challenge)], tag=True
                 )
-        if len(self.calls) >= self.config.max_calls:
-            log.warning("503 to INVITE %s: %d calls is the limit", req.call_id, len(self.calls))
+        active = sum(1 for c in self._dialogs.values() if c.state != CallState.ENDED)
+        if active >= self.config.max_calls:
+            log.warning("503 to INVITE %s: %d calls is the limit", call_id, active)
             return self._respond(txn, 503, now, headers=[("Retry-After", "5")], tag=True)
         if req.body and req.content_type != "application/sdp":
             return self._respond(txn, 415, now, headers=[("Accept", "application/sdp")], tag=True)
