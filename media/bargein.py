@@ -53,13 +53,16 @@ from media.frames import FRAME_SAMPLES, SAMPLE_RATE
 # 320 samples (the same results: the wrappers only check arguments and dispatch)
 try:
     from numpy._core.multiarray import c_einsum as _einsum
+    from numpy._core.multiarray import correlate as _correlate1
     from numpy._core.multiarray import correlate2 as _correlate
     from numpy._core.umath import clip as _clip
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import c_einsum as _einsum
+    from numpy.core.multiarray import correlate as _correlate1
     from numpy.core.multiarray import correlate2 as _correlate
     from numpy.core.umath import clip as _clip
 _max = np.maximum.reduce
+_NO_TAPS = np.zeros(0, np.float32)
 _sum = np.add.reduce
 
 _N = FRAME_SAMPLES  # 320 samples per frame
@@ -103,6 +106,7 @@ class EchoCanceller:
         self._welch_n = 0
         self._frame = 0
         self.h: np.ndarray | None = None  # filter taps for lags start .. start+taps-1
+        self._h_rev = _NO_TAPS  # h reversed (a view), for the correlation that applies it
         self.start = 0
         self.delay: int | None = None  # echo delay in samples, once locked
         self.leak_db = 0.0  # residual echo relative to the aligned reference, echo only
@@ -240,12 +244,13 @@ class EchoCanceller:
         """Drop the learned echo path; learn it again at `delay` (or search anew)."""
         self.delay = delay
         self.start = 0 if delay is None else max(0, delay - self.pre)
-        self.h, self._welch_n = None, 0
+        self.h, self._h_rev, self._welch_n = None, _NO_TAPS, 0
         self._sxm[:] = 0.0
         self._sxx[:] = 0.0
 
     def _residual(self, m: np.ndarray, end: int) -> tuple[np.ndarray, float]:
-        est = np.convolve(self._ref[end - _N - self.taps + 1 : end], self.h, "valid")  # type: ignore[arg-type]
+        # np.convolve(ref, h, "valid") is this correlation with the reversed taps
+        est = _correlate1(self._ref[end - _N - self.taps + 1 : end], self._h_rev, 0)
         res = m - est
         return res, float(np.dot(res, res))
 
@@ -302,6 +307,7 @@ class EchoCanceller:
         if self._welch_n % 4 == 0:
             hf = self._sxm / (self._sxx + 1e-6 * float(self._sxx.max()) + 1e-3)
             self.h = np.fft.irfft(hf, _WELCH)[: self.taps].astype(np.float32)
+            self._h_rev = self.h[::-1]
 
 
 _GCC = 4096  # delay search: 256 ms of reference
@@ -563,6 +569,7 @@ class BargeInDetector:
         self._prev_e = np.zeros(_N, np.float32)
         self._tail = np.zeros(_LOW_TAPS - 1, np.float32)  # end of the frame before _prev_e
         self._lowpass = _lowpass(config.low_cutoff_hz)
+        self._lowpass_rev = self._lowpass[::-1]  # np.convolve(x, h) = correlate(x, h[::-1])
         self._levels = [-70.0] * max(1, config.floor_ms // 20)  # a list: min() is cheaper
         self._li = 0
         self._prev_mag: np.ndarray | None = None  # spectrum of the last frame if active
@@ -631,7 +638,7 @@ class BargeInDetector:
             per, ilag = _periodicity(win)
             n20, lag = _frame_periodicity(win, ilag)
             if cfg.low_path:
-                low = np.convolve(np.concatenate((tail, win)), self._lowpass, "valid")
+                low = _correlate1(np.concatenate((tail, win)), self._lowpass_rev, 0)
                 lper, ilag = _periodicity(low)
                 ln20, llag = _frame_periodicity(low, ilag)
             if (cfg.onset_pair and guard >= cfg.onset_min_guard_db
