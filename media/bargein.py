@@ -41,6 +41,7 @@ Defaults were chosen on the labelled set in tests/bargein_eval.py; see benchmark
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -654,11 +655,15 @@ class BargeInDetector:
 _LOW_TAPS = 65
 
 
+@functools.cache
 def _lowpass(cutoff_hz: float) -> np.ndarray:
-    """Windowed-sinc low-pass FIR (`_LOW_TAPS` taps, Hann)."""
+    """Windowed-sinc low-pass FIR (`_LOW_TAPS` taps, Hann); read-only, made once per cutoff
+    (every call's detector uses it)."""
     n = np.arange(_LOW_TAPS) - (_LOW_TAPS - 1) / 2
     h = 2 * cutoff_hz / SAMPLE_RATE * np.sinc(2 * cutoff_hz / SAMPLE_RATE * n)
-    return (h * np.hanning(_LOW_TAPS + 2)[1:-1]).astype(np.float32)
+    taps = (h * np.hanning(_LOW_TAPS + 2)[1:-1]).astype(np.float32)
+    taps.setflags(write=False)
+    return taps
 
 _HANN = np.hanning(_N).astype(np.float32)
 _HBAND = slice(300 * _N // SAMPLE_RATE, 3400 * _N // SAMPLE_RATE + 1)  # 50 Hz bins
