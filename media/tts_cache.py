@@ -20,8 +20,6 @@ from typing import Any
 
 import numpy as np
 
-CHUNK_SAMPLES = 3200  # cached audio comes out in 200 ms pieces, like a live synthesis
-
 
 class _Flight:
     """One synthesis in progress and the chunks it has produced so far."""
@@ -62,8 +60,9 @@ class CachedTTS:
         if cached is not None:
             self.hits += 1
             self._entries.move_to_end(key)
-            for i in range(0, len(cached), CHUNK_SAMPLES):
-                yield cached[i : i + CHUNK_SAMPLES]
+            # in one piece: the playout slices 20 ms frames straight out of the shared,
+            # read-only array (one push per sentence, not one per 200 ms)
+            yield cached
             return
         flight = self._flights.get(key)
         if flight is None:
