@@ -574,7 +574,9 @@ def _brief(event: SDKEvent) -> dict[str, Any]:
     """The fields of an event worth a timeline entry (no audio, no long lists). Read from the
     model's fields (and extras) directly: `getattr` on a name a pydantic model lacks goes
     through its slow `__getattr__` (about 7 µs a miss, most of the keys of most events)."""
-    fields = vars(event)
+    fields = getattr(event, "__dict__", None)
+    if fields is None:  # not a pydantic model after all
+        fields = {key: getattr(event, key, None) for key in _BRIEF}
     extra = getattr(event, "__pydantic_extra__", None) or {}
     out: dict[str, Any] = {}
     for key in _BRIEF:
