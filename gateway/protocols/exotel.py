@@ -36,9 +36,9 @@ from gateway.protocols.common import (
     WireFormat,
     check_digit,
     dumps,
-    encode_b64,
     get_obj,
     get_str,
+    media_json,
     opt_str,
     parse_rate,
     show,
@@ -90,8 +90,8 @@ class ExotelProtocol(JsonMediaStream):
     def _render(self, cmd: Command) -> list[str | bytes]:
         sid = self.stream_id
         if isinstance(cmd, SendAudio):
-            payload = encode_b64(bytes(cmd.payload))
-            return [dumps({"event": "media", "stream_sid": sid, "media": {"payload": payload}})]
+            return [media_json((("event", "media"), ("stream_sid", sid)), "media", (),
+                               bytes(cmd.payload))]
         if isinstance(cmd, SendMark):
             return [dumps({"event": "mark", "stream_sid": sid, "mark": {"name": cmd.name}})]
         if isinstance(cmd, ClearAudio):

@@ -40,9 +40,9 @@ from gateway.protocols.common import (
     WireFormat,
     check_digit,
     dumps,
-    encode_b64,
     get_obj,
     get_str,
+    media_json,
     opt_str,
     parse_rate,
     show,
@@ -84,12 +84,9 @@ class PlivoProtocol(JsonMediaStream):
     def _render(self, cmd: Command) -> list[str | bytes]:
         if isinstance(cmd, SendAudio):
             assert self.wire is not None
-            media = {
-                "contentType": _CONTENT_TYPES[self.wire.encoding],
-                "sampleRate": self.wire.sample_rate,
-                "payload": encode_b64(bytes(cmd.payload)),
-            }
-            return [dumps({"event": "playAudio", "media": media})]
+            media = (("contentType", _CONTENT_TYPES[self.wire.encoding]),
+                     ("sampleRate", self.wire.sample_rate))
+            return [media_json((("event", "playAudio"),), "media", media, bytes(cmd.payload))]
         if isinstance(cmd, SendMark):
             return [dumps({"event": "checkpoint", "streamId": self.stream_id, "name": cmd.name})]
         if isinstance(cmd, ClearAudio):

@@ -39,9 +39,9 @@ from gateway.protocols.common import (
     WireFormat,
     check_digit,
     dumps,
-    encode_b64,
     get_obj,
     get_str,
+    media_json,
     opt_str,
     parse_rate,
     show,
@@ -91,7 +91,7 @@ class TelnyxProtocol(JsonMediaStream):
 
     def _render(self, cmd: Command) -> list[str | bytes]:
         if isinstance(cmd, SendAudio):
-            return [dumps({"event": "media", "media": {"payload": encode_b64(bytes(cmd.payload))}})]
+            return [media_json((("event", "media"),), "media", (), bytes(cmd.payload))]
         if isinstance(cmd, SendMark):
             return [dumps({"event": "mark", "mark": {"name": cmd.name}})]
         if isinstance(cmd, ClearAudio):

@@ -35,9 +35,9 @@ from gateway.protocols.common import (
     WireFormat,
     check_digit,
     dumps,
-    encode_b64,
     get_obj,
     get_str,
+    media_json,
     opt_str,
     parse_rate,
     show,
@@ -84,8 +84,8 @@ class TwilioProtocol(JsonMediaStream):
     def _render(self, cmd: Command) -> list[str | bytes]:
         sid = self.stream_id
         if isinstance(cmd, SendAudio):
-            payload = encode_b64(bytes(cmd.payload))
-            return [dumps({"event": "media", "streamSid": sid, "media": {"payload": payload}})]
+            return [media_json((("event", "media"), ("streamSid", sid)), "media", (),
+                               bytes(cmd.payload))]
         if isinstance(cmd, SendMark):
             return [dumps({"event": "mark", "streamSid": sid, "mark": {"name": cmd.name}})]
         if isinstance(cmd, ClearAudio):
