@@ -63,8 +63,8 @@ except ImportError:  # numpy < 2
     from numpy.core.multiarray import correlate2 as _correlate
     from numpy.core.umath import clip as _clip
 _max = np.maximum.reduce
-_NO_TAPS = np.zeros(0, np.float32)
 _sum = np.add.reduce
+_NO_TAPS = np.zeros(0, np.float32)
 
 _N = FRAME_SAMPLES  # 320 samples per frame
 _FULL = 32768.0**2
