@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import logging
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,10 +46,12 @@ class SinkNode(Node):
 
     def __init__(self, session: AgentSession) -> None:
         super().__init__("Sink")
-        self._session = session
+        self._session = weakref.ref(session)  # the session owns its Sink: no cycle
 
     async def queue_event(self, event: SDKEvent) -> None:
-        await self._session._emit(event)
+        session = self._session()
+        if session is not None:
+            await session._emit(event)
 
 
 class AgentSession:
@@ -123,22 +126,8 @@ class AgentSession:
         for parent, child in self.edges:
             children[parent].append(child)
         state: dict[Node, int] = {}  # 1 = on the current path, 2 = done
-        path: list[Node] = []
-
-        def visit(node: Node) -> list[Node] | None:
-            state[node] = 1
-            path.append(node)
-            for child in children[node]:
-                if state.get(child) == 1:
-                    return path[path.index(child) :] + [child]
-                if child not in state and (found := visit(child)):
-                    return found
-            path.pop()
-            state[node] = 2
-            return None
-
         for node in self.nodes:
-            if node not in state and (found := visit(node)):
+            if node not in state and (found := _cycle_from(node, children, state, [])):
                 return found
         return None
 
@@ -249,3 +238,20 @@ class AgentSession:
 
 
 CrewSession = AgentSession
+
+
+def _cycle_from(node: Node, children: dict[Node, list[Node]], state: dict[Node, int],
+                path: list[Node]) -> list[Node] | None:
+    """Depth-first search from `node`: the first cycle found, as a path, or None. (A plain
+    function: a nested recursive closure is a reference cycle that kept every call's
+    graph alive until a full garbage collection.)"""
+    state[node] = 1
+    path.append(node)
+    for child in children[node]:
+        if state.get(child) == 1:
+            return path[path.index(child) :] + [child]
+        if child not in state and (found := _cycle_from(child, children, state, path)):
+            return found
+    path.pop()
+    state[node] = 2
+    return None

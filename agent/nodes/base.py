@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+import weakref
 from typing import Any
 
 from agent.events import SDKAgentErrorEvent, SDKEvent, SDKSystemControlInterruptEvent
@@ -29,7 +30,9 @@ class Node:
         self.name = name or self.__class__.__name__
         self._is_interruptible = is_interruptible
         self._children: list[Node] = []
-        self._parents: list[Node] = []
+        # weak: a parent holds its children, and a child pointing back would make every
+        # call's graph a reference cycle, freed only by a full garbage collection
+        self._parents: list[weakref.ref[Node]] = []
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._running = False
@@ -45,7 +48,7 @@ class Node:
 
     @property
     def parents(self) -> list[Node]:
-        return self._parents
+        return [p for ref in self._parents if (p := ref()) is not None]
 
     @property
     def has_parents(self) -> bool:
@@ -58,8 +61,8 @@ class Node:
     def add_child(self, child: Node) -> None:
         if child not in self._children:
             self._children.append(child)
-        if self not in child._parents:
-            child._parents.append(self)
+        if self not in child.parents:
+            child._parents.append(weakref.ref(self))
 
     def add_parent(self, parent: Node) -> None:
         parent.add_child(self)

@@ -1,6 +1,7 @@
 """An ended call is freed by reference counting, not left for the cyclic garbage collector:
 a full collection over hundreds of ended calls' buffers paused every live call for
-68-108 ms at 300-400 SIP calls (benchmarks/README.md)."""
+68-108 ms at 300-400 SIP calls (benchmarks/README.md), and `serve` now runs full
+collections only every few minutes (gateway.gc_pacing)."""
 
 import asyncio
 import gc
@@ -35,15 +36,16 @@ class Line:
         return None
 
 
-async def _call(app: AtomsApp, pcm: np.ndarray) -> tuple[weakref.ref, Line]:
+async def _call(app: AtomsApp, pcm: np.ndarray) -> tuple[weakref.ref, weakref.ref, Line]:
     clock, line = VirtualClock(), Line()
     call = await app.open_call(line, call_id="teardown", clock=clock)
+    session = weakref.ref(call.session)
     for i, frame in enumerate(split_frames(pcm)):
         clock.advance_to(i * 0.02)
         await _settle(call)
         await call.caller_frame(frame)
     await app.end_call(call, "caller hung up")
-    return weakref.ref(call), line
+    return weakref.ref(call), session, line
 
 
 async def test_ended_call_is_freed_without_the_cyclic_collector() -> None:
@@ -55,10 +57,13 @@ async def test_ended_call_is_freed_without_the_cyclic_collector() -> None:
     gc.collect()
     gc.disable()
     try:
-        ref, line = await _call(app, pcm)
+        ref, session, line = await _call(app, pcm)
         for _ in range(20):
             await asyncio.sleep(0)
         assert line.frames > 0  # the agent spoke
         assert ref() is None, [type(r).__name__ for r in gc.get_referrers(ref())]
+        # the agent graph too (Sink -> session, child -> parent, the start-up cycle check
+        # were reference cycles): nothing of the call is left for a full collection
+        assert session() is None, [type(r).__name__ for r in gc.get_referrers(session())]
     finally:
         gc.enable()
