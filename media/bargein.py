@@ -54,12 +54,10 @@ from media.frames import FRAME_SAMPLES, SAMPLE_RATE
 # 320 samples (the same results: the wrappers only check arguments and dispatch)
 try:
     from numpy._core.multiarray import c_einsum as _einsum
-    from numpy._core.multiarray import correlate as _correlate1
     from numpy._core.multiarray import correlate2 as _correlate
     from numpy._core.umath import clip as _clip
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import c_einsum as _einsum
-    from numpy.core.multiarray import correlate as _correlate1
     from numpy.core.multiarray import correlate2 as _correlate
     from numpy.core.umath import clip as _clip
 _max = np.maximum.reduce
@@ -250,8 +248,9 @@ class EchoCanceller:
         self._sxx[:] = 0.0
 
     def _residual(self, m: np.ndarray, end: int) -> tuple[np.ndarray, float]:
-        # np.convolve(ref, h, "valid") is this correlation with the reversed taps
-        est = _correlate1(self._ref[end - _N - self.taps + 1 : end], self._h_rev, 0)
+        # np.convolve(ref, h, "valid") is this correlation with the reversed taps (real
+        # arrays, the longer first)
+        est = _correlate(self._ref[end - _N - self.taps + 1 : end], self._h_rev, 0)
         res = m - est
         return res, float(np.dot(res, res))
 
@@ -639,7 +638,7 @@ class BargeInDetector:
             per, ilag = _periodicity(win)
             n20, lag = _frame_periodicity(win, ilag)
             if cfg.low_path:
-                low = _correlate1(np.concatenate((tail, win)), self._lowpass_rev, 0)
+                low = _correlate(np.concatenate((tail, win)), self._lowpass_rev, 0)
                 lper, ilag = _periodicity(low)
                 ln20, llag = _frame_periodicity(low, ilag)
             if (cfg.onset_pair and guard >= cfg.onset_min_guard_db

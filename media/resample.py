@@ -175,8 +175,8 @@ class _Polyphase:
     def __init__(self, up: int, down: int) -> None:
         self.up, self.down = up, down
         self.taps = len(_nyquist_taps(max(up, down)))
-        self._block = b = _BLOCK * down
-        self._mat, self._hist = _block_matrix(up, down, b)
+        self._mat, self._hist, self._block = polyphase_block(up, down)
+        b = self._block
         size = -(-(self._hist + down + 2 * _MAX_STEP + 2 * b) // b) * b
         self._buf = np.zeros(size, dtype=np.float32)
         rows = (size - self._hist - b) // b + 1

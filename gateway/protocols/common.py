@@ -279,15 +279,11 @@ def dumps(msg: dict[str, Any]) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _before_payload(*path_and_fields: Any) -> str:
-    msg: dict[str, Any] = {}
-    for key, value in path_and_fields[:-1]:
-        msg[key] = value
-    outer, inner = path_and_fields[-1]
-    msg[outer] = {**dict(inner), "payload": ""}
-    text = dumps(msg)
+def _before_payload(fields: tuple[tuple[str, Any], ...], outer: str,
+                    inner: tuple[tuple[str, Any], ...]) -> str:
+    text = dumps({**dict(fields), outer: {**dict(inner), "payload": ""}})
     assert text.endswith('"payload":""}}')
-    return text[:-3]
+    return text[:-3]  # up to the payload's opening quote
 
 
 def media_json(fields: tuple[tuple[str, Any], ...], outer: str,
@@ -295,8 +291,7 @@ def media_json(fields: tuple[tuple[str, Any], ...], outer: str,
     """`dumps({**fields, outer: {**inner, "payload": base64(payload)}})`, the message sent
     for every 20 ms of audio, built by concatenation: the text around the payload is made
     once per stream (a dozen `json.dumps` calls a second per call, saved)."""
-    head = _before_payload(*fields, (outer, inner))
-    return head + base64.b64encode(payload).decode("ascii") + '"}}'
+    return _before_payload(fields, outer, inner) + base64.b64encode(payload).decode() + '"}}'
 
 
 _XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
