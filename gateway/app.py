@@ -24,6 +24,7 @@ from agent.events import SDKSystemInitEvent
 from agent.session import AgentSession
 from gateway.call import Call, CallSettings, Transport
 from gateway.gc_pacing import collect_on_schedule
+from gateway.media_tick import MediaTick
 from gateway.remote_agent import RemoteSession
 from gateway.settings import Settings
 from media.clock import Clock
@@ -61,6 +62,8 @@ class AtomsApp:
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self.audiosocket_port: int | None = None  # bound port, once listening
+        self.media_tick = MediaTick()  # paces every WebSocket media stream's audio
+        self.on_stop(self.media_tick.stop)
         from gateway.routes import add_routes
 
         add_routes(self)

@@ -206,11 +206,12 @@ class Call:
         """Agent audio is playing or queued to play."""
         return self.playout.is_playing or self.speaker.busy
 
-    async def caller_frame(self, frame: np.ndarray) -> None:
-        """One 20 ms frame of the caller's audio (16 kHz int16)."""
+    async def caller_frame(self, frame: np.ndarray, arrived: float | None = None) -> None:
+        """One 20 ms frame of the caller's audio (16 kHz int16), which arrived at `arrived`
+        on the call's clock (default: now; a shared media tick passes the arrival time)."""
         if self.closed:
             return
-        n = self._far_end.caller_frame(self.clock.now())
+        n = self._far_end.caller_frame(self.clock.now() if arrived is None else arrived)
         if self.recorder is not None:
             self.recorder.caller(frame, self.elapsed())
         if self.muted:

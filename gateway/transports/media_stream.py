@@ -6,6 +6,7 @@ sans-I/O protocol objects of `gateway.protocols`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from gateway.app import CallRefused
 from gateway.audio_edge import AudioEdge
 from gateway.call import Call
 from gateway.idle import IdleTimer
+from gateway.media_tick import MediaTick
 from gateway.protocols.common import (
     AudioIn,
     CallEnded,
@@ -29,7 +31,9 @@ from gateway.protocols.common import (
     ProviderError,
     SendAudio,
     SendMark,
+    WireFormat,
 )
+from media.batch_edge import WIRE_FRAME, codec_index
 
 if TYPE_CHECKING:
     from gateway.app import AtomsApp
@@ -40,18 +44,107 @@ MARK_EVERY_FRAMES = 5  # a far-end mark every 100 ms of audio keeps "what was he
 
 
 class MediaStreamTransport:
-    """`Transport` for one provider WebSocket: frames -> codec -> protocol messages."""
+    """`Transport` for one provider WebSocket: frames -> codec -> protocol messages.
 
-    def __init__(self, ws: web.WebSocketResponse, protocol: Any) -> None:
+    The app's media tick (`gateway.media_tick`) paces it: caller audio waits in an inbox
+    for the tick, which decodes it (G.711 at 8 kHz together with every other call's) and
+    plays one agent frame a tick. Sends never wait: when the peer stops reading (its socket
+    is full) messages are dropped and counted, so one stuck peer holds up no other call.
+    """
+
+    paces_playout = True
+
+    def __init__(self, ws: web.WebSocketResponse, protocol: Any,
+                 writing_paused: Callable[[], bool] = lambda: False) -> None:
         self.ws = ws
         self.protocol = protocol
-        self.edge: AudioEdge | None = None
+        self.edge: AudioEdge | None = None  # wire formats the batch does not take
+        self.slot: int | None = None  # row in the tick's BatchEdge (G.711 at 8 kHz)
+        self.codec = 0
         self.call: Call | None = None
+        self.dropped = 0  # messages the peer could not take
+        self._writing_paused = writing_paused
         self._frames = 0
+        self._inbox = bytearray()
+        self._arrivals: list[float] = []  # one per whole wire frame in the inbox
+        self._wire_frame = 0
+        self._played: list[np.ndarray] = []
+        self._tick: MediaTick | None = None
         self.marks = bool(getattr(protocol, "supports_marks", False))
 
+    # -- the media tick's side -----------------------------------------------------------
+    def open_audio(self, wire: WireFormat, tick: MediaTick) -> None:
+        """The stream's format is known: take a batch slot (G.711 at 8 kHz) or an edge."""
+        if wire.encoding in ("pcmu", "pcma") and wire.sample_rate == 8000:
+            self.slot = tick.edges.acquire()
+            self.codec = codec_index(wire.encoding)
+            self._wire_frame = WIRE_FRAME
+        else:
+            self.edge = AudioEdge(wire)
+            self._wire_frame = wire.bytes_for_ms(20)
+        self._tick = tick
+
+    def close_audio(self) -> None:
+        if self._tick is not None and self.slot is not None:
+            self._tick.edges.release(self.slot)
+        self.slot, self.edge, self._tick = None, None, None
+        self._played.clear()
+
+    def received(self, payload: bytes, arrived: float) -> None:
+        """Caller audio for the next tick; each whole 20 ms of it arrived at `arrived`."""
+        inbox = self._inbox
+        before = len(inbox) // self._wire_frame
+        inbox += payload
+        self._arrivals.extend([arrived] * (len(inbox) // self._wire_frame - before))
+
+    def take_payloads(self) -> tuple[list[bytes], list[float]]:
+        inbox, size = self._inbox, self._wire_frame
+        whole = len(inbox) // size * size
+        if not whole:
+            return [], []
+        data = bytes(inbox[:whole])
+        del inbox[:whole]
+        times, self._arrivals = self._arrivals, []
+        return [data[i : i + size] for i in range(0, whole, size)], times
+
+    def take_frames(self) -> tuple[list[np.ndarray], list[float]]:
+        if self.edge is None or not self._inbox:
+            return [], []
+        payloads, times = self.take_payloads()
+        frames = self.edge.decode(b"".join(payloads))
+        # (the resampler may hold back a frame at first: frames take the latest arrivals)
+        return frames, (times[-1:] * len(frames) if len(frames) > len(times)
+                        else times[len(times) - len(frames):])
+
+    def take_played(self) -> list[np.ndarray]:
+        played, self._played = self._played, []
+        return played
+
+    async def send_frame(self, frame: np.ndarray) -> None:
+        if self.edge is not None:
+            payload = self.edge.encode(frame)
+            if payload:
+                await self.send_payload(payload)
+
+    async def send_payload(self, payload: bytes) -> None:
+        await self._send(SendAudio(payload))
+        self._frames += 1
+        # a mark every 100 ms, and one after the last frame queued: without it the end of
+        # an utterance is confirmed only by the loop's timeout, and the agent counts as
+        # talking (caller speech taken for a barge-in attempt) for that long
+        if self.marks and self.call is not None and (
+                self._frames % MARK_EVERY_FRAMES == 0 or not self.call.playout.queued_ms):
+            await self.mark()
+
+    # -- the voice loop's side -----------------------------------------------------------
     async def _send(self, cmd: Command) -> None:
         if self.ws.closed:
+            return
+        if self._writing_paused():
+            self.dropped += 1
+            if self.dropped == 1:
+                log.warning("%s: the peer is not reading; dropping what it cannot take",
+                            self.call.call_id if self.call else "media stream")
             return
         for message in self.protocol.send(cmd):
             if isinstance(message, bytes):
@@ -60,18 +153,9 @@ class MediaStreamTransport:
                 await self.ws.send_str(message)
 
     async def send_audio(self, frame: np.ndarray) -> None:
-        if self.edge is None:
-            return
-        payload = self.edge.encode(frame)
-        if payload:
-            await self._send(SendAudio(payload))
-        self._frames += 1
-        # a mark every 100 ms, and one after the last frame queued: without it the end of
-        # an utterance is confirmed only by the loop's timeout, and the agent counts as
-        # talking (caller speech taken for a barge-in attempt) for that long
-        if self.marks and self.call is not None and (
-                self._frames % MARK_EVERY_FRAMES == 0 or not self.call.playout.queued_ms):
-            await self.mark()
+        """The loop played `frame`: it goes out with the tick's batch."""
+        if self.slot is not None or self.edge is not None:
+            self._played.append(frame)
 
     async def mark(self) -> None:
         """Label what has been sent so far; the far end reports it back once played."""
@@ -136,7 +220,8 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
     # twice the limit: the protocol itself refuses oversize messages, with a reason
     ws = web.WebSocketResponse(max_msg_size=2 * app.settings.max_message_bytes)
     await ws.prepare(request)
-    transport = MediaStreamTransport(ws, protocol)
+    handler = request.protocol
+    transport = MediaStreamTransport(ws, protocol, lambda: handler.writing_paused)
     call: Call | None = None
     reason = "caller hung up"
     async def close_idle() -> None:
@@ -163,16 +248,16 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
             ended = False
             for ev in events:
                 if isinstance(ev, AudioIn):
-                    if call is not None and transport.edge is not None:
-                        for frame in transport.edge.decode(ev.payload):
-                            await call.caller_frame(frame)
+                    if call is not None:
+                        transport.received(ev.payload, call.clock.now())
                 elif isinstance(ev, CallStarted):
-                    transport.edge = AudioEdge(ev.wire)
+                    transport.open_audio(ev.wire, app.media_tick)
                     context, init = call_context(ev, provider)
                     call = await app.open_call(transport, context=context, init_event=init,
                                                call_id=ev.call_id or None,
                                                far_end_confirms=transport.marks)
                     transport.call = call
+                    app.media_tick.join(transport)
                 elif isinstance(ev, DtmfIn) and call is not None:
                     await call.dtmf(ev.digit)
                 elif isinstance(ev, MarkPlayed):
@@ -193,8 +278,10 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(exc).encode())
     finally:
         idle.cancel()
+        app.media_tick.leave(transport)
         if call is not None:
             await app.end_call(call, reason)
+        transport.close_audio()
         await idle.wait_idle_done()
         if not ws.closed:
             await ws.close()

@@ -28,6 +28,7 @@ import numpy as np
 
 from agent.events import SDKSystemInitEvent
 from gateway.app import CallRefused
+from gateway.media_tick import TICK_S, TickPacer
 from gateway.sip.auth import DigestAuth
 from gateway.sip.message import SipParseError, SipStreamParser
 from gateway.sip.rtp_session import RtpSession
@@ -62,9 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
-TICK_S = 0.02
 QUIET_CHECK_TICKS = 50  # look for RTP silence once a second
-MAX_CATCH_UP_TICKS = 5  # after a stall, pop at most this many frames per call at once
 END_REASONS = {"bye": "caller hung up", "cancelled": "caller cancelled"}
 
 
@@ -146,7 +145,7 @@ class SipServer:
         self._ticker: asyncio.Task[None] | None = None
         self._have_calls = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.loop_lag_max_ms = 0.0  # worst lateness of the media tick (an overload sign)
+        self.pacer = TickPacer()
         self.ended = SendStats()  # outbound RTP of the calls that have ended
         self.calls_total = 0
 
@@ -212,7 +211,7 @@ class SipServer:
                 "frames_sent": self.ended.frames + sum(st.frames for st in live),
                 "late_frames": self.ended.late + sum(st.late for st in live),
                 "max_late_ms": round(max_late, 1),
-                "loop_lag_max_ms": round(self.loop_lag_max_ms, 1)}
+                "loop_lag_max_ms": round(self.pacer.lag_max_ms, 1)}
 
     # -- the UAS shell -------------------------------------------------------------------
     @staticmethod
@@ -485,33 +484,17 @@ class SipServer:
     # -- the media tick ------------------------------------------------------------------
     async def _media_loop(self) -> None:
         """Every 20 ms: one frame of caller audio (and any digits) into each call."""
-        loop = asyncio.get_running_loop()
+        pacer = self.pacer
         ticks = 0
-        busy_lag_ms = 0.0
-        next_t = loop.time()
         while True:
             if not self.media:
-                if busy_lag_ms:
+                if pacer.busy_lag_ms:
                     log.info("SIP media: all calls ended; media tick lag max %.1f ms while "
-                             "busy", busy_lag_ms)
-                busy_lag_ms = 0.0
+                             "busy", pacer.busy_lag_ms)
                 self._have_calls.clear()
                 await self._have_calls.wait()
-                next_t = loop.time()
-            next_t += TICK_S
-            delay = next_t - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            lag = loop.time() - next_t
-            self.loop_lag_max_ms = max(self.loop_lag_max_ms, lag * 1000)
-            busy_lag_ms = max(busy_lag_ms, lag * 1000)
-            n = 1
-            if lag > TICK_S:  # we fell behind: catch up a little, then let the rest go
-                n = min(MAX_CATCH_UP_TICKS, 1 + int(lag / TICK_S))
-                if lag > MAX_CATCH_UP_TICKS * TICK_S:
-                    next_t = loop.time()
-                else:
-                    next_t += (n - 1) * TICK_S
+                pacer.restart()
+            n = await pacer.wait()
             ticks += n
             calls = self._ticking()
             for _ in range(n):

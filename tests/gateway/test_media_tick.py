@@ -1,0 +1,167 @@
+"""The media tick that paces every WebSocket media stream (`gateway.media_tick`): caller
+audio is decoded for all calls in one pass, exactly as a per-call edge decodes it, and
+reaches each call with its arrival time; each call plays one frame a tick, encoded in one
+pass and sent as that call's provider messages; a peer that stops reading loses its own
+messages and holds up no other call."""
+
+import asyncio
+import base64
+import json
+
+import numpy as np
+
+from agent.events import SDKAgentAudioEvent
+from gateway.audio_edge import AudioEdge
+from gateway.call import Call
+from gateway.media_tick import MediaTick
+from gateway.protocols.twilio import TwilioProtocol
+from gateway.transports.media_stream import MediaStreamTransport
+from media.clock import VirtualClock
+from media.codecs import WireFormat
+from media.frames import FRAME_SAMPLES, SAMPLE_RATE
+from tests.gateway.test_call_dtmf import _Session
+
+MULAW_8K = WireFormat("pcmu", 8000)
+
+
+class NoStt:
+    def new_stream(self):
+        return self
+
+    def feed(self, frame):
+        return ()
+
+    def close(self):
+        return None
+
+
+async def say(session: _Session, pcm: np.ndarray) -> None:
+    """The agent plays `pcm`; its speaker queues it (a task of its own)."""
+    await session.out(SDKAgentAudioEvent(pcm=pcm.tobytes(), sample_rate=SAMPLE_RATE))
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+class FakeSocket:
+    """What a `web.WebSocketResponse` is to the transport: it records what is sent."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    async def send_str(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    async def send_bytes(self, data: bytes) -> None:
+        raise AssertionError("Twilio takes text messages only")
+
+
+async def open_stream(tick: MediaTick, sid: str, paused=lambda: False):
+    protocol = TwilioProtocol()
+    protocol.receive_text(json.dumps({
+        "event": "start", "streamSid": sid,
+        "start": {"streamSid": sid, "callSid": "CA" + sid, "accountSid": "AC1",
+                  "tracks": ["inbound"], "customParameters": {},
+                  "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
+                                  "channels": 1}}}))
+    ws = FakeSocket()
+    transport = MediaStreamTransport(ws, protocol, paused)
+    transport.open_audio(MULAW_8K, tick)
+    session = _Session()
+    call = Call(transport, session, NoStt(), None, clock=VirtualClock())
+    transport.call = call
+    await call.start()
+    tick.join(transport)
+    heard: list[tuple[np.ndarray, float]] = []
+    real = call.caller_frame
+
+    async def spy(frame, arrived=None):
+        heard.append((frame.copy(), arrived))
+        await real(frame, arrived)
+
+    call.caller_frame = spy
+    return transport, ws, session, heard
+
+
+def tone(hz: float, frames: int) -> np.ndarray:
+    t = np.arange(frames * FRAME_SAMPLES) / SAMPLE_RATE
+    return (8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
+
+
+async def test_caller_audio_is_decoded_as_a_per_call_edge_does_with_its_arrival_times():
+    tick = MediaTick()
+    a, _, _, heard_a = await open_stream(tick, "MZa")
+    b, _, _, heard_b = await open_stream(tick, "MZb")
+    ref_a, ref_b = AudioEdge(MULAW_8K), AudioEdge(MULAW_8K)
+    wire_a = MULAW_8K.encode(tone(440, 6)[::2])
+    wire_b = MULAW_8K.encode(tone(1000, 6)[::2])
+    # a: 20 ms payloads, two of them in one tick; b: pieces cut across frame boundaries
+    a.received(wire_a[:160], 1.0)
+    a.received(wire_a[160:320], 1.01)
+    b.received(wire_b[:100], 1.0)
+    await tick.tick([a, b])
+    b.received(wire_b[100:400], 1.02)
+    a.received(wire_a[320:480], 1.02)
+    await tick.tick([a, b])
+    b.received(wire_b[400:], 1.05)
+    await tick.tick([a, b])
+
+    want_a = ref_a.decode(wire_a[:480])
+    want_b = ref_b.decode(wire_b)
+    assert [t for _, t in heard_a] == [1.0, 1.01, 1.02]
+    assert [t for _, t in heard_b] == [1.02, 1.02, 1.05, 1.05, 1.05, 1.05]
+    assert len(heard_a) == 3 and len(heard_b) == len(want_b) == 6
+    for (got, _), want in zip(heard_a + heard_b, want_a + want_b, strict=True):
+        assert np.array_equal(got, want)
+
+
+async def test_each_call_plays_one_frame_a_tick_encoded_as_a_per_call_edge_does():
+    tick = MediaTick()
+    a, ws_a, session_a, _ = await open_stream(tick, "MZa")
+    b, ws_b, session_b, _ = await open_stream(tick, "MZb")
+    pcm_a, pcm_b = tone(440, 4), tone(700, 4)
+    await say(session_a, pcm_a)
+    await say(session_b, pcm_b)
+    for n in range(1, 5):
+        await tick.tick([a, b])
+        for ws in (ws_a, ws_b):
+            assert sum(m["event"] == "media" for m in ws.sent) == n  # one frame a tick
+    for ws, pcm, sid in ((ws_a, pcm_a, "MZa"), (ws_b, pcm_b, "MZb")):
+        media = [m for m in ws.sent if m["event"] == "media"]
+        assert {m["streamSid"] for m in media} == {sid}
+        ref = AudioEdge(MULAW_8K)
+        want = b"".join(ref.encode(pcm[i : i + FRAME_SAMPLES])
+                        for i in range(0, len(pcm), FRAME_SAMPLES))
+        assert b"".join(base64.b64decode(m["media"]["payload"]) for m in media) == want
+        assert any(m["event"] == "mark" for m in ws.sent)  # what the far end played
+
+
+async def test_a_peer_that_stops_reading_loses_its_messages_and_holds_up_no_one():
+    tick = MediaTick()
+    stuck = {"paused": False}
+    a, ws_a, session_a, _ = await open_stream(tick, "MZa", lambda: stuck["paused"])
+    b, ws_b, session_b, _ = await open_stream(tick, "MZb")
+    for session in (session_a, session_b):
+        await say(session, tone(440, 5))
+    await tick.tick([a, b])
+    stuck["paused"] = True  # a's socket is full: its peer stopped reading
+    for _ in range(4):
+        await tick.tick([a, b])
+    assert sum(m["event"] == "media" for m in ws_a.sent) == 1
+    assert sum(m["event"] == "media" for m in ws_b.sent) == 5
+    assert a.dropped >= 4 and b.dropped == 0
+
+
+async def test_a_call_that_left_takes_no_more_audio_and_frees_its_slot():
+    tick = MediaTick()
+    a, ws_a, session_a, heard_a = await open_stream(tick, "MZa")
+    slot = a.slot
+    tick.leave(a)
+    a.close_audio()
+    a.received(b"\xff" * 160, 1.0)
+    await say(session_a, tone(440, 2))
+    await tick.tick([a])  # (a tick that began before it left)
+    assert heard_a == [] and ws_a.sent == []
+    b, _, _, _ = await open_stream(tick, "MZb")
+    assert b.slot == slot  # the next call gets the slot, with silent history
