@@ -449,6 +449,12 @@ class Call:
 
     def _wake_ticker(self) -> None:
         self._audio_ready.set()
+        if self._dry and self._ticker is None and self.playout.is_playing:
+            # a transport that paces playout plays a talkspurt's first frame at once, not
+            # at its next tick (up to 20 ms later)
+            play_now = getattr(self.transport, "play_now", None)
+            if play_now is not None:
+                play_now()
 
     async def _tick_loop(self) -> None:
         """Release one frame per 20 ms while there is audio; sleep while there is none."""

@@ -104,6 +104,8 @@ class MediaTick:
         self._members: dict[int, TickMember] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._playing_now: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def join(self, member: TickMember) -> None:
         self._members[id(member)] = member
@@ -172,19 +174,49 @@ class MediaTick:
                     await call.play_tick()
             except Exception:
                 log.exception("call %s: media tick failed", call.call_id)
+        # every frame is taken and encoded before the first send (a send may let a
+        # `play_now` run, which must find its member's stash empty or in order)
+        own: list[tuple[TickMember, np.ndarray]] = []
         batched: list[TickMember] = []
         slots, codecs, out = [], [], []
         for m in members:
             for frame in m.take_played():
                 if m.slot is None:
-                    await _guarded(m.send_frame(frame), m)
+                    own.append((m, frame))
                 else:
                     batched.append(m)
                     slots.append(m.slot)
                     codecs.append(m.codec)
                     out.append(frame)
-        for m, payload in zip(batched, self.edges.encode(slots, codecs, out), strict=True):
+        payloads = self.edges.encode(slots, codecs, out)
+        for m, frame in own:
+            await _guarded(m.send_frame(frame), m)
+        for m, payload in zip(batched, payloads, strict=True):
             await _guarded(m.send_payload(payload), m)
+
+    def play_now(self, member: TickMember) -> None:
+        """Play `member`'s next frame now, between ticks: the first of a talkspurt."""
+        if id(member) not in self._playing_now:
+            self._playing_now.add(id(member))
+            task = asyncio.create_task(self._play_now(member), name="media-play-now")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _play_now(self, member: TickMember) -> None:
+        self._playing_now.discard(id(member))
+        call = member.call
+        if call is None or call.closed or id(member) not in self._members:
+            return
+        try:
+            await call.play_tick()
+        except Exception:
+            log.exception("call %s: playing its first frame failed", call.call_id)
+        for frame in member.take_played():  # one by one: a slot's frames go in order
+            if member.slot is None:
+                await _guarded(member.send_frame(frame), member)
+            else:
+                payload = self.edges.encode([member.slot], [member.codec], [frame])[0]
+                await _guarded(member.send_payload(payload), member)
 
 
 async def _guarded(send: Any, member: TickMember) -> None:

@@ -116,6 +116,11 @@ class MediaStreamTransport:
         return frames, (times[-1:] * len(frames) if len(frames) > len(times)
                         else times[len(times) - len(frames):])
 
+    def play_now(self) -> None:
+        """A talkspurt starts: its first frame goes out now, not at the next tick."""
+        if self._tick is not None:
+            self._tick.play_now(self)
+
     def take_played(self) -> list[np.ndarray]:
         played, self._played = self._played, []
         return played

@@ -123,10 +123,13 @@ async def test_each_call_plays_one_frame_a_tick_encoded_as_a_per_call_edge_does(
     pcm_a, pcm_b = tone(440, 4), tone(700, 4)
     await say(session_a, pcm_a)
     await say(session_b, pcm_b)
-    for n in range(1, 5):
+    for ws in (ws_a, ws_b):  # the first frame of a talkspurt goes out at once...
+        assert sum(m["event"] == "media" for m in ws.sent) == 1
+    for n in range(2, 5):
         await tick.tick([a, b])
-        for ws in (ws_a, ws_b):
-            assert sum(m["event"] == "media" for m in ws.sent) == n  # one frame a tick
+        for ws in (ws_a, ws_b):  # ... then one frame a tick
+            assert sum(m["event"] == "media" for m in ws.sent) == n
+    await tick.tick([a, b])  # (the audio ran out: nothing more)
     for ws, pcm, sid in ((ws_a, pcm_a, "MZa"), (ws_b, pcm_b, "MZb")):
         media = [m for m in ws.sent if m["event"] == "media"]
         assert {m["streamSid"] for m in media} == {sid}
@@ -144,11 +147,10 @@ async def test_a_peer_that_stops_reading_loses_its_messages_and_holds_up_no_one(
     b, ws_b, session_b, _ = await open_stream(tick, "MZb")
     for session in (session_a, session_b):
         await say(session, tone(440, 5))
-    await tick.tick([a, b])
     stuck["paused"] = True  # a's socket is full: its peer stopped reading
     for _ in range(4):
         await tick.tick([a, b])
-    assert sum(m["event"] == "media" for m in ws_a.sent) == 1
+    assert sum(m["event"] == "media" for m in ws_a.sent) == 1  # the first, sent at once
     assert sum(m["event"] == "media" for m in ws_b.sent) == 5
     assert a.dropped >= 4 and b.dropped == 0
 
@@ -160,7 +162,7 @@ async def test_a_call_that_left_takes_no_more_audio_and_frees_its_slot():
     tick.leave(a)
     a.close_audio()
     a.received(b"\xff" * 160, 1.0)
-    await say(session_a, tone(440, 2))
+    await say(session_a, tone(440, 2))  # (no first frame at once either)
     await tick.tick([a])  # (a tick that began before it left)
     assert heard_a == [] and ws_a.sent == []
     b, _, _, _ = await open_stream(tick, "MZb")
