@@ -10,7 +10,8 @@ out are encoded in one pass again. Caller frames keep their arrival times, so th
 pairing (`media.far_end_clock`) sees the network's timing, not the tick's.
 
 Sends must never wait inside the tick: a peer that stops reading would hold up every call.
-Members drop what their peer cannot take (`MediaStreamTransport`).
+Members (`TickedStream`: the provider media streams, the web client) drop what their peer
+cannot take.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from media.batch_edge import BatchEdge
+from gateway.audio_edge import AudioEdge
+from media.batch_edge import WIRE_FRAME, BatchEdge, codec_index
+from media.codecs import WireFormat
 
 if TYPE_CHECKING:
     from gateway.call import Call
@@ -67,32 +71,106 @@ class TickPacer:
         return n
 
 
-class TickMember(Protocol):
-    """A media stream's transport as the tick sees it."""
+class TickedStream:
+    """The tick's side of a WebSocket transport (subclasses send the payloads): an inbox of
+    caller audio, a batch slot (G.711 at 8 kHz) or an edge of its own, and the frames its
+    call played this tick. Sends never wait: when the peer stops reading (its socket is
+    full) they are dropped and counted, so one stuck peer holds up no other call."""
 
-    call: Call | None
-    slot: int | None  # its row in the tick's `BatchEdge` (G.711 at 8 kHz), else None
-    codec: int  # `media.batch_edge.codec_index` of its G.711 encoding
+    paces_playout = True
+
+    def __init__(self, writing_paused: Callable[[], bool] = lambda: False) -> None:
+        self.call: Call | None = None
+        self.edge: AudioEdge | None = None  # wire formats the batch does not take
+        self.slot: int | None = None  # row in the tick's BatchEdge (G.711 at 8 kHz)
+        self.codec = 0  # `media.batch_edge.codec_index` of its G.711 encoding
+        self.dropped = 0  # messages the peer could not take
+        self._writing_paused = writing_paused
+        self._inbox = bytearray()
+        self._arrivals: list[float] = []  # one per whole wire frame in the inbox
+        self._wire_frame = 1
+        self._played: list[np.ndarray] = []
+        self._tick: MediaTick | None = None
+
+    def open_audio(self, wire: WireFormat, tick: MediaTick) -> None:
+        """The stream's format is known: take a batch slot (G.711 at 8 kHz) or an edge."""
+        if wire.encoding in ("pcmu", "pcma") and wire.sample_rate == 8000:
+            self.slot = tick.edges.acquire()
+            self.codec = codec_index(wire.encoding)
+            self._wire_frame = WIRE_FRAME
+        else:
+            self.edge = AudioEdge(wire)
+            self._wire_frame = wire.bytes_for_ms(20)
+        self._tick = tick
+
+    def close_audio(self) -> None:
+        if self._tick is not None and self.slot is not None:
+            self._tick.edges.release(self.slot)
+        self.slot, self.edge, self._tick = None, None, None
+        self._played.clear()
+
+    def received(self, payload: bytes, arrived: float) -> None:
+        """Caller audio for the next tick; each whole 20 ms of it arrived at `arrived`."""
+        inbox = self._inbox
+        before = len(inbox) // self._wire_frame
+        inbox += payload
+        self._arrivals.extend([arrived] * (len(inbox) // self._wire_frame - before))
 
     def take_payloads(self) -> tuple[list[bytes], list[float]]:
-        """20 ms G.711 payloads received since the last tick, and their arrival times."""
-        ...
+        """The whole 20 ms wire frames received since the last tick, and their arrivals."""
+        inbox, size = self._inbox, self._wire_frame
+        whole = len(inbox) // size * size
+        if not whole:
+            return [], []
+        data = bytes(inbox[:whole])
+        del inbox[:whole]
+        times, self._arrivals = self._arrivals, []
+        return [data[i : i + size] for i in range(0, whole, size)], times
 
     def take_frames(self) -> tuple[list[np.ndarray], list[float]]:
-        """16 kHz caller frames decoded by its own edge (not batched), and arrival times."""
-        ...
+        """The same decoded by its own edge (not batched) into 16 kHz frames."""
+        if self.edge is None or not self._inbox:
+            return [], []
+        payloads, times = self.take_payloads()
+        frames = self.edge.decode(b"".join(payloads))
+        # (the resampler may hold back a frame at first: frames take the latest arrivals)
+        return frames, (times[-1:] * len(frames) if len(frames) > len(times)
+                        else times[len(times) - len(frames):])
+
+    async def send_audio(self, frame: np.ndarray) -> None:
+        """The loop played `frame`: it goes out with the tick's batch."""
+        if self.slot is not None or self.edge is not None:
+            self._played.append(frame)
 
     def take_played(self) -> list[np.ndarray]:
-        """The agent frames its call played this tick (16 kHz)."""
-        ...
+        played, self._played = self._played, []
+        return played
+
+    def play_now(self) -> None:
+        """A talkspurt starts: its first frame goes out now, not at the next tick."""
+        if self._tick is not None:
+            self._tick.play_now(self)
 
     async def send_frame(self, frame: np.ndarray) -> None:
         """Encode with its own edge and send (not batched)."""
-        ...
+        if self.edge is not None:
+            payload = self.edge.encode(frame)
+            if payload:
+                await self.send_payload(payload)
 
     async def send_payload(self, payload: bytes) -> None:
-        """Send one 20 ms payload encoded by the batch; never waits on the peer."""
-        ...
+        """Send one 20 ms wire frame (the subclass's message), if `can_send`."""
+        raise NotImplementedError
+
+    def can_send(self) -> bool:
+        """False (and counted) while the peer is not reading."""
+        if not self._writing_paused():
+            return True
+        self.dropped += 1
+        if self.dropped == 1:
+            log.warning("%s: the peer is not reading; dropping what it cannot take",
+                        self.call.call_id if self.call else "media stream")
+        return False
 
 
 class MediaTick:
@@ -101,19 +179,19 @@ class MediaTick:
     def __init__(self) -> None:
         self.edges = BatchEdge()
         self.pacer = TickPacer()
-        self._members: dict[int, TickMember] = {}
+        self._members: dict[int, TickedStream] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._playing_now: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def join(self, member: TickMember) -> None:
+    def join(self, member: TickedStream) -> None:
         self._members[id(member)] = member
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="media-tick")
 
-    def leave(self, member: TickMember) -> None:
+    def leave(self, member: TickedStream) -> None:
         self._members.pop(id(member), None)
 
     async def stop(self) -> None:
@@ -141,7 +219,7 @@ class MediaTick:
                 except Exception:  # one bad tick must not end every call's audio
                     log.exception("media tick failed")
 
-    async def tick(self, members: list[TickMember]) -> None:
+    async def tick(self, members: list[TickedStream]) -> None:
         """One 20 ms tick of `members`: caller audio in, one agent frame out each."""
         calls = [m.call for m in members]
         heard: list[tuple[list[np.ndarray], list[float]]] = []
@@ -176,8 +254,8 @@ class MediaTick:
                 log.exception("call %s: media tick failed", call.call_id)
         # every frame is taken and encoded before the first send (a send may let a
         # `play_now` run, which must find its member's stash empty or in order)
-        own: list[tuple[TickMember, np.ndarray]] = []
-        batched: list[TickMember] = []
+        own: list[tuple[TickedStream, np.ndarray]] = []
+        batched: list[TickedStream] = []
         slots, codecs, out = [], [], []
         for m in members:
             for frame in m.take_played():
@@ -194,7 +272,7 @@ class MediaTick:
         for m, payload in zip(batched, payloads, strict=True):
             await _guarded(m.send_payload(payload), m)
 
-    def play_now(self, member: TickMember) -> None:
+    def play_now(self, member: TickedStream) -> None:
         """Play `member`'s next frame now, between ticks: the first of a talkspurt."""
         if id(member) not in self._playing_now:
             self._playing_now.add(id(member))
@@ -202,7 +280,7 @@ class MediaTick:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _play_now(self, member: TickMember) -> None:
+    async def _play_now(self, member: TickedStream) -> None:
         self._playing_now.discard(id(member))
         call = member.call
         if call is None or call.closed or id(member) not in self._members:
@@ -219,7 +297,7 @@ class MediaTick:
                 await _guarded(member.send_payload(payload), member)
 
 
-async def _guarded(send: Any, member: TickMember) -> None:
+async def _guarded(send: Any, member: TickedStream) -> None:
     try:
         await send
     except Exception:

@@ -7,12 +7,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from agent.events import SDKEvent
 from gateway.app import CallRefused
-from gateway.audio_edge import AudioEdge
 from gateway.call import Call
+from gateway.media_tick import TickedStream
 from gateway.protocols.audiosocket import AudioSocketProtocol
 from gateway.protocols.common import (
     AudioIn,
@@ -30,20 +28,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+WRITE_BUFFER_LIMIT = 64 * 1024  # about 4 s of 8 kHz audio unread: the peer is stuck
 
-class AudioSocketTransport:
-    """`Transport` for one AudioSocket connection (no clear, no marks: we pace the audio)."""
+
+class AudioSocketTransport(TickedStream):
+    """`Transport` for one AudioSocket connection (no clear, no marks: we pace the audio),
+    paced by the app's media tick (`gateway.media_tick`)."""
 
     def __init__(self, writer: asyncio.StreamWriter, protocol: AudioSocketProtocol) -> None:
+        transport = writer.transport
+        super().__init__(lambda: transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT)
         self.writer = writer
         self.protocol = protocol
-        self.edge = AudioEdge(protocol.wire)
 
-    async def send_audio(self, frame: np.ndarray) -> None:
-        payload = self.edge.encode(frame)
-        if payload and not self.writer.is_closing():
+    async def send_payload(self, payload: bytes) -> None:
+        if not self.writer.is_closing() and self.can_send():
             self.writer.write(self.protocol.encode(SendAudio(payload)))
-            await self.writer.drain()
 
     async def clear_audio(self) -> None:
         return None  # nothing is buffered at the far end: we stop sending
@@ -81,12 +81,14 @@ async def serve_audiosocket(app: AtomsApp, reader: asyncio.StreamReader,
             events = protocol.feed(data) if data else protocol.closed()
             for ev in events:
                 if isinstance(ev, AudioIn) and call is not None:
-                    for frame in transport.edge.decode(ev.payload):
-                        await call.caller_frame(frame)
+                    transport.received(ev.payload, call.clock.now())
                 elif isinstance(ev, CallStarted):
+                    transport.open_audio(protocol.wire, app.media_tick)
                     context, init = call_context(ev, "audiosocket")
                     call = await app.open_call(transport, context=context, init_event=init,
                                                call_id=ev.call_id)
+                    transport.call = call
+                    app.media_tick.join(transport)
                 elif isinstance(ev, DtmfIn) and call is not None:
                     await call.dtmf(ev.digit)
                 elif isinstance(ev, CallEnded):
@@ -103,8 +105,10 @@ async def serve_audiosocket(app: AtomsApp, reader: asyncio.StreamReader,
     except ConnectionError as exc:
         reason = f"connection lost: {exc}"
     finally:
+        app.media_tick.leave(transport)
         if call is not None:
             await app.end_call(call, reason)
+        transport.close_audio()
         if not writer.is_closing():
             writer.close()
 

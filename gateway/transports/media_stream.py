@@ -9,15 +9,13 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from agent.events import SDKEvent, SDKSystemInitEvent
 from gateway.app import CallRefused
-from gateway.audio_edge import AudioEdge
 from gateway.call import Call
 from gateway.idle import IdleTimer
-from gateway.media_tick import MediaTick
+from gateway.media_tick import TickedStream
 from gateway.protocols.common import (
     AudioIn,
     CallEnded,
@@ -31,9 +29,7 @@ from gateway.protocols.common import (
     ProviderError,
     SendAudio,
     SendMark,
-    WireFormat,
 )
-from media.batch_edge import WIRE_FRAME, codec_index
 
 if TYPE_CHECKING:
     from gateway.app import AtomsApp
@@ -43,93 +39,17 @@ log = logging.getLogger(__name__)
 MARK_EVERY_FRAMES = 5  # a far-end mark every 100 ms of audio keeps "what was heard" exact
 
 
-class MediaStreamTransport:
-    """`Transport` for one provider WebSocket: frames -> codec -> protocol messages.
-
-    The app's media tick (`gateway.media_tick`) paces it: caller audio waits in an inbox
-    for the tick, which decodes it (G.711 at 8 kHz together with every other call's) and
-    plays one agent frame a tick. Sends never wait: when the peer stops reading (its socket
-    is full) messages are dropped and counted, so one stuck peer holds up no other call.
-    """
-
-    paces_playout = True
+class MediaStreamTransport(TickedStream):
+    """`Transport` for one provider WebSocket: frames -> codec -> protocol messages, paced
+    by the app's media tick (`gateway.media_tick`)."""
 
     def __init__(self, ws: web.WebSocketResponse, protocol: Any,
                  writing_paused: Callable[[], bool] = lambda: False) -> None:
+        super().__init__(writing_paused)
         self.ws = ws
         self.protocol = protocol
-        self.edge: AudioEdge | None = None  # wire formats the batch does not take
-        self.slot: int | None = None  # row in the tick's BatchEdge (G.711 at 8 kHz)
-        self.codec = 0
-        self.call: Call | None = None
-        self.dropped = 0  # messages the peer could not take
-        self._writing_paused = writing_paused
         self._frames = 0
-        self._inbox = bytearray()
-        self._arrivals: list[float] = []  # one per whole wire frame in the inbox
-        self._wire_frame = 0
-        self._played: list[np.ndarray] = []
-        self._tick: MediaTick | None = None
         self.marks = bool(getattr(protocol, "supports_marks", False))
-
-    # -- the media tick's side -----------------------------------------------------------
-    def open_audio(self, wire: WireFormat, tick: MediaTick) -> None:
-        """The stream's format is known: take a batch slot (G.711 at 8 kHz) or an edge."""
-        if wire.encoding in ("pcmu", "pcma") and wire.sample_rate == 8000:
-            self.slot = tick.edges.acquire()
-            self.codec = codec_index(wire.encoding)
-            self._wire_frame = WIRE_FRAME
-        else:
-            self.edge = AudioEdge(wire)
-            self._wire_frame = wire.bytes_for_ms(20)
-        self._tick = tick
-
-    def close_audio(self) -> None:
-        if self._tick is not None and self.slot is not None:
-            self._tick.edges.release(self.slot)
-        self.slot, self.edge, self._tick = None, None, None
-        self._played.clear()
-
-    def received(self, payload: bytes, arrived: float) -> None:
-        """Caller audio for the next tick; each whole 20 ms of it arrived at `arrived`."""
-        inbox = self._inbox
-        before = len(inbox) // self._wire_frame
-        inbox += payload
-        self._arrivals.extend([arrived] * (len(inbox) // self._wire_frame - before))
-
-    def take_payloads(self) -> tuple[list[bytes], list[float]]:
-        inbox, size = self._inbox, self._wire_frame
-        whole = len(inbox) // size * size
-        if not whole:
-            return [], []
-        data = bytes(inbox[:whole])
-        del inbox[:whole]
-        times, self._arrivals = self._arrivals, []
-        return [data[i : i + size] for i in range(0, whole, size)], times
-
-    def take_frames(self) -> tuple[list[np.ndarray], list[float]]:
-        if self.edge is None or not self._inbox:
-            return [], []
-        payloads, times = self.take_payloads()
-        frames = self.edge.decode(b"".join(payloads))
-        # (the resampler may hold back a frame at first: frames take the latest arrivals)
-        return frames, (times[-1:] * len(frames) if len(frames) > len(times)
-                        else times[len(times) - len(frames):])
-
-    def play_now(self) -> None:
-        """A talkspurt starts: its first frame goes out now, not at the next tick."""
-        if self._tick is not None:
-            self._tick.play_now(self)
-
-    def take_played(self) -> list[np.ndarray]:
-        played, self._played = self._played, []
-        return played
-
-    async def send_frame(self, frame: np.ndarray) -> None:
-        if self.edge is not None:
-            payload = self.edge.encode(frame)
-            if payload:
-                await self.send_payload(payload)
 
     async def send_payload(self, payload: bytes) -> None:
         await self._send(SendAudio(payload))
@@ -143,24 +63,13 @@ class MediaStreamTransport:
 
     # -- the voice loop's side -----------------------------------------------------------
     async def _send(self, cmd: Command) -> None:
-        if self.ws.closed:
-            return
-        if self._writing_paused():
-            self.dropped += 1
-            if self.dropped == 1:
-                log.warning("%s: the peer is not reading; dropping what it cannot take",
-                            self.call.call_id if self.call else "media stream")
+        if self.ws.closed or not self.can_send():
             return
         for message in self.protocol.send(cmd):
             if isinstance(message, bytes):
                 await self.ws.send_bytes(message)
             else:
                 await self.ws.send_str(message)
-
-    async def send_audio(self, frame: np.ndarray) -> None:
-        """The loop played `frame`: it goes out with the tick's batch."""
-        if self.slot is not None or self.edge is not None:
-            self._played.append(frame)
 
     async def mark(self) -> None:
         """Label what has been sent so far; the far end reports it back once played."""

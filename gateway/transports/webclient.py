@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from agent.events import SDKEvent, SDKSystemInitEvent, encode_event
 from gateway.app import CallRefused
-from gateway.audio_edge import AudioEdge
 from gateway.call import Call
 from gateway.idle import IdleTimer
+from gateway.media_tick import TickedStream
 from gateway.protocols.common import ProtocolError
 from gateway.protocols.webclient import (
     AtomsInit,
@@ -40,16 +40,17 @@ log = logging.getLogger(__name__)
 FIRST_MESSAGE_TIMEOUT = 10.0  # the published SDK waits 10 s for system.init
 
 
-class WebClientTransport:
-    """`Transport` for a web client: PCM16 binary frames and JSON events."""
+class WebClientTransport(TickedStream):
+    """`Transport` for a web client: PCM16 binary frames and JSON events, paced by the
+    app's media tick (`gateway.media_tick`)."""
 
-    def __init__(self, ws: web.WebSocketResponse, sample_rate: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse,
+                 writing_paused: Callable[[], bool] = lambda: False) -> None:
+        super().__init__(writing_paused)
         self.ws = ws
-        self.edge = AudioEdge(WireFormat("l16", sample_rate))
 
-    async def send_audio(self, frame: np.ndarray) -> None:
-        payload = self.edge.encode(frame)
-        if payload and not self.ws.closed:
+    async def send_payload(self, payload: bytes) -> None:
+        if not self.ws.closed and self.can_send():
             await self.ws.send_bytes(payload)
 
     async def clear_audio(self) -> None:
@@ -66,7 +67,7 @@ class WebClientTransport:
         await self._json(encode_event(event))
 
     async def _json(self, text: str) -> None:
-        if not self.ws.closed:
+        if not self.ws.closed and self.can_send():
             await self.ws.send_str(text)
 
 
@@ -86,6 +87,7 @@ async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamRes
     # twice the limit: the protocol itself refuses oversize messages, with a reason
     ws = web.WebSocketResponse(max_msg_size=2 * app.settings.max_message_bytes)
     await ws.prepare(request)
+    handler = request.protocol
     protocol = WebClientProtocol(max_message=app.settings.max_message_bytes)
     transport: WebClientTransport | None = None
     call: Call | None = None
@@ -112,15 +114,16 @@ async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamRes
             for item in items:
                 if isinstance(item, WebAudio):
                     assert call is not None and transport is not None
-                    pcm = transport.edge.decode(item.pcm)
-                    for frame in pcm:
-                        await call.caller_frame(frame)
+                    transport.received(item.pcm, call.clock.now())
                 elif isinstance(item, WebStart):
-                    transport = WebClientTransport(ws, item.sample_rate)
+                    transport = WebClientTransport(ws, lambda: handler.writing_paused)
+                    transport.open_audio(WireFormat("l16", item.sample_rate), app.media_tick)
                     call = await _open(app, transport, item.context)
                     idle.set_timeout(app.settings.idle_timeout)
                     await ws.send_str(f'{{"type":"started","call_id":"{call.call_id}",'
                                       f'"sample_rate":{item.sample_rate}}}')
+                    transport.call = call
+                    app.media_tick.join(transport)
                 elif isinstance(item, AtomsInit):
                     idle.cancel()
                     return await serve_atoms_protocol(app, ws, item.init)
@@ -147,8 +150,12 @@ async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamRes
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(exc).encode())
     finally:
         idle.cancel()
+        if transport is not None:
+            app.media_tick.leave(transport)
         if call is not None:
             await app.end_call(call, reason)
+        if transport is not None:
+            transport.close_audio()
         await idle.wait_idle_done()
         if not ws.closed:
             await ws.close()
