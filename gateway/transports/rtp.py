@@ -131,6 +131,7 @@ class RtpTransport:
         on_hangup: Callable[[], None],
         on_transfer: Callable[[str], None],
         batch: BatchEdge,
+        on_play_now: Callable[[], None] | None = None,
     ) -> None:
         self.session = session
         self.udp = udp
@@ -139,6 +140,7 @@ class RtpTransport:
         self.stats = SendStats()
         self._on_hangup = on_hangup
         self._on_transfer = on_transfer
+        self._on_play_now = on_play_now
         self._loop = asyncio.get_running_loop()
         self._encoding = "pcmu"
         self._codec = 0
@@ -185,6 +187,11 @@ class RtpTransport:
         self._last_send = self._last_audio = now
         self.stats.frames += 1
         self._out.append(frame)
+
+    def play_now(self) -> None:
+        """A talkspurt starts: its first frame goes out now, not at the next media tick."""
+        if self._on_play_now is not None:
+            self._on_play_now()
 
     def take_frames(self) -> list[np.ndarray]:
         """The agent frames `send_audio` left for this tick's batch encoding (one a tick)."""

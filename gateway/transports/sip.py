@@ -144,6 +144,7 @@ class SipServer:
         self._timer_at: float | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._have_calls = asyncio.Event()
+        self._playing_now: set[SipCall] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.pacer = TickPacer()
         self.ended = SendStats()  # outbound RTP of the calls that have ended
@@ -382,7 +383,8 @@ class SipServer:
         transport = RtpTransport(
             session, udp, endpoint,
             on_hangup=lambda: self.hangup(sc),
-            on_transfer=lambda target: self.transfer(sc, target), batch=self.edges)
+            on_transfer=lambda target: self.transfer(sc, target), batch=self.edges,
+            on_play_now=lambda: self.play_now(sc))
         media = SipMedia(sc, transport, late_offer=late_offer)
         self.media[sc] = media
         if not sc.active:  # cancelled while we bound the port
@@ -568,6 +570,25 @@ class SipServer:
                 tr.send_payload(payload)
             except Exception:
                 log.exception("RTP send to %s failed", tr.session.remote_addr)
+
+    def play_now(self, sc: SipCall) -> None:
+        """A talkspurt starts: its first frame goes out now, not at the next tick."""
+        if sc in self.media and sc not in self._playing_now:
+            self._playing_now.add(sc)
+            self._spawn(self._play_now(self.media[sc]), f"sip-play-now:{sc.call_id}")
+
+    async def _play_now(self, media: SipMedia) -> None:
+        self._playing_now.discard(media.sip)
+        call, tr = media.call, media.transport
+        if call is None or call.closed or media.ended:
+            return
+        try:
+            await call.play_tick()
+        except Exception:
+            log.exception("call %s: playing its first frame failed", media.sip.call_id)
+        for frame in tr.take_frames():  # one by one: a slot's frames go in order
+            if tr.slot is not None:
+                tr.send_payload(self.edges.encode([tr.slot], [tr.codec], [frame])[0])
 
     def _check_quiet(self, media: SipMedia) -> None:
         tr = media.transport
