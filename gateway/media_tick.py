@@ -183,7 +183,7 @@ class MediaTick:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._playing_now: set[int] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def join(self, member: TickedStream) -> None:
         self._members[id(member)] = member
@@ -251,7 +251,7 @@ class MediaTick:
                 if not call.closed:
                     await call.play_tick()
             except Exception:
-                log.exception("call %s: media tick failed", call.call_id)
+                self._failed(call)
         # every frame is taken and encoded before the first send (a send may let a
         # `play_now` run, which must find its member's stash empty or in order)
         own: list[tuple[TickedStream, np.ndarray]] = []
@@ -272,13 +272,23 @@ class MediaTick:
         for m, payload in zip(batched, payloads, strict=True):
             await _guarded(m.send_payload(payload), m)
 
+    def _failed(self, call: Call) -> None:
+        """The call's voice loop raised: end that call (its transport then closes), not the
+        tick; a task, so the tick goes on at once."""
+        log.exception("call %s: voice loop failed; ending the call", call.call_id)
+        if not call.closed:
+            self._spawn(call.close("voice loop failed"))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def play_now(self, member: TickedStream) -> None:
         """Play `member`'s next frame now, between ticks: the first of a talkspurt."""
         if id(member) not in self._playing_now:
             self._playing_now.add(id(member))
-            task = asyncio.create_task(self._play_now(member), name="media-play-now")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._play_now(member))
 
     async def _play_now(self, member: TickedStream) -> None:
         self._playing_now.discard(id(member))
@@ -288,7 +298,7 @@ class MediaTick:
         try:
             await call.play_tick()
         except Exception:
-            log.exception("call %s: playing its first frame failed", call.call_id)
+            self._failed(call)
         for frame in member.take_played():  # one by one: a slot's frames go in order
             if member.slot is None:
                 await _guarded(member.send_frame(frame), member)

@@ -554,8 +554,10 @@ class SipServer:
                     await call.play_tick()
                 if media.transport.dtmf_pending and not call.agent_active:
                     media.transport.dtmf_tick()  # the agent's keys go out while it is silent
-            except Exception:
-                log.exception("call %s: media tick failed", media.sip.call_id)
+            except Exception:  # end that call (the next tick hangs it up), not the tick
+                log.exception("call %s: voice loop failed; hanging up", media.sip.call_id)
+                if not call.closed:
+                    self._spawn(call.close("voice loop failed"), f"sip-fail:{media.sip.call_id}")
         sending, slots, codecs, frames = [], [], [], []
         for media, _call in calls:
             tr = media.transport
@@ -585,7 +587,10 @@ class SipServer:
         try:
             await call.play_tick()
         except Exception:
-            log.exception("call %s: playing its first frame failed", media.sip.call_id)
+            log.exception("call %s: voice loop failed; hanging up", media.sip.call_id)
+            if not call.closed:
+                self._spawn(call.close("voice loop failed"), f"sip-fail:{media.sip.call_id}")
+            return
         for frame in tr.take_frames():  # one by one: a slot's frames go in order
             if tr.slot is not None:
                 tr.send_payload(self.edges.encode([tr.slot], [tr.codec], [frame])[0])

@@ -167,3 +167,24 @@ async def test_a_call_that_left_takes_no_more_audio_and_frees_its_slot():
     assert heard_a == [] and ws_a.sent == []
     b, _, _, _ = await open_stream(tick, "MZb")
     assert b.slot == slot  # the next call gets the slot, with silent history
+
+
+async def test_a_call_whose_voice_loop_raises_is_ended_and_the_others_go_on():
+    tick = MediaTick()
+    a, ws_a, _, _ = await open_stream(tick, "MZa")
+    b, ws_b, session_b, heard_b = await open_stream(tick, "MZb")
+
+    async def broken(frame, arrived=None):
+        raise RuntimeError("a bug in one call")
+
+    a.call.caller_frame = broken
+    await say(session_b, tone(440, 3))
+    for member in (a, b):
+        member.received(b"\xff" * 160, 1.0)
+    await tick.tick([a, b])
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert a.call.closed and not b.call.closed
+    assert len(heard_b) == 1
+    await tick.tick([a, b])
+    assert sum(m["event"] == "media" for m in ws_b.sent) == 3  # b plays on
