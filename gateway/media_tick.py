@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.02
 MAX_CATCH_UP_TICKS = 5  # after a stall, run at most this many ticks back to back
+MAX_FRAMES_PER_TICK = 5  # caller frames one call may bring to a tick (a network burst)
+MAX_INBOX_FRAMES = 100  # 2 s of caller audio waiting: a peer sending faster than real time
 
 
 class TickPacer:
@@ -85,6 +87,7 @@ class TickedStream:
         self.slot: int | None = None  # row in the tick's BatchEdge (G.711 at 8 kHz)
         self.codec = 0  # `media.batch_edge.codec_index` of its G.711 encoding
         self.dropped = 0  # messages the peer could not take
+        self.dropped_in = 0  # caller frames dropped: they came faster than real time
         self._writing_paused = writing_paused
         self._inbox = bytearray()
         self._arrivals: list[float] = []  # one per whole wire frame in the inbox
@@ -110,26 +113,40 @@ class TickedStream:
         self._played.clear()
 
     def received(self, payload: bytes, arrived: float) -> None:
-        """Caller audio for the next tick; each whole 20 ms of it arrived at `arrived`."""
-        inbox = self._inbox
-        before = len(inbox) // self._wire_frame
+        """Caller audio for the next tick; each whole 20 ms of it arrived at `arrived`.
+
+        A tick takes at most `MAX_FRAMES_PER_TICK` frames of a call, so a peer that sends
+        faster than real time cannot make a tick long for everyone; past
+        `MAX_INBOX_FRAMES` waiting, its oldest audio is dropped."""
+        inbox, size, arrivals = self._inbox, self._wire_frame, self._arrivals
+        before = len(inbox) // size
         inbox += payload
-        self._arrivals.extend([arrived] * (len(inbox) // self._wire_frame - before))
+        arrivals.extend([arrived] * (len(inbox) // size - before))
+        excess = len(arrivals) - MAX_INBOX_FRAMES
+        if excess > 0:
+            del inbox[: excess * size]
+            del arrivals[:excess]
+            self.dropped_in += excess
+            if self.dropped_in == excess:
+                log.warning("%s: caller audio arrives faster than real time; dropping "
+                            "the oldest", self.call.call_id if self.call else "media stream")
 
     def take_payloads(self) -> tuple[list[bytes], list[float]]:
-        """The whole 20 ms wire frames received since the last tick, and their arrivals."""
+        """Whole 20 ms wire frames received since the last tick (at most
+        `MAX_FRAMES_PER_TICK`), and their arrivals."""
         inbox, size = self._inbox, self._wire_frame
-        whole = len(inbox) // size * size
-        if not whole:
+        n = min(len(inbox) // size, MAX_FRAMES_PER_TICK)
+        if not n:
             return [], []
-        data = bytes(inbox[:whole])
-        del inbox[:whole]
-        times, self._arrivals = self._arrivals, []
-        return [data[i : i + size] for i in range(0, whole, size)], times
+        data = bytes(inbox[: n * size])
+        del inbox[: n * size]
+        times = self._arrivals[:n]
+        del self._arrivals[:n]
+        return [data[i : i + size] for i in range(0, n * size, size)], times
 
     def take_frames(self) -> tuple[list[np.ndarray], list[float]]:
         """The same decoded by its own edge (not batched) into 16 kHz frames."""
-        if self.edge is None or not self._inbox:
+        if self.edge is None or not self._arrivals:
             return [], []
         payloads, times = self.take_payloads()
         frames = self.edge.decode(b"".join(payloads))

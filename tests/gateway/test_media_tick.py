@@ -13,7 +13,7 @@ import numpy as np
 from agent.events import SDKAgentAudioEvent
 from gateway.audio_edge import AudioEdge
 from gateway.call import Call
-from gateway.media_tick import MediaTick
+from gateway.media_tick import MAX_FRAMES_PER_TICK, MAX_INBOX_FRAMES, MediaTick
 from gateway.protocols.twilio import TwilioProtocol
 from gateway.transports.media_stream import MediaStreamTransport
 from media.clock import VirtualClock
@@ -188,3 +188,22 @@ async def test_a_call_whose_voice_loop_raises_is_ended_and_the_others_go_on():
     assert len(heard_b) == 1
     await tick.tick([a, b])
     assert sum(m["event"] == "media" for m in ws_b.sent) == 3  # b plays on
+
+
+async def test_a_peer_sending_faster_than_real_time_gets_a_few_frames_a_tick():
+    tick = MediaTick()
+    a, _, _, heard_a = await open_stream(tick, "MZa")
+    b, _, _, heard_b = await open_stream(tick, "MZb")
+    a.received(b"\xff" * 160 * 30, 1.0)  # 600 ms at once: a burst
+    b.received(b"\xff" * 160, 1.0)
+    await tick.tick([a, b])
+    assert len(heard_a) == MAX_FRAMES_PER_TICK and len(heard_b) == 1
+    for _ in range(5):
+        await tick.tick([a, b])
+    assert len(heard_a) == 30  # the burst drained over the next ticks
+    a.received(b"\xff" * 160 * (MAX_INBOX_FRAMES + 50), 2.0)  # a flood: the oldest go
+    assert a.dropped_in == 50
+    ticks = 0
+    while a.take_payloads()[0]:
+        ticks += 1
+    assert ticks * MAX_FRAMES_PER_TICK == MAX_INBOX_FRAMES
