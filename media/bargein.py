@@ -98,7 +98,8 @@ class EchoCanceller:
         self._ref = self._line[:_WINDOW]  # the window of the last cancel(), newest last
         self._mic = np.zeros(_GCC_MIC, np.float32)
         self._gacc = np.zeros(_GCC)
-        self._gbuf = np.zeros(_GCC, np.float32)
+        self._gpair = np.zeros((2, _GCC), np.float32)
+        self._wpair = np.zeros((2, _WELCH), np.float32)
         self._gcc_n = 0
         self._sxm = np.zeros(_WELCH // 2 + 1, np.complex128)
         self._sxx = np.zeros(_WELCH // 2 + 1)
@@ -274,9 +275,11 @@ class EchoCanceller:
             self._update_filter()
 
     def _update_delay(self) -> None:
-        self._gbuf[-_GCC_MIC:] = self._mic  # aligned with the newest reference samples
-        x = np.fft.rfft(self._ref[-_GCC:])
-        c = np.fft.rfft(self._gbuf) * np.conj(x)
+        pair = self._gpair  # reference and caller, transformed in one call
+        pair[0] = self._ref[-_GCC:]
+        pair[1, -_GCC_MIC:] = self._mic  # aligned with the newest reference samples
+        x, mic = np.fft.rfft(pair)
+        c = mic * np.conj(x)
         c *= _GCC_BAND / (np.abs(c) + 1e-3) ** 0.8
         self._gacc *= 0.95
         self._gacc += np.fft.irfft(c, _GCC)  # index = echo lag in samples
@@ -297,8 +300,10 @@ class EchoCanceller:
 
     def _update_filter(self) -> None:
         end = len(self._ref) - self.start
-        x = np.fft.rfft(_WELCH_WIN * self._ref[end - _WELCH : end])
-        m = np.fft.rfft(_WELCH_WIN * self._mic[-_WELCH:])
+        pair = self._wpair  # reference and caller, transformed in one call
+        pair[0] = self._ref[end - _WELCH : end]
+        pair[1] = self._mic[-_WELCH:]
+        x, m = np.fft.rfft(_WELCH_WIN * pair)
         self._sxm *= 0.97
         self._sxm += np.conj(x) * m
         self._sxx *= 0.97
