@@ -52,6 +52,18 @@ class TickPacer:
         self._next = asyncio.get_running_loop().time()
         self.busy_lag_ms = 0.0
 
+    async def next(self, busy: bool, wake: asyncio.Event, what: str) -> int:
+        """`wait` for the next tick; with no calls (`busy` False) first sleep until `wake`
+        is set, and count ticks afresh from then."""
+        if not busy:
+            if self.busy_lag_ms:
+                log.info("%s: all calls ended; tick lag max %.1f ms while busy", what,
+                         self.busy_lag_ms)
+            wake.clear()
+            await wake.wait()
+            self.restart()
+        return await self.wait()
+
     async def wait(self) -> int:
         """Sleep until the next tick is due; the number of ticks to run: one, or after a
         stall a few to catch up (a longer stall is let go)."""
@@ -219,16 +231,8 @@ class MediaTick:
             self._task = None
 
     async def _run(self) -> None:
-        pacer = self.pacer
         while True:
-            if not self._members:
-                if pacer.busy_lag_ms:
-                    log.info("media streams: all calls ended; tick lag max %.1f ms while "
-                             "busy", pacer.busy_lag_ms)
-                self._wake.clear()
-                await self._wake.wait()
-                pacer.restart()
-            n = await pacer.wait()
+            n = await self.pacer.next(bool(self._members), self._wake, "media streams")
             members = list(self._members.values())
             for _ in range(n):
                 try:

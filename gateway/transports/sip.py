@@ -486,17 +486,9 @@ class SipServer:
     # -- the media tick ------------------------------------------------------------------
     async def _media_loop(self) -> None:
         """Every 20 ms: one frame of caller audio (and any digits) into each call."""
-        pacer = self.pacer
         ticks = 0
         while True:
-            if not self.media:
-                if pacer.busy_lag_ms:
-                    log.info("SIP media: all calls ended; media tick lag max %.1f ms while "
-                             "busy", pacer.busy_lag_ms)
-                self._have_calls.clear()
-                await self._have_calls.wait()
-                pacer.restart()
-            n = await pacer.wait()
+            n = await self.pacer.next(bool(self.media), self._have_calls, "SIP media")
             ticks += n
             calls = self._ticking()
             for _ in range(n):
