@@ -10,8 +10,8 @@ out are encoded in one pass again. Caller frames keep their arrival times, so th
 pairing (`media.far_end_clock`) sees the network's timing, not the tick's.
 
 Sends must never wait inside the tick: a peer that stops reading would hold up every call.
-Members (`TickedStream`: the provider media streams, the web client) drop what their peer
-cannot take.
+Members (`TickedStream`: the provider media streams, web clients, AudioSocket) drop what
+their peer cannot take.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class TickPacer:
     def __init__(self) -> None:
         self.lag_max_ms = 0.0  # worst lateness of a tick (an overload sign)
         self.busy_lag_ms = 0.0  # the same since `restart`
-        self._next = 0.0
+        self._next: float | None = None  # when the last tick was due (None: not started)
 
     def restart(self) -> None:
         """Count ticks from now (the first tick, or the first after an idle spell)."""
@@ -68,20 +68,18 @@ class TickPacer:
         """Sleep until the next tick is due; the number of ticks to run: one, or after a
         stall a few to catch up (a longer stall is let go)."""
         loop = asyncio.get_running_loop()
-        self._next += TICK_S
-        delay = self._next - loop.time()
+        due = (loop.time() if self._next is None else self._next) + TICK_S
+        self._next = due
+        delay = due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        lag = loop.time() - self._next
+        lag = loop.time() - due
         self.lag_max_ms = max(self.lag_max_ms, lag * 1000)
         self.busy_lag_ms = max(self.busy_lag_ms, lag * 1000)
         if lag <= TICK_S:
             return 1
         n = min(MAX_CATCH_UP_TICKS, 1 + int(lag / TICK_S))
-        if lag > MAX_CATCH_UP_TICKS * TICK_S:
-            self._next = loop.time()
-        else:
-            self._next += (n - 1) * TICK_S
+        self._next = loop.time() if lag > MAX_CATCH_UP_TICKS * TICK_S else due + (n - 1) * TICK_S
         return n
 
 
@@ -229,6 +227,7 @@ class MediaTick:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            self.pacer = TickPacer()  # a later join counts its ticks afresh
 
     async def _run(self) -> None:
         while True:
