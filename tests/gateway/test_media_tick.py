@@ -16,6 +16,7 @@ from gateway.call import Call
 from gateway.media_tick import MAX_FRAMES_PER_TICK, MAX_INBOX_FRAMES, MediaTick
 from gateway.protocols.twilio import TwilioProtocol
 from gateway.transports.media_stream import MediaStreamTransport
+from gateway.transports.webclient import WebClientTransport
 from media.clock import VirtualClock
 from media.codecs import WireFormat
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
@@ -54,7 +55,7 @@ class FakeSocket:
         self.sent.append(json.loads(text))
 
     async def send_bytes(self, data: bytes) -> None:
-        raise AssertionError("Twilio takes text messages only")
+        self.sent.append({"event": "binary", "data": data})
 
 
 async def open_stream(tick: MediaTick, sid: str, paused=lambda: False):
@@ -207,3 +208,40 @@ async def test_a_peer_sending_faster_than_real_time_gets_a_few_frames_a_tick():
     while a.take_payloads()[0]:
         ticks += 1
     assert ticks * MAX_FRAMES_PER_TICK == MAX_INBOX_FRAMES
+
+
+async def test_a_web_client_in_odd_chunks_goes_through_its_own_edge():
+    """PCM16 at 16 kHz in 1024-sample chunks, as the README's browser client sends it: whole
+    20 ms frames reach the call as its own edge decodes them; its audio goes out as binary
+    20 ms frames."""
+    tick = MediaTick()
+    ws = FakeSocket()
+    web = WebClientTransport(ws)
+    wire = WireFormat("l16", SAMPLE_RATE)
+    web.open_audio(wire, tick)
+    assert web.slot is None and web.edge is not None  # not G.711: no batch slot
+    session = _Session()
+    web.call = Call(web, session, NoStt(), None, clock=VirtualClock())
+    await web.call.start()
+    tick.join(web)
+    heard: list[np.ndarray] = []
+    real = web.call.caller_frame
+
+    async def spy(frame, arrived=None):
+        heard.append(frame.copy())
+        await real(frame, arrived)
+
+    web.call.caller_frame = spy
+    pcm = tone(300, 16)[: 3 * 1024]  # three chunks: 9.6 whole frames
+    for i in range(3):
+        web.received(pcm[i * 1024 : (i + 1) * 1024].tobytes(), 1.0 + i * 0.064)
+        await tick.tick([web])
+    await tick.tick([web])
+    want = AudioEdge(wire).decode(pcm[: 9 * FRAME_SAMPLES].tobytes())
+    assert len(heard) == len(want) == 9
+    for got, frame in zip(heard, want, strict=True):
+        assert np.array_equal(got, frame)
+    await say(session, tone(440, 2))
+    await tick.tick([web])
+    sent = [m["data"] for m in ws.sent if m.get("event") == "binary"]
+    assert [len(d) for d in sent] == [2 * FRAME_SAMPLES] * 2  # 20 ms of PCM16 each
