@@ -49,17 +49,10 @@ import numpy as np
 import webrtcvad
 
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
+from media.numpy_c import clip as _clip
+from media.numpy_c import correlate as _correlate
+from media.numpy_c import einsum as _einsum
 
-# numpy's C functions themselves where its Python wrappers cost as much as the work on
-# 320 samples (the same results: the wrappers only check arguments and dispatch)
-try:
-    from numpy._core.multiarray import c_einsum as _einsum
-    from numpy._core.multiarray import correlate2 as _correlate
-    from numpy._core.umath import clip as _clip
-except ImportError:  # numpy < 2
-    from numpy.core.multiarray import c_einsum as _einsum
-    from numpy.core.multiarray import correlate2 as _correlate
-    from numpy.core.umath import clip as _clip
 _max = np.maximum.reduce
 _sum = np.add.reduce
 _NO_TAPS = np.zeros(0, np.float32)

@@ -49,10 +49,7 @@ import math
 import numpy as np
 import soxr
 
-try:  # the clip ufunc itself: np.clip's argument checks cost ~2 µs a call, 3x the clipping
-    from numpy._core.umath import clip as _clip
-except ImportError:  # numpy < 2
-    from numpy.core.umath import clip as _clip
+from media.numpy_c import clip as _clip
 
 __all__ = ["StreamResampler", "lowpass_taps", "polyphase_block"]
 
