@@ -17,7 +17,6 @@ their peer cannot take.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gateway.audio_edge import AudioEdge
+from gateway.tasks import cancel_and_wait
 from media.batch_edge import WIRE_FRAME, BatchEdge, codec_index
 from media.codecs import WireFormat
 
@@ -223,9 +223,7 @@ class MediaTick:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
             self.pacer = TickPacer()  # a later join counts its ticks afresh
 

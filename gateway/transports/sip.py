@@ -546,10 +546,8 @@ class SipServer:
                     await call.play_tick()
                 if media.transport.dtmf_pending and not call.agent_active:
                     media.transport.dtmf_tick()  # the agent's keys go out while it is silent
-            except Exception:  # end that call (the next tick hangs it up), not the tick
-                log.exception("call %s: voice loop failed; hanging up", media.sip.call_id)
-                if not call.closed:
-                    self._spawn(call.close("voice loop failed"), f"sip-fail:{media.sip.call_id}")
+            except Exception:
+                self._failed(media, call)
         sending, slots, codecs, frames = [], [], [], []
         for media, _call in calls:
             tr = media.transport
@@ -565,6 +563,13 @@ class SipServer:
             except Exception:
                 log.exception("RTP send to %s failed", tr.session.remote_addr)
 
+    def _failed(self, media: SipMedia, call: Call) -> None:
+        """The call's voice loop raised: end that call, not the tick (the next tick hangs
+        it up); a task, so the tick goes on at once."""
+        log.exception("call %s: voice loop failed; hanging up", media.sip.call_id)
+        if not call.closed:
+            self._spawn(call.close("voice loop failed"), f"sip-fail:{media.sip.call_id}")
+
     def play_now(self, sc: SipCall) -> None:
         """A talkspurt starts: its first frame goes out now, not at the next tick."""
         if sc in self.media and sc not in self._playing_now:
@@ -579,9 +584,7 @@ class SipServer:
         try:
             await call.play_tick()
         except Exception:
-            log.exception("call %s: voice loop failed; hanging up", media.sip.call_id)
-            if not call.closed:
-                self._spawn(call.close("voice loop failed"), f"sip-fail:{media.sip.call_id}")
+            self._failed(media, call)
             return
         for frame in tr.take_frames():  # one by one: a slot's frames go in order
             if tr.slot is not None:
