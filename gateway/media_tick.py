@@ -3,11 +3,13 @@ and the tick that carries every media stream's audio both ways.
 
 Per-call tickers cost a task wake-up per call and frame, and a per-call audio edge five
 numpy calls per frame each way. A shared tick runs each call's voice loop for the 20 ms
-in turn: the caller audio that arrived since the last tick is decoded in one pass for all
-calls (`media.batch_edge`, G.711 at 8 kHz; other wire formats through the call's own
-`AudioEdge`), each call takes its caller frames and plays one frame, and the frames going
-out are encoded in one pass again. Caller frames keep their arrival times, so the echo
-pairing (`media.far_end_clock`) sees the network's timing, not the tick's.
+in turn: each call plays one frame, and the frames going out are encoded in one pass
+(`media.batch_edge`, G.711 at 8 kHz; other wire formats through the call's own
+`AudioEdge`) and sent; then the caller audio that arrived since the last tick is decoded in
+one pass for all calls and each call takes its caller frames. Output first: a frame's send
+time does not depend on how long the calls take to hear this tick's audio (SIP's tick
+does the same). Caller frames keep their arrival times, so the echo pairing
+(`media.far_end_clock`) sees the network's timing, not the tick's.
 
 Sends must never wait inside the tick: a peer that stops reading would hold up every call.
 Members (`TickedStream`: the provider media streams, web clients, AudioSocket) drop what
@@ -238,37 +240,18 @@ class MediaTick:
                     log.exception("media tick failed")
 
     async def tick(self, members: list[TickedStream]) -> None:
-        """One 20 ms tick of `members`: caller audio in, one agent frame out each."""
+        """One 20 ms tick of `members`: one agent frame out each, then caller audio in.
+        Frames go out first, so their timing does not depend on how long the calls take
+        to hear this tick's audio."""
         calls = [m.call for m in members]
-        heard: list[tuple[list[np.ndarray], list[float]]] = []
-        # round r decodes the r-th payload of every member that has one (a row per slot)
-        rounds: list[tuple[list[int], list[int], list[int], list[bytes]]] = []
-        for i, m in enumerate(members):
-            if m.slot is None:
-                heard.append(m.take_frames())
-                continue
-            payloads, times = m.take_payloads()
-            heard.append(([], times))
-            for r, payload in enumerate(payloads):
-                if r == len(rounds):
-                    rounds.append(([], [], [], []))
-                idx, slots, codecs, batch = rounds[r]
-                idx.append(i)
-                slots.append(m.slot)
-                codecs.append(m.codec)
-                batch.append(payload)
-        for idx, slots, codecs, batch in rounds:
-            for i, frame in zip(idx, self.edges.decode(slots, codecs, batch), strict=True):
-                heard[i][0].append(frame)
-        for call, (frames, times) in zip(calls, heard, strict=True):
+        failed: set[int] = set()
+        for i, call in enumerate(calls):
             if call is None or call.closed:
                 continue
             try:
-                for frame, t in zip(frames, times, strict=True):
-                    await call.caller_frame(frame, t)
-                if not call.closed:
-                    await call.play_tick()
+                await call.play_tick()
             except Exception:
+                failed.add(i)
                 self._failed(call)
         # every frame is taken and encoded before the first send (a send may let a
         # `play_now` run, which must find its member's stash empty or in order)
@@ -289,6 +272,35 @@ class MediaTick:
             await _guarded(m.send_frame(frame), m)
         for m, payload in zip(batched, payloads, strict=True):
             await _guarded(m.send_payload(payload), m)
+
+        heard: list[tuple[list[np.ndarray], list[float]]] = []
+        # round r decodes the r-th payload of every member that has one (a row per slot)
+        rounds: list[tuple[list[int], list[int], list[int], list[bytes]]] = []
+        for i, m in enumerate(members):
+            if m.slot is None:
+                heard.append(m.take_frames())
+                continue
+            payloads_in, times = m.take_payloads()
+            heard.append(([], times))
+            for r, payload in enumerate(payloads_in):
+                if r == len(rounds):
+                    rounds.append(([], [], [], []))
+                idx, slots_in, codecs_in, batch = rounds[r]
+                idx.append(i)
+                slots_in.append(m.slot)
+                codecs_in.append(m.codec)
+                batch.append(payload)
+        for idx, slots_in, codecs_in, batch in rounds:
+            for i, frame in zip(idx, self.edges.decode(slots_in, codecs_in, batch), strict=True):
+                heard[i][0].append(frame)
+        for i, (call, (frames, times)) in enumerate(zip(calls, heard, strict=True)):
+            if call is None or call.closed or i in failed:
+                continue
+            try:
+                for frame, t in zip(frames, times, strict=True):
+                    await call.caller_frame(frame, t)
+            except Exception:
+                self._failed(call)
 
     def _failed(self, call: Call) -> None:
         """The call's voice loop raised: end that call (its transport then closes), not the

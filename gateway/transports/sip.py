@@ -516,9 +516,36 @@ class SipServer:
         return out
 
     async def _media_tick(self, calls: list[tuple[SipMedia, Call]]) -> None:
-        """One 20 ms tick of every call: caller audio in (20 ms payloads decoded together),
-        one agent frame out (encoded together). RTP sends never block, so one tick paces
-        every call and no call waits on another's socket."""
+        """One 20 ms tick of every call: one agent frame out (encoded together), then
+        caller audio in (20 ms payloads decoded together). Frames go out first, so their
+        timing does not depend on how long the calls take to hear this tick's audio. RTP
+        sends never block, so one tick paces every call and no call waits on another's
+        socket."""
+        failed: set[int] = set()
+        for i, (media, call) in enumerate(calls):
+            try:
+                if not call.closed:
+                    await call.play_tick()
+                if media.transport.dtmf_pending and not call.agent_active:
+                    media.transport.dtmf_tick()  # the agent's keys go out while it is silent
+            except Exception:
+                failed.add(i)
+                self._failed(media, call)
+        sending, slots, codecs, frames = [], [], [], []
+        for media, _call in calls:
+            tr = media.transport
+            for out in tr.take_frames():
+                if tr.slot is not None:  # (the call may have ended meanwhile)
+                    sending.append(tr)
+                    slots.append(tr.slot)
+                    codecs.append(tr.codec)
+                    frames.append(out)
+        for tr, payload in zip(sending, self.edges.encode(slots, codecs, frames), strict=True):
+            try:
+                tr.send_payload(payload)
+            except Exception:
+                log.exception("RTP send to %s failed", tr.session.remote_addr)
+
         heard: list[np.ndarray] = []
         batched: list[int] = []  # indexes into `calls` of the payloads to decode
         slots, codecs, payloads = [], [], []
@@ -537,31 +564,15 @@ class SipServer:
             heard.append(SILENCE)
         for i, frame in zip(batched, self.edges.decode(slots, codecs, payloads), strict=True):
             heard[i] = frame
-        for (media, call), frame in zip(calls, heard, strict=True):
+        for i, ((media, call), frame) in enumerate(zip(calls, heard, strict=True)):
+            if i in failed:
+                continue
             try:
                 for digit in media.transport.take_digits():
                     await call.dtmf(digit)
                 await call.caller_frame(frame)
-                if not call.closed:
-                    await call.play_tick()
-                if media.transport.dtmf_pending and not call.agent_active:
-                    media.transport.dtmf_tick()  # the agent's keys go out while it is silent
             except Exception:
                 self._failed(media, call)
-        sending, slots, codecs, frames = [], [], [], []
-        for media, _call in calls:
-            tr = media.transport
-            for out in tr.take_frames():
-                if tr.slot is not None:  # (the call may have ended meanwhile)
-                    sending.append(tr)
-                    slots.append(tr.slot)
-                    codecs.append(tr.codec)
-                    frames.append(out)
-        for tr, payload in zip(sending, self.edges.encode(slots, codecs, frames), strict=True):
-            try:
-                tr.send_payload(payload)
-            except Exception:
-                log.exception("RTP send to %s failed", tr.session.remote_addr)
 
     def _failed(self, media: SipMedia, call: Call) -> None:
         """The call's voice loop raised: end that call, not the tick (the next tick hangs
