@@ -182,7 +182,7 @@ def run_round(n: int, hold: float, rate: float, workdir: Path, warm: bool,
     text = full[offset:]
     ends = [m for m in ENDED.finditer(text)]
     failed = re.search(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", out.stdout)
-    lags = [float(x) for x in re.findall(r"media tick lag max ([\d.]+) ms while busy", text)]
+    lags = [float(x) for x in re.findall(r"tick lag max ([\d.]+) ms while busy", text)]
     return Round(
         n=n,
         answered=text.count("call started"),
