@@ -28,6 +28,7 @@ from gateway.media_tick import MediaTick
 from gateway.remote_agent import RemoteSession
 from gateway.settings import Settings
 from media.clock import Clock
+from media.recording import CallRecorder
 
 log = logging.getLogger(__name__)
 
@@ -284,11 +285,10 @@ class AtomsApp:
         if call.call_id not in self.calls:
             return
         if self.settings.record_dir and call.recorder is not None:
-            folder = Path(self.settings.record_dir)
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                call.recorder.write_wav(folder / f"{call.call_id}.wav")
-                call.recorder.write_timeline(folder / f"{call.call_id}.json")
+            try:  # a thread: writing a 10-minute call takes 0.1-0.2 s, which every call's
+                # audio would wait for on the loop (asyncio has no non-blocking file I/O)
+                await asyncio.to_thread(_write_recording, call.recorder,
+                                        Path(self.settings.record_dir), call.call_id)
             except OSError:
                 log.exception("%s: could not write the call recording", call.call_id)
         del self.calls[call.call_id]
@@ -314,3 +314,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+def _write_recording(recorder: CallRecorder, folder: Path, call_id: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    recorder.write_wav(folder / f"{call_id}.wav")
+    recorder.write_timeline(folder / f"{call_id}.json")
+
