@@ -1,7 +1,7 @@
 """The media tick that paces every WebSocket media stream (`gateway.media_tick`): caller
 audio is decoded for all calls in one pass, exactly as a per-call edge decodes it, and
 reaches each call with its arrival time; each call plays one frame a tick, encoded in one
-pass and sent as that call's provider messages; a peer that stops reading loses its own
+pass and sent as that call's provider messages, before the tick hears any caller; a peer that stops reading loses its own
 messages and holds up no other call."""
 
 import asyncio
@@ -139,6 +139,41 @@ async def test_each_call_plays_one_frame_a_tick_encoded_as_a_per_call_edge_does(
                         for i in range(0, len(pcm), FRAME_SAMPLES))
         assert b"".join(base64.b64decode(m["media"]["payload"]) for m in media) == want
         assert any(m["event"] == "mark" for m in ws.sent)  # what the far end played
+
+
+async def test_a_tick_sends_every_call_s_frame_before_it_hears_any_caller_audio():
+    tick = MediaTick()
+    a, ws_a, session_a, heard_a = await open_stream(tick, "MZa")
+    b, ws_b, session_b, heard_b = await open_stream(tick, "MZb")
+    await say(session_a, tone(440, 4))
+    await say(session_b, tone(700, 4))
+    order: list[str] = []
+    for name, ws in (("a", ws_a), ("b", ws_b)):
+        real_send = ws.send_str
+
+        async def send_str(text, real_send=real_send, name=name):
+            order.append(f"sent {name}")
+            await real_send(text)
+
+        ws.send_str = send_str
+    for name, transport in (("a", a), ("b", b)):
+        call = transport.call
+        real_hear = call.caller_frame
+
+        async def caller_frame(frame, arrived=None, real_hear=real_hear, name=name):
+            order.append(f"heard {name}")
+            await real_hear(frame, arrived)
+
+        call.caller_frame = caller_frame
+    wire = MULAW_8K.encode(tone(300, 1)[::2])
+    a.received(wire, 1.0)
+    b.received(wire, 1.0)
+    await tick.tick([a, b])
+    sends = [i for i, what in enumerate(order) if what.startswith("sent")]
+    hears = [i for i, what in enumerate(order) if what.startswith("heard")]
+    assert {order[i] for i in sends} >= {"sent a", "sent b"}
+    assert sorted(order[i] for i in hears) == ["heard a", "heard b"]
+    assert max(sends) < min(hears)  # the frames went out before the tick heard anyone
 
 
 async def test_a_peer_that_stops_reading_loses_its_messages_and_holds_up_no_one():
