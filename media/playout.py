@@ -144,29 +144,14 @@ class PlayoutBuffer:
         left = utt.total - utt.popped
         if left == 0 or (left < FRAME_SAMPLES and not utt.final):
             return None  # waiting for more audio of this utterance
-        if utt.piece_idx < len(utt.pieces):  # the common case: a whole frame in one piece
-            piece = utt.pieces[utt.piece_idx]
-            off = utt.piece_off
-            if piece.length - off > FRAME_SAMPLES and piece.pcm is not None:
-                utt.piece_off = off + FRAME_SAMPLES
-                utt.popped += FRAME_SAMPLES
-                self._last = (utt.uid, utt.popped)
-                self._retire()
-                return piece.pcm[off : off + FRAME_SAMPLES]
-        frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-        filled = 0
-        while filled < FRAME_SAMPLES and utt.piece_idx < len(utt.pieces):
-            piece = utt.pieces[utt.piece_idx]
-            take = min(FRAME_SAMPLES - filled, piece.length - utt.piece_off)
-            if take > 0:
-                assert piece.pcm is not None
-                frame[filled : filled + take] = piece.pcm[utt.piece_off : utt.piece_off + take]
-                filled += take
-                utt.piece_off += take
-            if utt.piece_off >= piece.length:
-                piece.pcm = None
-                utt.piece_idx += 1
-                utt.piece_off = 0
+        piece = utt.pieces[utt.piece_idx] if utt.piece_idx < len(utt.pieces) else None
+        off = utt.piece_off
+        if piece is not None and piece.pcm is not None and piece.length - off > FRAME_SAMPLES:
+            # the common case: a whole frame inside one piece, a view of it
+            frame, filled = piece.pcm[off : off + FRAME_SAMPLES], FRAME_SAMPLES
+            utt.piece_off = off + FRAME_SAMPLES
+        else:
+            frame, filled = _gather_frame(utt)
         utt.popped += filled
         self._last = (utt.uid, utt.popped)
         self._retire()
@@ -275,3 +260,24 @@ def _heard_cut(utt: _Utterance, played: int) -> tuple[str, int]:
                 else:
                     break
     return full, cut
+
+
+def _gather_frame(utt: _Utterance) -> tuple[np.ndarray, int]:
+    """The next frame of `utt` from the pieces it spans (silence after a final partial
+    one); the samples taken. Pieces used up release their audio."""
+    frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+    filled = 0
+    while filled < FRAME_SAMPLES and utt.piece_idx < len(utt.pieces):
+        piece = utt.pieces[utt.piece_idx]
+        take = min(FRAME_SAMPLES - filled, piece.length - utt.piece_off)
+        if take > 0:
+            assert piece.pcm is not None
+            frame[filled : filled + take] = piece.pcm[utt.piece_off : utt.piece_off + take]
+            filled += take
+            utt.piece_off += take
+        if utt.piece_off >= piece.length:
+            piece.pcm = None
+            utt.piece_idx += 1
+            utt.piece_off = 0
+    return frame, filled
+
