@@ -11,6 +11,7 @@ from gateway.call import Call
 from gateway.testing import replay_async
 from media.dtmf_tones import DTMF_KEYS, dtmf_frequencies
 from media.frames import FRAME_MS, SAMPLE_RATE
+from tests.gateway.lines import SilentLine
 from tests.gateway.test_call import at
 from tests.media.test_dtmf_tones import detect
 from tests.speechgen import speech, trim_silence
@@ -77,26 +78,12 @@ async def test_barge_in_cuts_the_tones():
     assert 5 <= len(keys) < 10 and "0123456789".startswith(keys.rstrip("?"))
 
 
-class OutOfBand:
+class OutOfBand(SilentLine):
     """A transport that sends DTMF itself (True) or declines (False)."""
 
     def __init__(self, accept: bool) -> None:
-        self.accept, self.digits, self.frames = accept, [], 0
-
-    async def send_audio(self, frame):
-        self.frames += 1
-
-    async def clear_audio(self):
-        return None
-
-    async def hangup(self):
-        return None
-
-    async def transfer(self, target):
-        return None
-
-    async def send_event(self, event):
-        return None
+        super().__init__()
+        self.accept, self.digits = accept, []
 
     async def send_dtmf(self, digits: str) -> bool:
         self.digits.append(digits)

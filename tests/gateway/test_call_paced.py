@@ -10,6 +10,7 @@ from agent.events import SDKAgentAudioEvent, SDKAgentEndCallEvent, SDKAgentTrans
 from gateway.call import Call
 from media.clock import VirtualClock
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
+from tests.gateway.lines import SilentLine
 from tests.gateway.test_call_dtmf import _NoStt, _Session
 
 FRAMES = 10
@@ -17,19 +18,17 @@ HUM = (6000 * np.sin(2 * np.pi * 440 * np.arange(FRAMES * FRAME_SAMPLES) / SAMPL
        ).astype("<i2")
 
 
-class PacedTransport:
+class PacedTransport(SilentLine):
     paces_playout = True
 
     def __init__(self) -> None:
+        super().__init__()
         self.sent: list[np.ndarray] = []
         self.actions: list[str] = []
         self.release_transfer = asyncio.Event()
 
     async def send_audio(self, frame: np.ndarray) -> None:
         self.sent.append(frame.copy())
-
-    async def clear_audio(self) -> None:
-        return None
 
     async def hangup(self) -> None:
         self.actions.append("hangup")
@@ -38,9 +37,6 @@ class PacedTransport:
         self.actions.append(f"transfer:{target}")
         await self.release_transfer.wait()  # a REFER waiting for its answer
         self.actions.append("transferred")
-
-    async def send_event(self, event: object) -> None:
-        return None
 
 
 async def test_transport_paced_playout_then_transfer_and_hangup_in_order() -> None:

@@ -13,31 +13,12 @@ from gateway.app import AtomsApp
 from gateway.testing import _settle
 from media.clock import VirtualClock
 from media.frames import SAMPLE_RATE, split_frames
+from tests.gateway.lines import SilentLine
 from tests.speechgen import speech, trim_silence
 
 
-class Line:
-    def __init__(self) -> None:
-        self.frames = 0
-
-    async def send_audio(self, frame: np.ndarray) -> None:
-        self.frames += 1
-
-    async def clear_audio(self) -> None:
-        return None
-
-    async def hangup(self) -> None:
-        return None
-
-    async def transfer(self, target: str) -> None:
-        return None
-
-    async def send_event(self, event: object) -> None:
-        return None
-
-
-async def _call(app: AtomsApp, pcm: np.ndarray) -> tuple[weakref.ref, weakref.ref, Line]:
-    clock, line = VirtualClock(), Line()
+async def _call(app: AtomsApp, pcm: np.ndarray) -> tuple[weakref.ref, weakref.ref, SilentLine]:
+    clock, line = VirtualClock(), SilentLine()
     call = await app.open_call(line, call_id="teardown", clock=clock)
     session = weakref.ref(call.session)
     for i, frame in enumerate(split_frames(pcm)):
