@@ -243,9 +243,15 @@ class MediaTick:
         """One 20 ms tick of `members`: one agent frame out each, then caller audio in.
         Frames go out first, so their timing does not depend on how long the calls take
         to hear this tick's audio."""
-        calls = [m.call for m in members]
+        failed = await self._play(members)
+        await self._hear(members, failed)
+
+    async def _play(self, members: list[TickedStream]) -> set[int]:
+        """Each call plays one frame; all are encoded, then sent. The indexes of members
+        whose voice loop raised."""
         failed: set[int] = set()
-        for i, call in enumerate(calls):
+        for i, m in enumerate(members):
+            call = m.call
             if call is None or call.closed:
                 continue
             try:
@@ -272,7 +278,11 @@ class MediaTick:
             await _guarded(m.send_frame(frame), m)
         for m, payload in zip(batched, payloads, strict=True):
             await _guarded(m.send_payload(payload), m)
+        return failed
 
+    async def _hear(self, members: list[TickedStream], failed: set[int]) -> None:
+        """The caller audio that arrived since the last tick, decoded (G.711 for every
+        member at once) and heard by each call with its arrival times."""
         heard: list[tuple[list[np.ndarray], list[float]]] = []
         # round r decodes the r-th payload of every member that has one (a row per slot)
         rounds: list[tuple[list[int], list[int], list[int], list[bytes]]] = []
@@ -280,20 +290,21 @@ class MediaTick:
             if m.slot is None:
                 heard.append(m.take_frames())
                 continue
-            payloads_in, times = m.take_payloads()
+            payloads, times = m.take_payloads()
             heard.append(([], times))
-            for r, payload in enumerate(payloads_in):
+            for r, payload in enumerate(payloads):
                 if r == len(rounds):
                     rounds.append(([], [], [], []))
-                idx, slots_in, codecs_in, batch = rounds[r]
+                idx, slots, codecs, batch = rounds[r]
                 idx.append(i)
-                slots_in.append(m.slot)
-                codecs_in.append(m.codec)
+                slots.append(m.slot)
+                codecs.append(m.codec)
                 batch.append(payload)
-        for idx, slots_in, codecs_in, batch in rounds:
-            for i, frame in zip(idx, self.edges.decode(slots_in, codecs_in, batch), strict=True):
+        for idx, slots, codecs, batch in rounds:
+            for i, frame in zip(idx, self.edges.decode(slots, codecs, batch), strict=True):
                 heard[i][0].append(frame)
-        for i, (call, (frames, times)) in enumerate(zip(calls, heard, strict=True)):
+        for i, (m, (frames, times)) in enumerate(zip(members, heard, strict=True)):
+            call = m.call
             if call is None or call.closed or i in failed:
                 continue
             try:

@@ -168,7 +168,7 @@ class RtpTransport:
     # -- Transport ------------------------------------------------------------------------
     async def send_audio(self, frame: np.ndarray) -> None:
         """Account for the frame now; the media tick encodes it with every other call's
-        frame of this tick (`take_frames`, `send_payload`)."""
+        frame of this tick (`take_played`, `send_payload`)."""
         if self.udp.is_closing():
             return
         now = self._loop.time()
@@ -193,7 +193,7 @@ class RtpTransport:
         if self._on_play_now is not None:
             self._on_play_now()
 
-    def take_frames(self) -> list[np.ndarray]:
+    def take_played(self) -> list[np.ndarray]:
         """The agent frames `send_audio` left for this tick's batch encoding (one a tick)."""
         frames, self._out = self._out, []
         return frames

@@ -521,6 +521,12 @@ class SipServer:
         timing does not depend on how long the calls take to hear this tick's audio. RTP
         sends never block, so one tick paces every call and no call waits on another's
         socket."""
+        failed = await self._play(calls)
+        await self._hear(calls, failed)
+
+    async def _play(self, calls: list[tuple[SipMedia, Call]]) -> set[int]:
+        """Each call plays one frame (or the agent's keys); all are encoded, then sent. The
+        indexes of calls whose voice loop raised."""
         failed: set[int] = set()
         for i, (media, call) in enumerate(calls):
             try:
@@ -534,7 +540,7 @@ class SipServer:
         sending, slots, codecs, frames = [], [], [], []
         for media, _call in calls:
             tr = media.transport
-            for out in tr.take_frames():
+            for out in tr.take_played():
                 if tr.slot is not None:  # (the call may have ended meanwhile)
                     sending.append(tr)
                     slots.append(tr.slot)
@@ -545,7 +551,10 @@ class SipServer:
                 tr.send_payload(payload)
             except Exception:
                 log.exception("RTP send to %s failed", tr.session.remote_addr)
+        return failed
 
+    async def _hear(self, calls: list[tuple[SipMedia, Call]], failed: set[int]) -> None:
+        """Each call's next 20 ms of RTP (payloads decoded together) and its digits."""
         heard: list[np.ndarray] = []
         batched: list[int] = []  # indexes into `calls` of the payloads to decode
         slots, codecs, payloads = [], [], []
@@ -597,7 +606,7 @@ class SipServer:
         except Exception:
             self._failed(media, call)
             return
-        for frame in tr.take_frames():  # one by one: a slot's frames go in order
+        for frame in tr.take_played():  # one by one: a slot's frames go in order
             if tr.slot is not None:
                 tr.send_payload(self.edges.encode([tr.slot], [tr.codec], [frame])[0])
 
