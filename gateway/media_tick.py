@@ -11,11 +11,6 @@ time does not depend on how long the calls take to hear this tick's audio (SIP's
 does the same). Caller frames keep their arrival times, so the echo pairing
 (`media.far_end_clock`) sees the network's timing, not the tick's.
 
-The tick gives the event loop a turn every `LOOP_TURN_S` of its work (`with_loop_turns`),
-and between catch-up ticks: a call's reply (a recogniser's answer, the agent's events, the
-first frame of its speech) then waits a couple of milliseconds for the tick, not the whole
-tick of every call (13 ms at 200 calls).
-
 Sends must never wait inside the tick: a peer that stops reading would hold up every call.
 Members (`TickedStream`: the provider media streams, web clients, AudioSocket) drop what
 their peer cannot take.
@@ -25,9 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,22 +39,6 @@ TICK_S = 0.02
 MAX_CATCH_UP_TICKS = 5  # after a stall, run at most this many ticks back to back
 MAX_FRAMES_PER_TICK = 5  # caller frames one call may bring to a tick (a network burst)
 MAX_INBOX_FRAMES = 100  # 2 s of caller audio waiting: a peer sending faster than real time
-LOOP_TURN_S = 0.002  # a tick's work between turns of the event loop
-
-T = TypeVar("T")
-
-
-async def with_loop_turns(items: Iterable[T]) -> AsyncIterator[T]:
-    """`items`, with a turn of the event loop whenever `LOOP_TURN_S` of work has passed
-    since the last one. For a tick's per-call work: other tasks then wait for a slice of
-    the tick, not for all of it. (At 200 Twilio calls the p99 time from a caller's end of
-    turn to the reply's first frame fell from 82-115 ms to 34-45 ms; benchmarks/README.md.)"""
-    last = time.perf_counter()
-    for item in items:
-        if time.perf_counter() - last > LOOP_TURN_S:
-            await asyncio.sleep(0)
-            last = time.perf_counter()
-        yield item
 
 
 class TickPacer:
@@ -255,9 +233,7 @@ class MediaTick:
         while True:
             n = await self.pacer.next(bool(self._members), self._wake, "media streams")
             members = list(self._members.values())
-            for k in range(n):
-                if k:  # catching up: other tasks get a turn between ticks
-                    await asyncio.sleep(0)
+            for _ in range(n):
                 try:
                     await self.tick(members)
                 except Exception:  # one bad tick must not end every call's audio
@@ -327,8 +303,7 @@ class MediaTick:
         for idx, slots, codecs, batch in rounds:
             for i, frame in zip(idx, self.edges.decode(slots, codecs, batch), strict=True):
                 heard[i][0].append(frame)
-        async for i, (m, (frames, times)) in with_loop_turns(
-                enumerate(zip(members, heard, strict=True))):
+        for i, (m, (frames, times)) in enumerate(zip(members, heard, strict=True)):
             call = m.call
             if call is None or call.closed or i in failed:
                 continue

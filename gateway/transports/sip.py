@@ -28,7 +28,7 @@ import numpy as np
 
 from agent.events import SDKSystemInitEvent
 from gateway.app import CallRefused
-from gateway.media_tick import TICK_S, TickPacer, with_loop_turns
+from gateway.media_tick import TICK_S, TickPacer
 from gateway.sip.auth import DigestAuth
 from gateway.sip.message import SipParseError, SipStreamParser
 from gateway.sip.rtp_session import RtpSession
@@ -491,9 +491,7 @@ class SipServer:
             n = await self.pacer.next(bool(self.media), self._have_calls, "SIP media")
             ticks += n
             calls = self._ticking()
-            for k in range(n):
-                if k:  # catching up: other tasks get a turn between ticks
-                    await asyncio.sleep(0)
+            for _ in range(n):
                 await self._media_tick(calls)
             if ticks % QUIET_CHECK_TICKS < n:
                 for media, _call in calls:
@@ -575,8 +573,7 @@ class SipServer:
             heard.append(SILENCE)
         for i, frame in zip(batched, self.edges.decode(slots, codecs, payloads), strict=True):
             heard[i] = frame
-        async for i, ((media, call), frame) in with_loop_turns(
-                enumerate(zip(calls, heard, strict=True))):
+        for i, ((media, call), frame) in enumerate(zip(calls, heard, strict=True)):
             if i in failed:
                 continue
             try:
