@@ -37,7 +37,6 @@ from agent.events import (
     SDKSystemUserStoppedSpeakingEvent,
 )
 from gateway.speaker import Speaker
-from gateway.tasks import cancel_and_wait
 from media.bargein import BargeInConfig, BargeInDetector
 from media.clock import Clock, RealClock
 from media.dtmf_tones import dtmf_tones
@@ -48,6 +47,7 @@ from media.recording import CallRecorder
 from media.resample import StreamResampler
 from media.sentences import SentenceGatherer
 from media.stt import AsyncEndOfTurn, Transcript
+from media.tasks import cancel_and_wait
 from media.turn import TurnDetector
 from media.vad import Vad, VadConfig
 

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gateway.audio_edge import AudioEdge
-from gateway.tasks import cancel_and_wait
 from media.batch_edge import WIRE_FRAME, BatchEdge, codec_index
 from media.codecs import WireFormat
+from media.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from gateway.call import Call

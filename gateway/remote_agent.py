@@ -30,7 +30,7 @@ from agent.events import (
     decode_event,
     encode_event,
 )
-from gateway.tasks import cancel_and_wait
+from media.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

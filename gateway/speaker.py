@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.tasks import cancel_and_wait
+from media.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

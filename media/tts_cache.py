@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from media.tasks import cancel_and_wait
+
 
 class _Flight:
     """One synthesis in progress and the chunks it has produced so far."""
@@ -88,7 +90,8 @@ class CachedTTS:
             flight.listeners -= 1
             if flight.listeners == 0 and not flight.done and flight.task is not None:
                 self._flights.pop(key, None)
-                await _stop(flight.task)  # nobody listens any more: stop, cache nothing
+                # nobody listens any more: stop (the engine cleans up, its child reaped), cache nothing
+                await cancel_and_wait(flight.task)
 
     async def _run(self, key: str, text: str, flight: _Flight) -> None:
         stream = self.engine.synthesize(text)
@@ -119,14 +122,3 @@ class CachedTTS:
             _, old = self._entries.popitem(last=False)
             self._bytes -= old.nbytes
 
-
-async def _stop(task: asyncio.Task[None]) -> None:
-    """Cancel the synthesis and wait until the engine has cleaned up (its child process
-    reaped while the loop still runs); our own cancellation still propagates."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
