@@ -1,19 +1,21 @@
 """The media tick that paces every WebSocket media stream (`gateway.media_tick`): caller
 audio is decoded for all calls in one pass, exactly as a per-call edge decodes it, and
 reaches each call with its arrival time; each call plays one frame a tick, encoded in one
-pass and sent as that call's provider messages, before the tick hears any caller; a peer that stops reading loses its own
-messages and holds up no other call."""
+pass and sent as that call's provider messages, before the tick hears any caller; a long
+tick gives other tasks turns; a peer that stops reading loses its own messages and holds
+up no other call."""
 
 import asyncio
 import base64
 import json
+import time
 
 import numpy as np
 
 from agent.events import SDKAgentAudioEvent
 from gateway.audio_edge import AudioEdge
 from gateway.call import Call
-from gateway.media_tick import MAX_FRAMES_PER_TICK, MAX_INBOX_FRAMES, MediaTick
+from gateway.media_tick import LOOP_TURN_S, MAX_FRAMES_PER_TICK, MAX_INBOX_FRAMES, MediaTick
 from gateway.protocols.twilio import TwilioProtocol
 from gateway.transports.media_stream import MediaStreamTransport
 from gateway.transports.webclient import WebClientTransport
@@ -174,6 +176,36 @@ async def test_a_tick_sends_every_call_s_frame_before_it_hears_any_caller_audio(
     assert {order[i] for i in sends} >= {"sent a", "sent b"}
     assert sorted(order[i] for i in hears) == ["heard a", "heard b"]
     assert max(sends) < min(hears)  # the frames went out before the tick heard anyone
+
+
+async def test_a_long_tick_gives_other_tasks_turns_between_calls():
+    """A reply waiting on the loop (a recogniser's answer, the agent's events) runs after
+    a slice of the tick's work, not after every call's."""
+    tick = MediaTick()
+    streams = [await open_stream(tick, f"MZ{i}") for i in range(4)]
+    order: list[str] = []
+    for i, (transport, _ws, _session, _heard) in enumerate(streams):
+        call = transport.call
+        real_hear = call.caller_frame
+
+        async def caller_frame(frame, arrived=None, real_hear=real_hear, i=i):
+            order.append(f"heard {i}")
+            end = time.perf_counter() + 2 * LOOP_TURN_S  # a call that takes long to hear
+            while time.perf_counter() < end:
+                pass
+            await real_hear(frame, arrived)
+
+        call.caller_frame = caller_frame
+        transport.received(MULAW_8K.encode(tone(300, 1)[::2]), 1.0)
+
+    async def reply() -> None:
+        order.append("reply")
+
+    task = asyncio.get_running_loop().create_task(reply())  # ready before the tick starts
+    await tick.tick([s[0] for s in streams])
+    await task
+    assert sorted(order) == ["heard 0", "heard 1", "heard 2", "heard 3", "reply"]
+    assert order.index("reply") < order.index("heard 3")  # it ran before the tick ended
 
 
 async def test_a_peer_that_stops_reading_loses_its_messages_and_holds_up_no_one():
