@@ -277,7 +277,8 @@ def _music(rng: np.random.Generator) -> np.ndarray:
     root = 110.0 * 2 ** (int(rng.integers(0, 7)) / 12)
     chord = _tone([root, root * 1.26, root * 1.5, root * 2], len(melody) / SAMPLE_RATE,
                   [0.5, 0.35, 0.35, 0.25])
-    return melody + chord[: len(melody)]
+    n = min(len(melody), len(chord))  # the chord's length is rounded: a sample short at times
+    return melody[:n] + chord[:n]
 
 
 def _white(rng: np.random.Generator, total: int) -> np.ndarray:
