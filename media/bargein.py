@@ -18,6 +18,9 @@ delivers them. Per 20 ms tick:
    recent residual, which keeps babble and steady noise out), *tonal* (energy in a few
    bins, a spectrum that holds still over three frames, or a pitch held exactly from
    the frame before: tones, ringback, chimes, music), or *other* (noise, consonants).
+   A would-be voiced frame within `echo_voice_tol` of the pitch of the agent audio whose
+   echo arrives with it, and less than `echo_voice_guard_db` over the expected echo, is
+   *other*: leftover echo (fresh draws: echo just after a phone click, 6-7 dB over).
 4. Low band (only for frames webrtcvad calls speech): the same pitch measures on the
    residual low-passed to `low_cutoff_hz` (a 65-tap FIR over the 40 ms window), where
    quiet and phone-band voices measure more periodic than across the whole band. They
@@ -369,6 +372,8 @@ class BargeInConfig:
     onset_min_glide: float = 0.002  # pitch change between the two frames (from the nearest
     onset_max_glide: float = 0.1  # octave): more than a held note, less than two sources
     echo_pitch_tol: float = 0.04  # a pitch this close to the agent's (or an octave) is echo
+    echo_voice_guard_db: float = 10.0  # voiced at the echo's own pitch (within
+    echo_voice_tol: float = 0.015  # this) and less than this over the echo: leftover echo
     onset_max_stationarity: float = 0.975  # spectral similarity of the two: below a held note
 
     def __post_init__(self) -> None:
@@ -482,10 +487,7 @@ class DecisionRule:
         if f.guard_db < cfg.onset_min_guard_db:
             return 0.0
         lag = f.pitch_lag if kind == VOICED else f.low_pitch_lag if low_kind == VOICED else 0.0
-        if lag and f.echo_lag and float(np.min(np.abs(lag / f.echo_lag / _OCTAVES - 1.0))
-                                         ) < cfg.echo_pitch_tol:
-            return 0.0
-        return lag
+        return 0.0 if _at_echo_pitch(lag, f, cfg.echo_pitch_tol) else lag
 
     def _onset(self, j: int, f: FrameFeatures) -> bool:
         """Two eligible voiced frames (this one, `f`, and the one before) whose pitch glides
@@ -502,6 +504,13 @@ class DecisionRule:
         before = self._levels[np.arange(j - 1 - cfg.onset_lookback, j - 1) % n]
         level = min(self._levels[j], self._levels[(j - 1) % n])
         return int(np.count_nonzero(before <= level - cfg.onset_drop_db)) >= cfg.onset_quiet
+
+
+def _at_echo_pitch(lag: float, f: FrameFeatures, tol: float) -> bool:
+    """The pitch `lag` is within `tol` of the pitch (or an octave of it) of the agent audio
+    whose echo arrives with frame `f`."""
+    return bool(lag and f.echo_lag and float(np.min(np.abs(lag / f.echo_lag / _OCTAVES - 1.0))
+                                             ) < tol)
 
 
 def _window_ok(recent: np.ndarray, min_voiced: int, max_other: int) -> bool:
@@ -552,6 +561,8 @@ class _KindTracker:
         if steady or held or f.peakiness >= cfg.tonal_peakiness:
             return TONAL
         if speech and per >= min_per and fper >= min_fper and f.rise_db >= cfg.min_rise_db:
+            if f.guard_db < cfg.echo_voice_guard_db and _at_echo_pitch(lag, f, cfg.echo_voice_tol):
+                return OTHER  # leftover echo: the agent's own voice, barely over the guess
             return VOICED
         return OTHER
 
@@ -639,8 +650,7 @@ class BargeInDetector:
                 low = _correlate(np.concatenate((tail, win)), self._lowpass_rev, 0)
                 lper, ilag = _periodicity(low)
                 ln20, llag = _frame_periodicity(low, ilag)
-            if (cfg.onset_pair and guard >= cfg.onset_min_guard_db
-                    and max(per, lper) >= _MIN_PERIODIC):  # may be half of an onset pair
+            if max(per, lper) >= _MIN_PERIODIC:  # may be voiced: is it at the echo's pitch?
                 ref = self._aec.aligned_reference(2 * _N)
                 if ref is not None:
                     eper, elag = _periodicity(ref)

@@ -14,11 +14,14 @@ import numpy as np
 import pytest
 
 from media.bargein import (
+    OTHER,
+    VOICED,
     BargeInConfig,
     BargeInDetector,
     DecisionRule,
     EchoCanceller,
     FrameFeatures,
+    _KindTracker,
 )
 from media.far_end_clock import FarEndClock
 from media.frames import FRAME_MS, FRAME_S, FRAME_SAMPLES, split_frames
@@ -250,11 +253,26 @@ def test_onset_pair_ignores_leftover_echo_at_the_agent_pitch() -> None:
     """Leftover echo that passes the gate is the agent's own voice (dev cough-1-phone:
     two voiced frames 7 dB over the expected echo). With the margin lowered to the gate's
     6 dB and the spectral-flux check off, the agent-pitch check alone keeps it from
-    interrupting."""
+    interrupting; so does the leftover-echo rule alone; with both off it interrupts."""
     case = _cases()["cough-1-phone"]
     loose = BargeInConfig(onset_min_guard_db=6.0, onset_max_stationarity=1.01)
     assert _fire_ms(case, loose) is None
-    assert _fire_ms(case, replace(loose, echo_pitch_tol=0.0)) is not None
+    assert _fire_ms(case, replace(loose, echo_pitch_tol=0.0)) is None
+    assert _fire_ms(case, replace(loose, echo_voice_tol=0.0)) is None
+    assert _fire_ms(case, replace(loose, echo_pitch_tol=0.0, echo_voice_tol=0.0)) is not None
+
+
+def test_voiced_frame_at_the_echo_pitch_and_barely_over_it_is_leftover_echo() -> None:
+    """A voiced frame within 1.5 % of the echo's pitch (or its octave) and less than 10 dB
+    over the expected echo is the agent's own voice (fresh draws: a phone click followed by
+    echo at 6-7 dB guard); louder, or at another pitch, it is the caller."""
+    def kind(f: FrameFeatures) -> int:
+        return _KindTracker(BargeInConfig(), low=False).kind(f)
+    assert kind(_voiced(150.0, 150.5, guard=8.0)) == OTHER
+    assert kind(_voiced(150.0, 300.5, guard=8.0)) == OTHER
+    assert kind(_voiced(150.0, 150.5, guard=15.0)) == VOICED
+    assert kind(_voiced(150.0, 160.0, guard=8.0)) == VOICED
+    assert kind(_voiced(150.0, guard=8.0)) == VOICED  # no agent audio: no echo pitch
 
 
 @functools.lru_cache(maxsize=2)
