@@ -73,7 +73,8 @@ class AtomsApp:
     def load_engines(self) -> None:
         """Create and check the speech engines; a missing engine (or key) fails here, not
         mid-call. `stt` picks the recogniser: "pocketsphinx" (offline) or "deepgram"; `tts` the
-        synthesiser: "espeak" or "piper" (both offline), cached either way."""
+        synthesiser: "espeak" or "piper" (both offline), "openai" (OpenAI's speech endpoint
+        or a compatible server) or "waves" (Smallest AI), cached in every case."""
         from media.tts_cache import CachedTTS
         from media.tts_espeak import EspeakTTS
 
@@ -107,13 +108,30 @@ class AtomsApp:
                 self.on_stop(engine.aclose)  # its worker threads
             elif kind == "espeak":
                 engine = EspeakTTS(voice=self.settings.tts_voice or "en-us")
+            elif kind == "openai":
+                from media.tts_openai import OpenAITTS
+
+                engine = OpenAITTS(voice=self.settings.tts_voice, model=self.settings.tts_model,
+                                   api_key=self.settings.tts_api_key,
+                                   base_url=self.settings.tts_url)
+                self.on_stop(engine.aclose)  # its connection pool
+            elif kind == "waves":
+                from media.tts_waves import WAVES_URL, WavesTTS
+
+                engine = WavesTTS(voice=self.settings.tts_voice, api_key=self.settings.tts_api_key,
+                                  url=self.settings.tts_url or WAVES_URL)
+                self.on_stop(engine.aclose)  # its connections
             else:
                 raise RuntimeError(f"unknown speech synthesiser tts={self.settings.tts!r}: "
-                                   "use 'espeak' or 'piper'")
+                                   "use 'espeak', 'piper', 'openai' or 'waves'")
             tts = CachedTTS(engine)
             tts.check()
-            log.info("text-to-speech: %s%s", kind,
-                     f" ({self.settings.tts_voice})" if self.settings.tts_voice else "")
+            detail = self.settings.tts_voice
+            if kind == "openai":
+                detail = f"voice {engine.voice}, model {engine.model}, at {engine.server}"
+            elif kind == "waves":
+                detail = f"voice {engine.voice}, at {engine.url}"
+            log.info("text-to-speech: %s%s", kind, f" ({detail})" if detail else "")
             self.tts = tts
 
     async def dry_run(self) -> None:

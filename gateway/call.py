@@ -227,6 +227,8 @@ class Call:
                 self._preroll.append(frame)
                 return
             await self._barge_in()
+            if self.closed:  # the caller hung up meanwhile: the recogniser is gone
+                return
         vad = self.vad.process(frame)
         if vad == "start" and not self.user_speaking:
             await self._user_started()
@@ -234,6 +236,8 @@ class Call:
             # speech that began while the agent talked without interrupting it (not
             # interruptible, or its last frames not yet confirmed played): up to 500 ms of it
             await self._user_started(BARGE_IN_PREROLL_FRAMES)
+        if self.closed:
+            return
 
         if self.user_speaking:
             for partial in self.stt.feed(frame) or ():
@@ -274,6 +278,8 @@ class Call:
         await self._deliver(SDKSystemUserStartedSpeakingEvent())
 
     async def _end_of_turn(self) -> None:
+        if self.closed:  # hung up during an await of this frame: the recogniser is gone
+            return
         if isinstance(self.stt, AsyncEndOfTurn):
             # A network engine: the turn closes now, its transcript arrives later; caller
             # frames keep flowing meanwhile, and turns are reported in order.
@@ -329,7 +335,8 @@ class Call:
         await self.speaker.cancel()
         for item in heard:
             await self._heard(item.utterance_id, item.text)
-        await self._user_started(BARGE_IN_PREROLL_FRAMES)
+        if not self.closed:  # (a hang-up may have come in during the awaits above)
+            await self._user_started(BARGE_IN_PREROLL_FRAMES)
 
     async def _stop_output(self) -> None:
         """Drop all agent audio now (the agent asked); tell it what the caller heard."""

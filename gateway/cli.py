@@ -59,6 +59,7 @@ def _serve(args: argparse.Namespace) -> None:
         "stt": args.stt,
         "stt_url": args.stt_url,
         "tts": args.tts,
+        "tts_url": args.tts_url,
     }
     if args.rtp_ports:
         low, _, high = args.rtp_ports.partition("-")
@@ -123,8 +124,12 @@ def main(argv: list[str] | None = None) -> None:
                        help="speech recogniser (deepgram needs DEEPGRAM_API_KEY)")
     serve.add_argument("--stt-url", default=None,
                        help="Deepgram endpoint, e.g. ws://127.0.0.1:8765/v1/listen")
-    serve.add_argument("--tts", default=None, choices=["espeak", "piper"],
-                       help="speech synthesiser (piper: pip install 'atoms-gateway[piper]')")
+    serve.add_argument("--tts", default=None, choices=["espeak", "piper", "openai", "waves"],
+                       help="speech synthesiser (piper: pip install 'atoms-gateway[piper]'; "
+                            "openai needs OPENAI_API_KEY or --tts-url, waves SMALLEST_API_KEY)")
+    serve.add_argument("--tts-url", default=None,
+                       help="openai: a compatible speech server, e.g. http://127.0.0.1:8880/v1;"
+                            " waves: its WebSocket URL")
     serve.set_defaults(func=_serve)
 
     rep = sub.add_parser("replay", help="run a recorded call through the voice loop")

@@ -30,8 +30,12 @@ class Settings:
     deepgram_api_key: str | None = None  # default: DEEPGRAM_API_KEY
     stt_phrases: list[str] | None = None  # offline recogniser grammar; None: open vocabulary
     stt_pool: int = 4  # recognisers made at start-up: callers that may speak at the same time
-    tts: str = "espeak"  # speech synthesiser: "espeak" (espeak-ng) or "piper" (neural, offline)
-    tts_voice: str | None = None  # espeak voice (None: en-us); piper: .onnx model (None: joe)
+    tts: str = "espeak"  # speech synthesiser: "espeak", "piper" (both offline), "openai", "waves"
+    tts_voice: str | None = None  # espeak voice (None: en-us); piper: .onnx model (None: joe);
+    # openai: a voice name (None: alloy); waves: a voice id (None: magnus)
+    tts_url: str | None = None  # openai: base URL of a compatible server; waves: its wss:// URL
+    tts_model: str | None = None  # openai: model (None: gpt-4o-mini-tts)
+    tts_api_key: str | None = None  # openai: default OPENAI_API_KEY; waves: SMALLEST_API_KEY
     record_dir: str | None = None
     agent_url: str | None = None
     apology: str = "Sorry, something went wrong. Please call again later."

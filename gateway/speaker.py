@@ -86,6 +86,9 @@ class Speaker:
                     self._on_audio()
             except asyncio.CancelledError:
                 raise
+            except RuntimeError as exc:  # the engine's own report (a server's error, ...)
+                log.error("call %s: speech synthesis failed for %r: %s", self._call_id,
+                          item, exc)
             except Exception:
                 log.exception("call %s: speech synthesis failed for %r", self._call_id, item)
             finally:
