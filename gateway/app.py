@@ -90,6 +90,20 @@ class AtomsApp:
                 stt.check()
                 self.on_stop(stt.aclose)
                 self.stt = stt
+            elif kind == "openai":
+                from media.stt_openai import OpenAISTT
+
+                phrases = self.settings.stt_phrases
+                whisper = OpenAISTT(model=self.settings.stt_model,
+                                    api_key=self.settings.stt_api_key,
+                                    base_url=self.settings.stt_url,
+                                    language=self.settings.stt_language or None,
+                                    prompt=", ".join(phrases) if phrases else None)
+                whisper.check()
+                self.on_stop(whisper.aclose)
+                self.stt = whisper
+                log.info("speech recognition: openai (model %s, at %s)", whisper.model,
+                         whisper.server)
             elif kind == "pocketsphinx":
                 from media.stt_pocketsphinx import PocketSphinxSTT
 
@@ -97,7 +111,7 @@ class AtomsApp:
                                            pool_size=self.settings.stt_pool)
             else:
                 raise RuntimeError(f"unknown speech recogniser stt={self.settings.stt!r}: "
-                                   "use 'pocketsphinx' or 'deepgram'")
+                                   "use 'pocketsphinx', 'deepgram' or 'openai'")
         if self.tts is None:
             kind = (self.settings.tts or "espeak").strip().lower()
             engine: Any

@@ -120,10 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--sip-password", default=None, help="digest auth password")
     serve.add_argument("--sip-ring-ms", type=int, default=None,
                        help="send 180 Ringing and wait this long before answering")
-    serve.add_argument("--stt", default=None, choices=["pocketsphinx", "deepgram"],
-                       help="speech recogniser (deepgram needs DEEPGRAM_API_KEY)")
+    serve.add_argument("--stt", default=None, choices=["pocketsphinx", "deepgram", "openai"],
+                       help="speech recogniser (deepgram needs DEEPGRAM_API_KEY, openai "
+                            "OPENAI_API_KEY or --stt-url)")
     serve.add_argument("--stt-url", default=None,
-                       help="Deepgram endpoint, e.g. ws://127.0.0.1:8765/v1/listen")
+                       help="Deepgram endpoint, e.g. ws://127.0.0.1:8765/v1/listen; openai: a "
+                            "compatible server, e.g. http://127.0.0.1:8000/v1")
     serve.add_argument("--tts", default=None, choices=["espeak", "piper", "openai", "waves"],
                        help="speech synthesiser (piper: pip install 'atoms-gateway[piper]'; "
                             "openai needs OPENAI_API_KEY or --tts-url, waves SMALLEST_API_KEY)")

@@ -32,6 +32,7 @@ import numpy as np
 import openai
 
 from media.frames import SAMPLE_RATE
+from media.openai_errors import error_message
 from media.resample import StreamResampler
 
 __all__ = ["OpenAITTS", "DEFAULT_MODEL", "DEFAULT_VOICE"]
@@ -113,7 +114,7 @@ class OpenAITTS:
                         yield resampler.process(np.frombuffer(data[:cut], "<i2"))
         except openai.APIStatusError as exc:
             raise RuntimeError(f"text-to-speech at {self.server}: HTTP {exc.status_code}: "
-                               f"{_message(exc)}") from exc
+                               f"{error_message(exc)}") from exc
         except Exception as exc:  # the connection, mid-body: httpx's errors, not openai's
             raise RuntimeError(f"text-to-speech at {self.server}: {type(exc).__name__}: "
                                f"{exc}") from exc
@@ -127,11 +128,3 @@ class OpenAITTS:
             await self._client.close()
             self._client = None
 
-
-def _message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-    return exc.message
