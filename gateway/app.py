@@ -104,6 +104,16 @@ class AtomsApp:
                 self.stt = whisper
                 log.info("speech recognition: openai (model %s, at %s)", whisper.model,
                          whisper.server)
+            elif kind == "pulse":
+                from media.stt_pulse import PULSE_URL, PulseSTT
+
+                pulse = PulseSTT(api_key=self.settings.stt_api_key,
+                                 url=self.settings.stt_url or PULSE_URL,
+                                 language=self.settings.stt_language)
+                pulse.check()
+                self.on_stop(pulse.aclose)
+                self.stt = pulse
+                log.info("speech recognition: pulse (at %s)", pulse.url)
             elif kind == "pocketsphinx":
                 from media.stt_pocketsphinx import PocketSphinxSTT
 
@@ -111,7 +121,7 @@ class AtomsApp:
                                            pool_size=self.settings.stt_pool)
             else:
                 raise RuntimeError(f"unknown speech recogniser stt={self.settings.stt!r}: "
-                                   "use 'pocketsphinx', 'deepgram' or 'openai'")
+                                   "use 'pocketsphinx', 'deepgram', 'openai' or 'pulse'")
         if self.tts is None:
             kind = (self.settings.tts or "espeak").strip().lower()
             engine: Any

@@ -120,9 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--sip-password", default=None, help="digest auth password")
     serve.add_argument("--sip-ring-ms", type=int, default=None,
                        help="send 180 Ringing and wait this long before answering")
-    serve.add_argument("--stt", default=None, choices=["pocketsphinx", "deepgram", "openai"],
+    serve.add_argument("--stt", default=None,
+                       choices=["pocketsphinx", "deepgram", "openai", "pulse"],
                        help="speech recogniser (deepgram needs DEEPGRAM_API_KEY, openai "
-                            "OPENAI_API_KEY or --stt-url)")
+                            "OPENAI_API_KEY or --stt-url, pulse SMALLEST_API_KEY)")
     serve.add_argument("--stt-url", default=None,
                        help="Deepgram endpoint, e.g. ws://127.0.0.1:8765/v1/listen; openai: a "
                             "compatible server, e.g. http://127.0.0.1:8000/v1")

@@ -23,12 +23,12 @@ class Settings:
     ws_token: str | None = None  # bearer token for /ws and /webrtc
     twilio_auth_token: str | None = None
     audiosocket_port: int | None = None
-    stt: str = "pocketsphinx"  # speech recogniser: "pocketsphinx" (offline), "deepgram", "openai"
-    stt_url: str | None = None  # Deepgram endpoint; openai: base URL of a compatible server
+    stt: str = "pocketsphinx"  # recogniser: "pocketsphinx" (offline), "deepgram", "openai", "pulse"
+    stt_url: str | None = None  # Deepgram or Pulse endpoint; openai: a compatible server's URL
     stt_model: str | None = None  # Deepgram model (None: nova-3); openai: gpt-4o-mini-transcribe
     stt_language: str = "en"  # language of the callers
     deepgram_api_key: str | None = None  # default: DEEPGRAM_API_KEY
-    stt_api_key: str | None = None  # openai: default OPENAI_API_KEY
+    stt_api_key: str | None = None  # openai: default OPENAI_API_KEY; pulse: SMALLEST_API_KEY
     stt_phrases: list[str] | None = None  # offline recogniser grammar (None: open vocabulary);
     # openai: sent as the prompt, to favour these words
     stt_pool: int = 4  # recognisers made at start-up: callers that may speak at the same time

@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.local_server import LocalServer
+
 MODEL = "fake-gpt"
 
 
@@ -130,20 +132,18 @@ def _count_tokens(text: str) -> int:
     return len(text.split())
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LocalServer):
     """An aiohttp server on 127.0.0.1 (ephemeral port) playing scripted chat completions."""
 
     def __init__(self, replies: list[Reply] | None = None, *, model: str = MODEL) -> None:
+        super().__init__()
         self.replies: deque[Reply] = deque(replies or ())
         self.default: Reply | None = None
         self.model = model
         self.requests: list[ReceivedRequest] = []
         self.disconnects = 0
         self.disconnected = asyncio.Event()
-        self._release = asyncio.Event()
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     @property
     def url(self) -> str:
@@ -153,32 +153,9 @@ class FakeOpenAIServer:
     def add(self, *replies: Reply) -> None:
         self.replies.extend(replies)
 
-    def release(self) -> None:
-        """Let stalled streams continue."""
-        self._release.set()
-
-    async def start(self) -> FakeOpenAIServer:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeOpenAIServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({

@@ -21,22 +21,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 from typing import Any
 
 from aiohttp import web
 
+from tests.local_server import LocalServer, run_forever
 from tests.speechgen import speech
 
 RATE = 24000
 
 
-class FakeSpeechServer:
+class FakeSpeechServer(LocalServer):
     """An aiohttp server on 127.0.0.1 answering `/v1/audio/speech` with espeak-ng audio."""
 
     def __init__(self, api_key: str | None = None, *, piece_bytes: int = 4801,
                  pace: float | None = None, port: int = 0) -> None:
+        super().__init__(port)
         self.api_key = api_key
         self.piece_bytes = piece_bytes
         self.pace = pace  # None: as fast as possible; 1.0: real time
@@ -46,39 +47,14 @@ class FakeSpeechServer:
         self.requests: list[dict[str, Any]] = []
         self.disconnected = asyncio.Event()
         self.finished = 0  # bodies sent to the end
-        self._release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = port
 
     @property
     def url(self) -> str:
         """The base URL to give an OpenAI client (ends in `/v1`)."""
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def release(self) -> None:
-        self._release.set()
-
-    async def start(self) -> FakeSpeechServer:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/speech", self._speech)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeSpeechServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
         if self.api_key is not None and \
@@ -128,14 +104,7 @@ def _error(status: int, message: str, kind: str) -> web.Response:
         status=status)
 
 
-@contextlib.asynccontextmanager
-async def speech_server(**kw: Any):
-    server = FakeSpeechServer(**kw)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
+speech_server = FakeSpeechServer  # `async with speech_server(api_key=...) as server:`
 
 
 def main() -> None:
@@ -143,15 +112,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8766)
     ap.add_argument("--api-key", default=None)
     args = ap.parse_args()
-
-    async def run() -> None:
-        server = await FakeSpeechServer(api_key=args.api_key, port=args.port).start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await server.close()
-
-    asyncio.run(run())
+    run_forever(FakeSpeechServer(api_key=args.api_key, port=args.port))
 
 
 if __name__ == "__main__":

@@ -19,65 +19,45 @@ every request with that HTTP error, `hold` keeps answers back until `release()`,
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import io
 import wave
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import soxr
 from aiohttp import web
 
 from media.frames import SAMPLE_RATE, split_frames
+from tests.local_server import LocalServer, run_forever
 
 
-class FakeTranscribeServer:
+class FakeTranscribeServer(LocalServer):
+    client_max_size = 64 * 1024 * 1024
+
     def __init__(self, api_key: str | None = None, *, phrases: list[str] | None = None,
                  fixed_transcript: str | None = None, port: int = 0) -> None:
+        super().__init__(port)
         self.api_key = api_key
         self.phrases = phrases
         self.fixed_transcript = fixed_transcript
         self.status: int | None = None
         self.hold = False
         self.requests: list[dict[str, Any]] = []  # form fields; `audio`: the WAV's samples
-        self._release = asyncio.Event()
         self._engine: Any = None
-        self._runner: web.AppRunner | None = None
-        self.port = port
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def release(self) -> None:
-        self._release.set()
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/audio/transcriptions", self._transcribe)
 
-    async def start(self) -> FakeTranscribeServer:
+    async def start(self) -> Self:
         if self.fixed_transcript is None:
             from media.stt_pocketsphinx import PocketSphinxSTT
 
             self._engine = PocketSphinxSTT(phrases=self.phrases, pool_size=1)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/audio/transcriptions", self._transcribe)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeTranscribeServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        return await super().start()
 
     async def _transcribe(self, request: web.Request) -> web.Response:
         if self.api_key is not None and \
@@ -132,14 +112,7 @@ def _error(status: int, message: str) -> web.Response:
                    "code": None}}, status=status)
 
 
-@contextlib.asynccontextmanager
-async def transcribe_server(**kw: Any):
-    server = FakeTranscribeServer(**kw)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
+transcribe_server = FakeTranscribeServer  # `async with transcribe_server(...) as server:`
 
 
 def main() -> None:
@@ -149,17 +122,8 @@ def main() -> None:
     ap.add_argument("--phrases", nargs="*", default=None)
     ap.add_argument("--fixed-transcript", default=None)
     args = ap.parse_args()
-
-    async def run() -> None:
-        server = await FakeTranscribeServer(api_key=args.api_key, phrases=args.phrases,
-                                            fixed_transcript=args.fixed_transcript,
-                                            port=args.port).start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await server.close()
-
-    asyncio.run(run())
+    run_forever(FakeTranscribeServer(api_key=args.api_key, phrases=args.phrases,
+                                     fixed_transcript=args.fixed_transcript, port=args.port))
 
 
 if __name__ == "__main__":

@@ -22,22 +22,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import itertools
 import json
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.local_server import LocalServer, run_forever
 from tests.speechgen import speech
 
 PATH = "/waves/v1/lightning-v3.1/get_speech/stream"
 RATES = (8000, 16000, 24000, 44100)
 
 
-class WavesServer:
+class WavesServer(LocalServer):
     def __init__(self, api_key: str | None = None, *, piece_ms: int = 100,
                  pace: float | None = None, port: int = 0) -> None:
+        super().__init__(port)
         self.api_key = api_key
         self.piece_ms = piece_ms
         self.pace = pace  # None: as fast as possible; 1.0: real time
@@ -48,45 +49,20 @@ class WavesServer:
         self.connections = 0
         self.completed = 0
         self.disconnected = asyncio.Event()
-        self._release = asyncio.Event()
         self._open: set[web.WebSocketResponse] = set()
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.port = port
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}{PATH}"
-
-    def release(self) -> None:
-        self._release.set()
 
     async def drop_idle(self) -> None:
         """Close every connection (as a server does to idle sockets)."""
         for ws in list(self._open):
             await ws.close()
 
-    async def start(self) -> WavesServer:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get(PATH, self._socket)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> WavesServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
         if self.api_key is not None and \
@@ -154,14 +130,7 @@ class WavesServer:
         return True
 
 
-@contextlib.asynccontextmanager
-async def waves_server(**kw: Any):
-    server = WavesServer(**kw)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
+waves_server = WavesServer  # `async with waves_server(api_key=...) as server:`
 
 
 def main() -> None:
@@ -169,15 +138,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8767)
     ap.add_argument("--api-key", default=None)
     args = ap.parse_args()
-
-    async def run() -> None:
-        server = await WavesServer(api_key=args.api_key, port=args.port).start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await server.close()
-
-    asyncio.run(run())
+    run_forever(WavesServer(api_key=args.api_key, port=args.port))
 
 
 if __name__ == "__main__":

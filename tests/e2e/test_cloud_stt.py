@@ -80,41 +80,48 @@ async def test_serve_without_a_deepgram_key_stops_at_start_up():
         "needs an API key: set DEEPGRAM_API_KEY (or ATOMS_DEEPGRAM_API_KEY), or pass api_key=")
 
 
-@pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
-async def test_twilio_caller_is_understood_through_openai_transcriptions(tmp_path):
-    from tests.openai_transcribe_server import transcribe_server
-
+async def ask_the_time(tmp_path, env: dict[str, str], untouched) -> str:
+    """A Twilio caller waits out the greeting (`untouched()`: the recogniser's server has
+    seen nothing yet), asks the time and hears the demo agent's reply. Returns the
+    gateway's log."""
     record_dir = tmp_path / "calls"
-    async with transcribe_server(api_key="sk-test", phrases=demo_phrases()) as server:
-        env = {"ATOMS_STT": "openai", "ATOMS_STT_URL": server.url, "OPENAI_API_KEY": "sk-test",
-               "ATOMS_STT_MODEL": "whisper-1"}
-        log = tmp_path / "serve.log"
-        async with serving(log, "--record-dir", str(record_dir), env=env) as port:
-            client = TwilioClient(HOST, port)
-            await client.connect()
-            await client.start()
-            client.start_mic()
-            await wait_quiet(client)  # the whole greeting
-            assert not server.requests  # a silent caller sends nothing
-            t_spoken = await client.say(utterance(QUESTION, client.rate))
-            await client.wait_audio(1.0, after=t_spoken, timeout=15)
-            reply = np.concatenate([f.pcm for f in client.agent_frames if f.t >= t_spoken])
-            await client.hangup_and_wait()
-            await client.close()
-            assert not client.problems
-
-    assert f"speech recognition: openai (model whisper-1, at {server.url})" in log.read_text()
-    [req] = server.requests  # one turn, one request
-    assert (req["model"], req["language"]) == ("whisper-1", "en")
-    assert "what time is it" in req["prompt"]  # the demo's phrases favour its words
-    assert 1.0 < len(req["audio"]) / 16000 < 4.0  # the turn's audio, pre-roll included
+    log = tmp_path / "serve.log"
+    async with serving(log, "--record-dir", str(record_dir), env=env) as port:
+        client = TwilioClient(HOST, port)
+        await client.connect()
+        await client.start()
+        client.start_mic()
+        await wait_quiet(client)  # the whole greeting
+        assert untouched()  # a silent caller costs the recogniser nothing
+        t_spoken = await client.say(utterance(QUESTION, client.rate))
+        await client.wait_audio(1.0, after=t_spoken, timeout=15)
+        reply = np.concatenate([f.pcm for f in client.agent_frames if f.t >= t_spoken])
+        await client.hangup_and_wait()
+        await client.close()
+        assert not client.problems
+    assert rms_dbfs(reply) > -35  # the reply reached the caller as audio
     [timeline] = record_dir.glob("*.json")
     events = json.loads(timeline.read_text())["events"]
     assert [e["text"] for e in events if e["type"] == "turn.end"] == [QUESTION]
     said = "".join(e.get("text", "") for e in events
                    if e["type"] == "agent.llm.response.chunk")
     assert said.startswith("It is "), said
-    assert rms_dbfs(reply) > -35
+    return log.read_text()
+
+
+@pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
+async def test_twilio_caller_is_understood_through_openai_transcriptions(tmp_path):
+    from tests.openai_transcribe_server import transcribe_server
+
+    async with transcribe_server(api_key="sk-test", phrases=demo_phrases()) as server:
+        env = {"ATOMS_STT": "openai", "ATOMS_STT_URL": server.url, "OPENAI_API_KEY": "sk-test",
+               "ATOMS_STT_MODEL": "whisper-1"}
+        log = await ask_the_time(tmp_path, env, lambda: not server.requests)
+    assert f"speech recognition: openai (model whisper-1, at {server.url})" in log
+    [req] = server.requests  # one turn, one request
+    assert (req["model"], req["language"]) == ("whisper-1", "en")
+    assert "what time is it" in req["prompt"]  # the demo's phrases favour its words
+    assert 1.0 < len(req["audio"]) / 16000 < 4.0  # the turn's audio, pre-roll included
 
 
 @pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
@@ -126,3 +133,25 @@ async def test_serve_without_an_openai_key_for_speech_recognition_stops_at_start
     assert err.strip().endswith(
         "atoms-gateway serve: OpenAI speech recognition needs a key: set OPENAI_API_KEY "
         "(or ATOMS_STT_URL for a compatible server that needs none)"), err[-1000:]
+
+
+@pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
+async def test_twilio_caller_is_understood_through_smallest_pulse(tmp_path):
+    from tests.pulse_server import pulse_server
+
+    async with pulse_server(api_key="sk_test", phrases=demo_phrases()) as server:
+        env = {"ATOMS_STT": "pulse", "ATOMS_STT_URL": server.url, "SMALLEST_API_KEY": "sk_test"}
+        log = await ask_the_time(tmp_path, env, lambda: not server.connections)
+    assert f"speech recognition: pulse (at {server.url})" in log
+    [conn] = server.connections  # one utterance, one socket
+    assert conn.authorization == "Bearer sk_test"
+    assert conn.texts == ['{"type": "finalize"}']
+
+
+@pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
+async def test_serve_without_a_smallest_key_for_pulse_stops_at_start_up():
+    env = {k: v for k, v in os.environ.items() if k != "SMALLEST_API_KEY"}
+    code, err = await serve_fails("--stt", "pulse", env=env, timeout=30)
+    assert code == 1
+    assert err.strip().endswith("atoms-gateway serve: Smallest Pulse speech recognition needs "
+                                "a key: set SMALLEST_API_KEY"), err[-1000:]

@@ -172,7 +172,7 @@ def test_check_names_the_missing_key(monkeypatch):
     monkeypatch.setenv("DEEPGRAM_API_KEY", "from-env")
     engine = DeepgramSTT()
     engine.check()
-    assert engine._headers() == {"Authorization": "Token from-env"}
+    assert engine.headers() == {"Authorization": "Token from-env"}
 
 
 async def test_audio_goes_in_100_ms_messages(dg, stt):
