@@ -29,7 +29,7 @@ import aiohttp
 from yarl import URL
 
 from media.frames import SAMPLE_RATE
-from media.stt_ws import LoopSession, WsStream, WsUtterance
+from media.stt_ws import WsStream, WsSttEngine, WsUtterance
 
 __all__ = ["DeepgramSTT", "DeepgramStream", "DEEPGRAM_URL"]
 
@@ -46,7 +46,7 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-class DeepgramSTT:
+class DeepgramSTT(WsSttEngine):
     """The engine: created once per process; `new_stream()` per call."""
 
     sample_rate = SAMPLE_RATE
@@ -90,7 +90,6 @@ class DeepgramSTT:
         params.extend(("keyterm", k) for k in keyterms)
         params.extend((extra_params or {}).items())
         self.params = params
-        self._http = LoopSession()
 
     @property
     def is_real_service(self) -> bool:
@@ -99,30 +98,14 @@ class DeepgramSTT:
 
     def check(self) -> None:
         """Raise RuntimeError naming what is missing (the API key, a usable URL)."""
-        url = URL(self.url)
-        if url.scheme not in ("ws", "wss") or not url.host:
-            raise RuntimeError(f"Deepgram URL {self.url!r} is not a ws:// or wss:// URL")
+        self.check_url()
         if not self.api_key and self.is_real_service:
             raise RuntimeError(
                 "Deepgram speech recognition needs an API key: set DEEPGRAM_API_KEY "
                 "(or ATOMS_DEEPGRAM_API_KEY), or pass api_key=")
 
-    def new_stream(self) -> WsStream:
-        return WsStream(self)
-
     def new_utterance(self, number: int) -> WsUtterance:
         return _DeepgramUtterance(self, number)
-
-    async def aclose(self) -> None:
-        """Close the shared HTTP session (open sockets of live utterances with it)."""
-        await self._http.aclose()
-
-    # -- used by the streams -------------------------------------------------------------
-    def connect_url(self) -> URL:
-        return URL(self.url).extend_query(self.params)
-
-    def http(self) -> aiohttp.ClientSession:
-        return self._http.get()
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Token {self.api_key}"} if self.api_key else {}

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
 import wave
 from typing import Any
 
@@ -37,7 +36,7 @@ import numpy as np
 import openai
 
 from media.frames import SAMPLE_RATE
-from media.openai_errors import error_message
+from media.openai_api import OpenAIEndpoint, error_message
 from media.stt import Transcript, check_frame
 
 __all__ = ["OpenAISTT", "OpenAISttStream", "DEFAULT_MODEL"]
@@ -45,7 +44,6 @@ __all__ = ["OpenAISTT", "OpenAISttStream", "DEFAULT_MODEL"]
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gpt-4o-mini-transcribe"
-_PLACEHOLDER_KEY = "not-needed"
 
 
 class OpenAISTT:
@@ -70,19 +68,14 @@ class OpenAISTT:
         self.prompt = prompt
         self.min_bytes = SAMPLE_RATE * 2 * min_ms // 1000
         self.max_bytes = int(SAMPLE_RATE * 2 * max_s)
-        self._url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self._key = api_key or os.environ.get("OPENAI_API_KEY") or None
-        if self._key is None and self._url:
-            self._key = _PLACEHOLDER_KEY
-        self._timeout = openai.Timeout(timeout, connect=min(timeout, 5.0))
-        self._client: openai.AsyncOpenAI | None = None
+        self._api = OpenAIEndpoint(api_key, base_url, timeout)
 
     @property
     def server(self) -> str:
-        return self._url or "api.openai.com"
+        return self._api.server
 
     def check(self) -> None:
-        if self._key is None:
+        if self._api.key is None:
             raise RuntimeError("OpenAI speech recognition needs a key: set OPENAI_API_KEY "
                                "(or ATOMS_STT_URL for a compatible server that needs none)")
 
@@ -91,11 +84,7 @@ class OpenAISTT:
 
     async def transcribe(self, pcm: bytes) -> str | None:
         """One turn's audio (16 kHz int16 bytes) to its text; None on any failure."""
-        if self._client is None:
-            self.check()
-            # No retries: the caller is waiting for an answer, and the next turn comes.
-            self._client = openai.AsyncOpenAI(api_key=self._key, base_url=self._url,
-                                              timeout=self._timeout, max_retries=0)
+        self.check()
         params: dict[str, Any] = {"model": self.model, "response_format": "json",
                                   "file": ("turn.wav", _wav(pcm), "audio/wav")}
         if self.language:
@@ -103,7 +92,7 @@ class OpenAISTT:
         if self.prompt:
             params["prompt"] = self.prompt
         try:
-            result = await self._client.audio.transcriptions.create(**params)
+            result = await self._api.client().audio.transcriptions.create(**params)
         except openai.APIStatusError as exc:
             log.warning("speech recognition at %s: HTTP %s: %s; this turn has no transcript",
                         self.server, exc.status_code, error_message(exc))
@@ -117,9 +106,7 @@ class OpenAISTT:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self._api.aclose()
 
 
 class OpenAISttStream:

@@ -25,10 +25,9 @@ import logging
 import os
 
 import aiohttp
-from yarl import URL
 
 from media.frames import SAMPLE_RATE
-from media.stt_ws import LoopSession, WsStream, WsUtterance
+from media.stt_ws import WsSttEngine, WsUtterance
 
 __all__ = ["PulseSTT", "PULSE_URL"]
 
@@ -38,7 +37,7 @@ PULSE_URL = "wss://api.smallest.ai/waves/v1/pulse/get_text"
 _FINALIZE = json.dumps({"type": "finalize"})
 
 
-class PulseSTT:
+class PulseSTT(WsSttEngine):
     """The engine: created once per process; `new_stream()` per call."""
 
     sample_rate = SAMPLE_RATE
@@ -64,34 +63,18 @@ class PulseSTT:
         self.keepalive_s = 5.0  # (Pulse has no keep-alive message: nothing is sent)
         self.params = {"language": language, "encoding": "linear16",
                        "sample_rate": str(SAMPLE_RATE), **(extra_params or {})}
-        self._http = LoopSession()
 
     def check(self) -> None:
-        url = URL(self.url)
-        if url.scheme not in ("ws", "wss") or not url.host:
-            raise RuntimeError(f"Pulse URL {self.url!r} is not a ws:// or wss:// URL")
+        self.check_url()
         if not self.api_key:
             raise RuntimeError("Smallest Pulse speech recognition needs a key: set "
                                "SMALLEST_API_KEY")
 
-    def new_stream(self) -> WsStream:
-        return WsStream(self)
-
     def new_utterance(self, number: int) -> WsUtterance:
         return _PulseUtterance(self, number)
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    # -- used by the streams -------------------------------------------------------------
-    def connect_url(self) -> URL:
-        return URL(self.url).extend_query(self.params)
-
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-
-    def http(self) -> aiohttp.ClientSession:
-        return self._http.get()
 
 
 class _PulseUtterance(WsUtterance):

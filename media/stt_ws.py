@@ -18,8 +18,8 @@ Design, chosen for many calls per core:
   a close code other than 1000, or a server that vanished is logged with what happened,
   that turn's result is None, and the next utterance connects afresh.
 
-A service is an engine (`WsSttEngine`: URL, headers, timings, its logger) and a subclass
-of `WsUtterance` that reads its messages (`on_text`) and names its end-of-audio and
+A service is a subclass of `WsSttEngine` (URL, query, headers, timings, its logger) and
+one of `WsUtterance` that reads its messages (`on_text`) and names its end-of-audio and
 keep-alive messages.
 """
 
@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from typing import Protocol
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -37,44 +37,57 @@ from yarl import URL
 
 from media.stt import Transcript, check_frame
 
-__all__ = ["LoopSession", "WsSttEngine", "WsStream", "WsUtterance"]
+__all__ = ["WsSttEngine", "WsStream", "WsUtterance"]
 
 
-class WsSttEngine(Protocol):
+class WsSttEngine:
+    """What a service's engine shares: created once per process, `new_stream()` per call,
+    one aiohttp `ClientSession` (unlimited connections, made lazily on the running loop)
+    for every utterance of every call; `aclose()` closes it.
+
+    A subclass sets `label`, `service`, `log` and, in its `__init__`, `url`, `params`
+    (the query), `batch_bytes`, `final_timeout`, `connect_timeout`, `keepalive_s`; it
+    gives `headers()` and `new_utterance()`.
+    """
+
     label: str  # the prefix of its log lines ("deepgram")
     service: str  # its name in prose ("Deepgram")
     log: logging.Logger
     url: str
+    params: Any
     batch_bytes: int
     final_timeout: float
     connect_timeout: float
     keepalive_s: float
+    _session: aiohttp.ClientSession | None = None
+    _session_loop: asyncio.AbstractEventLoop | None = None
 
-    def connect_url(self) -> URL: ...
+    def headers(self) -> dict[str, str]:
+        raise NotImplementedError
 
-    def headers(self) -> dict[str, str]: ...
+    def new_utterance(self, number: int) -> WsUtterance:
+        raise NotImplementedError
 
-    def http(self) -> aiohttp.ClientSession: ...
+    def new_stream(self) -> WsStream:
+        return WsStream(self)
 
-    def new_utterance(self, number: int) -> WsUtterance: ...
+    def check_url(self) -> None:
+        url = URL(self.url)
+        if url.scheme not in ("ws", "wss") or not url.host:
+            raise RuntimeError(f"{self.service} URL {self.url!r} is not a ws:// or wss:// URL")
 
+    def connect_url(self) -> URL:
+        return URL(self.url).extend_query(self.params)
 
-class LoopSession:
-    """An engine's aiohttp `ClientSession` (unlimited connections), made lazily on the
-    running loop, so every utterance of every call shares one connection pool."""
-
-    def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def get(self) -> aiohttp.ClientSession:
+    def http(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
+        if self._session is None or self._session.closed or self._session_loop is not loop:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-            self._loop = loop
+            self._session_loop = loop
         return self._session
 
     async def aclose(self) -> None:
+        """Close the shared HTTP session (open sockets of live utterances with it)."""
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()

@@ -24,7 +24,6 @@ logs it and goes on with the next sentence; the call goes on.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -32,7 +31,7 @@ import numpy as np
 import openai
 
 from media.frames import SAMPLE_RATE
-from media.openai_errors import error_message
+from media.openai_api import OpenAIEndpoint, error_message
 from media.resample import StreamResampler
 
 __all__ = ["OpenAITTS", "DEFAULT_MODEL", "DEFAULT_VOICE"]
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gpt-4o-mini-tts"
 DEFAULT_VOICE = "alloy"
-_PLACEHOLDER_KEY = "not-needed"
 
 
 class OpenAITTS:
@@ -70,31 +68,19 @@ class OpenAITTS:
         self.speed = speed
         self.native_rate = native_rate
         self._chunk_bytes = max(2, native_rate * chunk_ms // 1000 * 2)
-        self._url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self._key = api_key or os.environ.get("OPENAI_API_KEY") or None
-        if self._key is None and self._url:
-            self._key = _PLACEHOLDER_KEY
-        self._timeout = openai.Timeout(timeout, connect=min(timeout, 5.0))
-        self._client: openai.AsyncOpenAI | None = None
+        self._api = OpenAIEndpoint(api_key, base_url, timeout)
 
     @property
     def server(self) -> str:
-        return self._url or "api.openai.com"
+        return self._api.server
 
     def check(self) -> None:
-        if self._key is None:
+        if self._api.key is None:
             raise RuntimeError("OpenAI text-to-speech needs a key: set OPENAI_API_KEY "
                                "(or ATOMS_TTS_URL for a compatible server that needs none)")
 
-    def _api(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            self.check()
-            # No retries: a sentence retried a second later is worse than one skipped.
-            self._client = openai.AsyncOpenAI(api_key=self._key, base_url=self._url,
-                                              timeout=self._timeout, max_retries=0)
-        return self._client
-
     async def synthesize(self, text: str) -> AsyncGenerator[np.ndarray, None]:
+        self.check()
         params: dict[str, Any] = {"model": self.model, "voice": self.voice, "input": text,
                                   "response_format": "pcm"}
         if self.instructions:
@@ -104,7 +90,7 @@ class OpenAITTS:
         resampler = StreamResampler(self.native_rate, SAMPLE_RATE)
         odd = b""  # a sample split between two pieces of the body
         try:
-            async with self._api().audio.speech.with_streaming_response.create(
+            async with self._api.client().audio.speech.with_streaming_response.create(
                     **params) as response:
                 async for data in response.iter_bytes(self._chunk_bytes):
                     data = odd + data
@@ -124,7 +110,5 @@ class OpenAITTS:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self._api.aclose()
 
