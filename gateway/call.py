@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -60,6 +61,14 @@ log = logging.getLogger(__name__)
 PREROLL_FRAMES = 15
 BARGE_IN_PREROLL_FRAMES = 25
 CONFIRM_TIMEOUT_S = 1.5
+# Words a caller says over the agent without taking the turn ("uh-huh", "yeah", "okay",
+# "mm-hmm", "right", "I see", "got it"): a recogniser's text made only of these does not
+# confirm a barge-in. "no", "stop", "wait" are not here: they interrupt.
+BACKCHANNEL_WORDS = frozenset(
+    "uh huh uhhuh uhuh mm mmm hmm mhm mhmm hm um ah aha oh ooh okay ok kay yeah yea yes yep "
+    "yup ya right alright all sure i see got it gotcha cool great good nice wow really "
+    "exactly true indeed totally fine".split())
+_WORDS = re.compile(r"[a-z0-9']+")
 _NO_AUDIO = np.zeros(0, dtype=np.int16)
 
 
@@ -100,6 +109,30 @@ class CallSettings:
     interruptible: bool = True
     record: bool = False
     far_end_confirms: bool = False  # the transport reports what the far end played (marks)
+    # Barge-in, pause first (README "Barge-in"): the detector's fire pauses the agent's
+    # audio; the caller's speech confirms an interruption when it goes on for
+    # `bargein_confirm_ms` from the pause (0: interrupt at the fire, no pause) or, with
+    # `bargein_words`, when the recogniser hears a word outside `backchannel_words`;
+    # `bargein_resume_ms` of quiet before that resumes the agent where it paused.
+    bargein_confirm_ms: int = 640
+    bargein_resume_ms: int = 200
+    bargein_words: bool | None = None  # None: if the recogniser's stream has `interim_words`
+    backchannel_words: frozenset[str] = BACKCHANNEL_WORDS
+
+    def __post_init__(self) -> None:
+        if self.bargein_confirm_ms < 0 or self.bargein_resume_ms < FRAME_MS:
+            raise ValueError("need bargein_confirm_ms >= 0 and bargein_resume_ms >= 20")
+
+
+@dataclass(slots=True)
+class _Pause:
+    """A barge-in not yet confirmed: the agent's audio is held."""
+
+    t: float  # when it paused (the call's elapsed time): the barge-in latency ends here
+    words: bool  # the recogniser hears the caller meanwhile
+    frames: int = 0  # caller frames since the pause, the firing one included
+    held: int = 0  # of them, kept in the preroll for the recogniser (not fed yet)
+    quiet: int = 0  # caller frames in a row with no voice
 
 
 class Call:
@@ -145,7 +178,13 @@ class Call:
         self.user_speaking = False
         self._vad_confirmed = True  # the VAD started the caller's speech (not a barge-in alone)
         self._unvoiced_run = 0
-        self._preroll: deque[np.ndarray] = deque(maxlen=BARGE_IN_PREROLL_FRAMES)
+        # (the frames of a pause go in too, for the recogniser once it is confirmed)
+        self._preroll: deque[np.ndarray] = deque(
+            maxlen=BARGE_IN_PREROLL_FRAMES + self.settings.bargein_confirm_ms // FRAME_MS + 1)
+        self._pause: _Pause | None = None
+        words = self.settings.bargein_words
+        self._words_confirm = (bool(getattr(self.stt, "interim_words", False))
+                               if words is None else words)
         self._response_id: str | None = None  # utterance of the LLM response being spoken
         self._discard_response = False
         self._utterances = itertools.count(1)
@@ -156,7 +195,7 @@ class Call:
         self.closed = False  # (read every frame: a plain attribute, not the event)
         self._closed = asyncio.Event()
         self._t0 = self.clock.now()
-        self.interrupts: list[float] = []
+        self.interrupts: list[float] = []  # when the agent paused, for confirmed barge-ins
         self._stall_t: float | None = None
         self._action: asyncio.Task[None] | None = None  # the last hang-up or transfer
         self._agent_audio_rs: dict[int, StreamResampler] = {}
@@ -211,11 +250,15 @@ class Call:
         on the call's clock (default: now; a shared media tick passes the arrival time)."""
         if self.closed:
             return
-        n = self._far_end.caller_frame(self.clock.now() if arrived is None else arrived)
-        if self.recorder is not None:
-            self.recorder.caller(frame, self.elapsed())
+        now = self.clock.now()
+        n = self._far_end.caller_frame(now if arrived is None else arrived)
+        if self.recorder is not None:  # at its arrival, less the frame (`media.recording`)
+            start = (now if arrived is None else arrived) - self._t0 - FRAME_S
+            self.recorder.caller(frame, max(0.0, start), now - self._t0)
         if self.muted:
             return
+        if self._pause is not None and not (self.agent_active and self.interruptible):
+            self._resume("agent done")  # (its audio was flushed, or it became uninterruptible)
         if self.agent_active and not self.user_speaking:
             if not self.interruptible:
                 self.vad.process(frame)  # the VAD starts the turn once the agent stops
@@ -223,11 +266,21 @@ class Call:
                 return
             # The barge-in detector decides. The VAD sits this out: it would hear the
             # agent's echo as speech, and it runs again once the agent stops.
-            if not self.bargein.caller_frame(frame, (n + 1) * FRAME_S):
+            fired = self.bargein.caller_frame(frame, (n + 1) * FRAME_S)
+            if self._pause is None and not fired:
                 self._preroll.append(frame)
                 return
-            await self._barge_in()
+            if self._pause is None and self.settings.bargein_confirm_ms > 0:
+                if not self._pause_now(frame):  # pause first ...
+                    return
+            elif self._pause is not None and not self._pause_frame(frame):
+                return
+            fed = self._pause is not None and self._pause.words
+            await self._barge_in()  # ... interrupt when it is real
             if self.closed:  # the caller hung up meanwhile: the recogniser is gone
+                return
+            if fed:  # (the recogniser has had this frame)
+                self.vad.process(frame)
                 return
         vad = self.vad.process(frame)
         if vad == "start" and not self.user_speaking:
@@ -272,7 +325,7 @@ class Call:
         self.user_speaking = True
         self._vad_confirmed = self.vad.speaking
         self._unvoiced_run = 0
-        for f in list(self._preroll)[-preroll:]:
+        for f in list(self._preroll)[-preroll:] if preroll > 0 else ():
             self.stt.feed(f)
         self._preroll.clear()
         await self._deliver(SDKSystemUserStartedSpeakingEvent())
@@ -320,12 +373,105 @@ class Call:
     async def dtmf(self, digit: str) -> None:
         await self._deliver(SDKSystemDtmfEvent(digit=digit))
 
+    # -- barge-in: pause first, interrupt when it is real ---------------------------------
+    def _pause_now(self, frame: np.ndarray) -> bool:
+        """The detector fired: hold the agent's audio (nothing more is sent from the next
+        tick on; nothing is dropped) and start watching the caller. True if confirmed at
+        once (the recogniser already has words)."""
+        self.playout.pause()
+        self._pause = pause = _Pause(self.elapsed(), self._words_confirm)
+        self._mark("bargein.pause")
+        words = False
+        if pause.words:  # the recogniser hears the caller from 500 ms before the fire
+            for f in list(self._preroll)[-BARGE_IN_PREROLL_FRAMES:]:
+                words = self._words_confirm_in(self.stt.feed(f)) or words
+            self._preroll.clear()
+        return self._pause_frame(frame) or words
+
+    def _words_confirm_in(self, results: Any) -> bool:
+        """True (marked) when a recogniser result holds a word that is not a backchannel."""
+        confirmed = False
+        for result in results or ():
+            text = getattr(result, "text", "")
+            self._mark("stt.partial", text=text)
+            if not confirmed and self._not_backchannel(text):
+                self._mark("bargein.confirm", reason="words", text=text)
+                confirmed = True
+        return confirmed
+
+    def _pause_frame(self, frame: np.ndarray) -> bool:
+        """One caller frame while paused (the detector has seen it): True when it confirms
+        the barge-in; resumes the agent when the sound is over without confirming it."""
+        pause = self._pause
+        assert pause is not None
+        cfg = self.settings
+        pause.frames += 1
+        last = self.bargein.last
+        voiced = last is not None and last.active and last.vad
+        pause.quiet = 0 if voiced else pause.quiet + 1
+        if pause.words and self._words_confirm_in(self.stt.feed(frame)):
+            return True
+        if voiced and pause.frames * FRAME_MS >= cfg.bargein_confirm_ms:
+            self._mark("bargein.confirm", reason="speech")
+            return True
+        if pause.quiet * FRAME_MS >= cfg.bargein_resume_ms:
+            self._resume("quiet")
+            self._preroll.append(frame)
+        elif not pause.words:
+            self._preroll.append(frame)
+            pause.held += 1
+        return False
+
+    def _not_backchannel(self, text: str) -> bool:
+        words = _WORDS.findall(text.lower())
+        return any(w not in self.settings.backchannel_words for w in words)
+
+    def _resume(self, reason: str) -> None:
+        """Not an interruption after all (a backchannel, a cough, a noise): the agent's audio
+        goes on from where it paused, and the session never hears of it."""
+        pause, self._pause = self._pause, None
+        if pause is None:
+            return
+        self.playout.resume()
+        self.bargein.reset()  # (so that the caller's next words can barge in again)
+        self._mark("bargein.resume", reason=reason,
+                   paused_ms=round((self.elapsed() - pause.t) * 1000, 1))
+        if pause.words and not self.closed:
+            self._forget_stt_turn()
+
+    def _forget_stt_turn(self) -> None:
+        """End the recogniser's utterance that heard the backchannel, unreported."""
+        try:
+            if isinstance(self.stt, AsyncEndOfTurn):
+                pending = self.stt.end_of_turn_async()
+                if isinstance(pending, asyncio.Future):  # (a task too): retrieve its end
+                    pending.add_done_callback(_ignore_result)
+            else:
+                self.stt.end_of_turn()
+        except Exception:
+            log.exception("call %s: speech recogniser failed ending a backchannel",
+                          self.call_id)
+
+    def _pause_overdue(self) -> bool:
+        """A pause outlives any decision when caller frames stop coming (a SIP phone's
+        silence suppression sends none): then the sound is over."""
+        pause = self._pause
+        if pause is None:
+            return False
+        cfg = self.settings
+        limit = (cfg.bargein_confirm_ms + cfg.bargein_resume_ms + 100) / 1000
+        return self.elapsed() - pause.t > limit
+
     async def _barge_in(self) -> None:
-        """The caller talks over the agent: silence the agent first (no await in between,
-        so no frame can slip out), then clear the far end, interrupt the session, and
-        tell it what the caller heard."""
-        self._mark("interrupt")
-        self.interrupts.append(self.elapsed())
+        """The caller talks over the agent, confirmed: silence the agent first (no await in
+        between, so no frame can slip out), then clear the far end, interrupt the session,
+        and tell it what the caller heard."""
+        pause, self._pause = self._pause, None
+        if pause is None:  # (bargein_confirm_ms 0: no pause, the interrupt is at the fire)
+            pause = _Pause(self.elapsed(), False)
+            self._mark("bargein.pause")
+        self._mark("interrupt", paused_ms=round((self.elapsed() - pause.t) * 1000, 1))
+        self.interrupts.append(pause.t)
         heard = self._silence()
         try:
             await self.transport.clear_audio()
@@ -335,8 +481,12 @@ class Call:
         await self.speaker.cancel()
         for item in heard:
             await self._heard(item.utterance_id, item.text)
-        if not self.closed:  # (a hang-up may have come in during the awaits above)
-            await self._user_started(BARGE_IN_PREROLL_FRAMES)
+        if self.closed:  # (a hang-up may have come in during the awaits above)
+            return
+        if pause.words:  # the recogniser has heard it all already
+            await self._user_started(0)
+        else:
+            await self._user_started(BARGE_IN_PREROLL_FRAMES + pause.held)
 
     async def _stop_output(self) -> None:
         """Drop all agent audio now (the agent asked); tell it what the caller heard."""
@@ -358,6 +508,7 @@ class Call:
         self._audio_uid = None
         self.gatherer = SentenceGatherer()
         self.speaker.drop_queued()
+        self._pause = None  # (a flush ends a pause)
         heard = self.playout.flush()
         self.bargein.reset()
         return heard
@@ -495,6 +646,8 @@ class Call:
 
     async def output_tick(self) -> None:
         """Play one frame, if there is one, and report utterances that finished."""
+        if self._pause is not None and self._pause_overdue():
+            self._resume("no caller audio")
         frame = self.playout.pop()
         if frame is not None:
             self._stall_t = None
@@ -506,6 +659,8 @@ class Call:
                 await self.transport.send_audio(frame)
             except Exception:
                 log.exception("call %s: transport could not send audio", self.call_id)
+        elif self.playout.paused:
+            self._stall_t = None  # held audio is not lost audio: no "assumed played" timeout
         elif not self.speaker.busy:
             self._close_audio()  # the node's audio stream ran dry: finish its utterance
             if self.settings.far_end_confirms and self.playout.queued_ms == 0:
@@ -578,6 +733,11 @@ class Call:
         self.timeline.append({"t_ms": round(t * 1000, 1), "type": kind, **fields})
         if self.recorder is not None:
             self.recorder.event(t, kind, **fields)
+
+
+def _ignore_result(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # (retrieved: a failure is the engine's to log)
 
 
 _BRIEF = ("text", "content", "role", "digit", "digits", "reason", "transfer_call_number",

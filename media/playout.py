@@ -87,6 +87,7 @@ class PlayoutBuffer:
         self._known: dict[str, _Utterance] = {}  # every utterance seen (pcm released)
         self._finished: list[str] = []
         self._last: tuple[str, int] | None = None  # (uid, popped) after the last pop
+        self._paused = False
 
     # --- input -------------------------------------------------------------------------
 
@@ -137,7 +138,10 @@ class PlayoutBuffer:
     # --- the clock tick ----------------------------------------------------------------
 
     def pop(self) -> np.ndarray | None:
-        """One 20 ms frame to send now, or None when there is nothing to play yet."""
+        """One 20 ms frame to send now, or None when there is nothing to play yet (or
+        playout is paused)."""
+        if self._paused:
+            return None
         utt = next((u for u in self._queue if u.popped < u.total or not u.final), None)
         if utt is None:
             return None
@@ -181,9 +185,23 @@ class PlayoutBuffer:
                 piece.pcm = None
         self._queue.clear()
         self._last = None
+        self._paused = False
         return heard
 
+    def pause(self) -> None:
+        """Hold playout where it is (a possible barge-in): `pop` returns None, nothing is
+        dropped, and what was heard stays what was popped (or confirmed) so far."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Go on from exactly where `pause` held."""
+        self._paused = False
+
     # --- state -------------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     @property
     def is_playing(self) -> bool:

@@ -280,3 +280,29 @@ def test_bad_input() -> None:
     with pytest.raises(KeyError, match="unknown utterance"):
         buf.played_ms("missing")
     assert buf.is_playing and buf.queued_ms == 20
+
+
+def test_pause_holds_the_position_and_resume_goes_on_from_it():
+    buf = PlayoutBuffer()
+    audio = ramp(100)
+    buf.push("u", audio, text=TEXT)
+    first = buf.pop()
+    buf.pause()
+    assert buf.paused and buf.pop() is None and buf.pop() is None
+    assert buf.is_playing and buf.queued_ms == 80 and buf.played_ms("u") == 20
+    buf.resume()
+    rest = [buf.pop() for _ in range(4)]
+    assert all(f is not None for f in rest) and buf.pop() is None
+    assert np.array_equal(np.concatenate([first, *rest]), audio)  # nothing lost or repeated
+    assert buf.drain_finished() == ["u"] and buf.heard_text("u") == TEXT
+
+
+def test_flush_ends_a_pause():
+    buf = PlayoutBuffer()
+    buf.push("u", ramp(100), text=TEXT)
+    buf.pop()
+    buf.pause()
+    heard = buf.flush()
+    assert heard[0].played_ms == 20 and not buf.paused
+    buf.push("v", ramp(20))
+    assert buf.pop() is not None
