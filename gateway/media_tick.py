@@ -33,6 +33,7 @@ import numpy as np
 
 from gateway.audio_edge import AudioEdge
 from media.batch_edge import WIRE_FRAME, BatchEdge, codec_index
+from media.clock import Clock, RealClock
 from media.codecs import WireFormat
 from media.tasks import cancel_and_wait
 
@@ -65,16 +66,18 @@ async def with_loop_turns(items: Iterable[T]) -> AsyncIterator[T]:
 
 
 class TickPacer:
-    """Drift-free 20 ms ticks for a loop that serves many calls."""
+    """Drift-free 20 ms ticks for a loop that serves many calls, on an injected clock (the
+    real one live, a virtual one in replay)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or RealClock()
         self.lag_max_ms = 0.0  # worst lateness of a tick (an overload sign)
         self.busy_lag_ms = 0.0  # the same since `restart`
         self._next: float | None = None  # when the last tick was due (None: not started)
 
     def restart(self) -> None:
         """Count ticks from now (the first tick, or the first after an idle spell)."""
-        self._next = asyncio.get_running_loop().time()
+        self._next = self.clock.now()
         self.busy_lag_ms = 0.0
 
     async def next(self, busy: bool, wake: asyncio.Event, what: str) -> int:
@@ -92,19 +95,19 @@ class TickPacer:
     async def wait(self) -> int:
         """Sleep until the next tick is due; the number of ticks to run: one, or after a
         stall a few to catch up (a longer stall is let go)."""
-        loop = asyncio.get_running_loop()
-        due = (loop.time() if self._next is None else self._next) + TICK_S
+        clock = self.clock
+        due = (clock.now() if self._next is None else self._next) + TICK_S
         self._next = due
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        lag = loop.time() - due
+        if due > clock.now():
+            await clock.sleep_until(due)
+        now = clock.now()
+        lag = now - due
         self.lag_max_ms = max(self.lag_max_ms, lag * 1000)
         self.busy_lag_ms = max(self.busy_lag_ms, lag * 1000)
         if lag <= TICK_S:
             return 1
         n = min(MAX_CATCH_UP_TICKS, 1 + int(lag / TICK_S))
-        self._next = loop.time() if lag > MAX_CATCH_UP_TICKS * TICK_S else due + (n - 1) * TICK_S
+        self._next = now if lag > MAX_CATCH_UP_TICKS * TICK_S else due + (n - 1) * TICK_S
         return n
 
 
@@ -226,11 +229,13 @@ class TickedStream:
 
 
 class MediaTick:
-    """The tick of the app's WebSocket media streams: members join when their call opens."""
+    """The tick of the app's media streams, and of `replay` (on a virtual clock): members
+    join when their call opens."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or RealClock()
         self.edges = BatchEdge()
-        self.pacer = TickPacer()
+        self.pacer = TickPacer(self.clock)
         self._members: dict[int, TickedStream] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -250,7 +255,7 @@ class MediaTick:
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
-            self.pacer = TickPacer()  # a later join counts its ticks afresh
+            self.pacer = TickPacer(self.clock)  # a later join counts its ticks afresh
 
     async def _run(self) -> None:
         while True:

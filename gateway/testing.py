@@ -7,11 +7,23 @@
 
 Time is virtual: a minute of audio runs in well under a second (speech synthesis
 counts as instantaneous), and the same input gives the same timeline every run.
+
+Live equals replay: the call is driven by the same `MediaTick` that paces live calls, on a
+`VirtualClock`. Each tick the call plays one frame, then hears the caller frames that have
+arrived, with their arrival times. A plain WAV's caller frame `j` (samples from `j * 20 ms`)
+arrives when its last sample is in, at `(j + 1) * 20 ms`, and is heard at that tick. A
+recording made with `--record-dir` has its timeline beside it (`call.json`, see
+`media.recording`), whose `media` lists give every caller frame's arrival and the tick that
+heard it, and every agent frame's play time: replay then hears each frame at the same tick
+as live, with the same arrival, and (`agent_channel`) plays the recorded agent audio in the
+same talkspurts from the same moments, so its barge-ins fall where the live call's did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +34,10 @@ import webrtcvad
 
 from agent.events import SDKEvent
 from gateway.call import Call, CallSettings
+from gateway.media_tick import TICK_S, MediaTick, TickedStream
 from media.clock import VirtualClock
-from media.frames import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, rms_dbfs, split_frames
+from media.frames import FRAME_MS, FRAME_S, FRAME_SAMPLES, SAMPLE_RATE, rms_dbfs, split_frames
+from media.recording import frame_positions
 from media.resample import StreamResampler
 
 ECHO_ALLOWANCE_DB = 6.0
@@ -99,16 +113,57 @@ class ReplayResult:
         plt.close(fig)
 
 
-class _ReplayTransport:
-    """Collects what the loop plays, frame-aligned with the recording."""
+class _ReplayStream(TickedStream):
+    """The replay's member of the media tick: gives the tick the recording's caller frames
+    when they are due (pull: the tick asks), and keeps what the call plays. With a line
+    echo, what the call plays comes back into the caller frames that cover it."""
 
-    def __init__(self) -> None:
-        self.tick = 0
-        self.out: dict[int, np.ndarray] = {}
+    def __init__(self, tick: MediaTick, frames: list[np.ndarray], starts: list[int],
+                 arrivals: list[float], due: list[float], echo_gain: float,
+                 echo_delay: int, samples: int) -> None:
+        super().__init__()
+        self._tick = tick
+        self.clock = tick.clock
+        self.frames, self.starts, self.arrivals, self.due = frames, starts, arrivals, due
+        self.next = 0  # the next caller frame to hear
+        self.echo_gain = echo_gain
+        self.echo_delay = echo_delay
+        self.line = np.zeros(samples + echo_delay + 2 * FRAME_SAMPLES, dtype=np.float32)
+        self.heard = np.zeros(samples, dtype=np.int16)  # the caller frames as the call heard them
+        self.out: list[tuple[int, np.ndarray]] = []  # (sample, frame) the call played
+        self._out_end = 0
+
+    # -- the tick's side
+    def take_frames(self) -> tuple[list[np.ndarray], list[float]]:
+        now = self.clock.now() + VirtualClock.EPSILON
+        frames, times = [], []
+        while self.next < len(self.frames) and self.due[self.next] <= now:
+            j = self.next
+            self.next += 1
+            frame = self.frames[j]
+            if self.echo_gain:
+                s = self.starts[j]
+                echo = np.round(self.line[s : s + FRAME_SAMPLES])
+                frame = np.clip(frame + echo, -32768, 32767).astype(np.int16)
+            end = min(self.starts[j] + FRAME_SAMPLES, len(self.heard))
+            self.heard[self.starts[j] : end] = frame[: max(0, end - self.starts[j])]
+            frames.append(frame)
+            times.append(self.arrivals[j])
+        return frames, times
 
     async def send_audio(self, frame: np.ndarray) -> None:
-        self.out[self.tick] = frame
+        self._played.append(frame)
 
+    async def send_frame(self, frame: np.ndarray) -> None:
+        at = max(int(round(self.clock.now() * SAMPLE_RATE)), self._out_end)
+        self._out_end = at + len(frame)
+        self.out.append((at, frame.copy()))  # (the playout may reuse its buffer)
+        if self.echo_gain:
+            s = at + self.echo_delay
+            part = self.line[s : s + len(frame)]
+            part[:] = frame[: len(part)] * self.echo_gain
+
+    # -- the rest of a `Transport`
     async def clear_audio(self) -> None:
         return None  # nothing is buffered past the loop in a replay
 
@@ -184,6 +239,176 @@ def _segments(pcm: np.ndarray, reference: np.ndarray | None = None, gap_ms: int 
     return [(a * FRAME_MS, (b + 1) * FRAME_MS) for a, b in segs if (b - a + 1) * FRAME_MS >= min_ms]
 
 
+ONSET_WINDOW_MS = 10
+ONSET_OVER_FLOOR_DB = 20.0
+ONSET_FLOOR_MIN_DBFS = -100.0  # digital silence: its floor counts as this
+ONSET_BRIDGE_WINDOWS = 3  # quiet windows inside speech (a stop's closure) that do not end it
+ONSET_LOOK_BACK_MS = 300  # a louder stretch reaching further back is not the caller's onset
+ONSET_GAP_MS = 200  # voiced stretches this close are one speech (not merged further: the
+# agent's echo or an earlier word would then give an onset long before the barge-in)
+
+
+def window_levels(pcm: np.ndarray, window_ms: int = ONSET_WINDOW_MS) -> np.ndarray:
+    """RMS level (dBFS) of each whole `window_ms` window of `pcm`."""
+    n = SAMPLE_RATE * window_ms // 1000
+    w = pcm[: len(pcm) // n * n].astype(np.float64).reshape(-1, n)
+    power = np.mean(w * w, axis=1) / (32768.0 * 32768.0)
+    return 10 * np.log10(np.maximum(power, 1e-30))
+
+
+def noise_floor_dbfs(levels: np.ndarray) -> float:
+    """The caller's noise floor: the 10th percentile of its window levels."""
+    if not len(levels):
+        return ONSET_FLOOR_MIN_DBFS
+    return max(float(np.percentile(levels, 10)), ONSET_FLOOR_MIN_DBFS)
+
+
+def speech_onset_ms(caller: np.ndarray, at_ms: float,
+                    segments: list[tuple[float, float]] | None = None,
+                    levels: np.ndarray | None = None) -> float:
+    """The audible onset of the caller's speech that an interrupt at `at_ms` answered: the
+    first 10 ms window over the caller's noise floor by 20 dB, of the loud stretch that
+    holds the start of the last voiced segment (`segments`, e.g. `_segments`) before
+    `at_ms`. A loud stretch that reaches more than 300 ms further back (the agent's echo
+    all along) gives the segment's start instead."""
+    if levels is None:
+        levels = window_levels(caller)
+    if not len(levels):
+        return at_ms
+    if segments is None:
+        segments = _segments(caller, None, gap_ms=ONSET_GAP_MS, min_ms=60)
+    loud = levels > noise_floor_dbfs(levels) + ONSET_OVER_FLOOR_DB
+    w = ONSET_WINDOW_MS
+    anchor = max((a for a, _ in segments or () if a <= at_ms), default=None)
+    end = min(int(at_ms // w), len(loud) - 1)
+    if anchor is None:  # no voiced segment: the loud stretch just before the interrupt
+        i = end
+        while i >= 0 and not loud[i]:
+            i -= 1
+        if i < 0:
+            return at_ms
+        anchor = i * w
+    ia = min(int(anchor // w), len(loud) - 1)
+    if not loud[ia]:  # voiced but not yet loud: the first loud window after
+        for i in range(ia, end + 1):
+            if loud[i]:
+                return float(i * w)
+        return float(anchor)
+    limit = max(0, ia - ONSET_LOOK_BACK_MS // w)
+    onset, quiet, i = ia, 0, ia - 1
+    while i >= limit:
+        if loud[i]:
+            onset, quiet = i, 0
+        else:
+            quiet += 1
+            if quiet > ONSET_BRIDGE_WINDOWS:
+                return float(onset * w)
+        i -= 1
+    if ia * w < ONSET_LOOK_BACK_MS:  # the recording starts inside the stretch
+        return float(onset * w)
+    return float(anchor)
+
+
+def load_media_timeline(path: str | Path) -> dict[str, Any] | None:
+    """The `media` lists of a recording's timeline (`media.recording`), if it has them."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    media = doc.get("media") if isinstance(doc, dict) else None
+    if not isinstance(media, dict) or not media.get("caller"):
+        return None
+    return {**media, "events": doc.get("events") or []}
+
+
+def _caller_schedule(caller: np.ndarray, media: dict[str, Any] | None, tail_ms: int
+                     ) -> tuple[list[np.ndarray], list[int], list[float], list[float], float]:
+    """The caller frames (with `tail_ms` of silence after them), where each starts in the
+    caller channel, when each arrived and when the tick hears it, and the call's first
+    tick (in (0, 20] ms: the tick ran from the call's start). Plain audio: frame `j` arrives at `(j + 1) * 20 ms` and is heard at that tick; a
+    recording's timeline gives both as they were live (its ticks' phase included)."""
+    if media is None:
+        n = len(caller) // FRAME_SAMPLES
+        starts = [j * FRAME_SAMPLES for j in range(n)]
+        arrivals = [(j + 1) * FRAME_S for j in range(n)]
+        due = list(arrivals)
+        first_tick = TICK_S
+    else:
+        rows = media["caller"]
+        times = [float(r[0]) for r in rows]
+        starts = frame_positions(times, FRAME_SAMPLES)
+        arrivals = [t / 1000 + FRAME_S for t in times]
+        heard = [float(r[1]) / 1000 for r in rows]
+        # the grid of the live ticks: a tick can be late, never early, so the least late
+        # of them shows the grid (offsets taken within half a tick of the first one's)
+        lead = min(math.remainder(h - heard[0], TICK_S) for h in heard)
+        phase = math.fmod(heard[0] + lead, TICK_S) % TICK_S
+        due = [phase + round((h - phase) / TICK_S) * TICK_S for h in heard]
+        first_tick = phase if phase > VirtualClock.EPSILON else TICK_S
+    frames = []
+    for s in starts:
+        f = caller[s : s + FRAME_SAMPLES]
+        if len(f) < FRAME_SAMPLES:
+            f = np.concatenate([f, np.zeros(FRAME_SAMPLES - len(f), dtype=np.int16)])
+        frames.append(f)
+    last_due = due[-1] if due else first_tick - TICK_S
+    last_start = (starts[-1] + FRAME_SAMPLES) if starts else 0
+    silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+    for k in range(1, tail_ms // FRAME_MS + 1):  # the tail: silence, one frame a tick
+        frames.append(silence)
+        starts.append(last_start + (k - 1) * FRAME_SAMPLES)
+        arrivals.append(last_due + k * TICK_S)
+        due.append(last_due + k * TICK_S)
+    return frames, starts, arrivals, due, first_tick
+
+
+def _agent_spurts(right: np.ndarray, media: dict[str, Any] | None
+                  ) -> list[tuple[float, np.ndarray]]:
+    """The recorded agent's talkspurts: (when its first frame played, its audio). From the
+    timeline's play times when there is one: a frame more than 1.5 frames after the one
+    before starts a talkspurt (a dry playout), unless a barge-in paused the agent in
+    between. Live, the agent's audio stays queued after its last frame played until its
+    utterance is reported (`agent.heard`: it played out, or a barge-in flushed it), so the
+    talkspurt goes on in silence until then. Without a timeline: the agent channel's voiced
+    stretches."""
+    if media is None or not media.get("agent"):
+        frames = split_frames(right)
+        return [(a / 1000, np.concatenate(frames[int(a // FRAME_MS) : int(b // FRAME_MS)]))
+                for a, b in _segments(right)]
+    times = [float(t) for t in media["agent"]]
+    starts = frame_positions(times, FRAME_SAMPLES)
+    events = media.get("events") or []
+    pauses = [float(e["t_ms"]) for e in events if e.get("type") == "bargein.pause"]
+    ends = sorted(float(e["t_ms"]) for e in events
+                  if e.get("type") in ("agent.heard", "call.end"))
+    spurts: list[tuple[float, list[np.ndarray]]] = []
+    for i, (t, s) in enumerate(zip(times, starts, strict=True)):
+        f = right[s : s + FRAME_SAMPLES]
+        if len(f) < FRAME_SAMPLES:
+            f = np.concatenate([f, np.zeros(FRAME_SAMPLES - len(f), dtype=np.int16)])
+        if i == 0 or (t - times[i - 1] > 1.5 * FRAME_MS
+                      and not any(times[i - 1] <= p <= t for p in pauses)):
+            spurts.append((t / 1000, []))
+        spurts[-1][1].append(f)
+    out = []
+    for t, fs in spurts:
+        last = t * 1000 + _spurt_ms(times, t * 1000, len(fs))
+        end = next((e for e in ends if e >= last - FRAME_MS / 2), last)
+        held = min(int(max(0.0, end - last) // FRAME_MS), MAX_HELD_FRAMES)
+        fs = fs + [np.zeros(FRAME_SAMPLES, dtype=np.int16)] * held
+        out.append((t, np.concatenate(fs)))
+    return out
+
+
+MAX_HELD_FRAMES = 500  # 10 s of a talkspurt held after its last frame (a lost mark)
+
+
+def _spurt_ms(times: list[float], first_ms: float, n: int) -> float:
+    """Milliseconds from a talkspurt's first frame to the end of its last."""
+    i = times.index(first_ms)
+    return times[i + n - 1] - first_ms + FRAME_MS
+
+
 async def replay_async(
     audio: str | Path | np.ndarray,
     app: Any = None,
@@ -195,9 +420,12 @@ async def replay_async(
     tail_ms: int = 1000,
     echo_db: float | None = None,
     echo_ms: float = 40.0,
+    timeline: str | Path | None = None,
 ) -> ReplayResult:
     """Run the recording through the voice loop; see `replay`.
 
+    `timeline` is the recording's JSON timeline (default: the WAV's name with `.json`, when
+    it exists and holds the `media` lists): the frames' live timing.
     `echo_db` (e.g. -10) plays the line's echo: what the agent plays comes back into the
     caller's channel `echo_ms` later, that many dB down, as on a phone line (for recordings
     made without it, to check that the agent's own voice does not interrupt it)."""
@@ -205,13 +433,30 @@ async def replay_async(
         caller, right = audio, agent_audio
     else:
         caller, right = load_wav(audio)
+        if timeline is None and Path(audio).with_suffix(".json").exists():
+            timeline = Path(audio).with_suffix(".json")
     if agent_channel and right is None:
         raise ValueError("--agent-channel needs a stereo file (caller left, agent right)")
-    clock = VirtualClock()
-    transport = _ReplayTransport()
+    media = load_media_timeline(timeline) if timeline is not None else None
+    frames, starts, arrivals, due, first_tick = _caller_schedule(caller, media, tail_ms)
+    end_t = (due[-1] if due else first_tick) + 1e-9
+    total = int(round(end_t / FRAME_S))
+    samples = max(total * FRAME_SAMPLES, (starts[-1] + FRAME_SAMPLES) if starts else 0)
 
+    clock = VirtualClock(start=-TICK_S)
+    tick = MediaTick(clock)
+    echo_delay = int(round(echo_ms * SAMPLE_RATE / 1000))
+    echo_gain = 10 ** (echo_db / 20) if echo_db is not None else 0.0
+    stream = _ReplayStream(tick, frames, starts, arrivals, due, echo_gain, echo_delay,
+                           samples)
+    # The tick runs on its grid from the call's start, as the app's tick did live (the
+    # call joins it as it opens); the call's clock starts at 0.
+    clock.advance_to(first_tick - TICK_S)
+    tick.join(stream)
+    await clock.settle()
+    clock.advance_to(0.0)
     if agent_channel:
-        call = Call(transport, _RecordedAgent(), _NoSTT(), _NoTTS(),
+        call = Call(stream, _RecordedAgent(), _NoSTT(), _NoTTS(),
                     settings=settings, clock=clock, call_id="replay")
         await call.start()
     else:
@@ -223,62 +468,62 @@ async def replay_async(
         if tts is not None:
             gw.tts = tts
         gw.load_engines()
-        call = await gw.open_call(transport, call_id="replay", clock=clock,
+        call = await gw.open_call(stream, call_id="replay", clock=clock,
                                   call_settings=settings)
-
-    frames = split_frames(caller)
-    n_tail = tail_ms // FRAME_MS
-    total = len(frames) + n_tail
-    agent_frames = split_frames(right) if (agent_channel and right is not None) else []
-    agent_segments = _segments(right) if agent_channel and right is not None else []
-    seg_starts = {int(a // FRAME_MS): (int(a // FRAME_MS), int(b // FRAME_MS))
-                  for a, b in agent_segments}
-    silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-    echo_delay = int(round(echo_ms * SAMPLE_RATE / 1000))
-    echo_gain = 10 ** (echo_db / 20) if echo_db is not None else 0.0
-    line = np.zeros((total + 1) * FRAME_SAMPLES + echo_delay, dtype=np.float32)  # agent, delayed
-    caller_in = caller.copy()  # what the loop heard: the caller plus the echo
-
-    for i in range(total):
-        if call.closed:
-            break
-        transport.tick = i
-        if i in seg_starts:
-            a, b = seg_starts[i]
-            call.speaker.play(f"recorded-{a}", np.concatenate(agent_frames[a:b]))
-        clock.advance_to(i * FRAME_MS / 1000)
+    stream.call = call
+    spurts = _agent_spurts(right, media) if agent_channel and right is not None else []
+    player = asyncio.create_task(_play_spurts(call, clock, spurts)) if spurts else None
+    try:
+        while not call.closed:
+            await _settle(call)
+            nxt = clock.next_deadline()
+            if nxt is None or nxt > end_t:
+                break
+            clock.advance_to(nxt)
         await _settle(call)
-        frame = frames[i] if i < len(frames) else silence
-        if echo_gain:
-            played_now = transport.out.get(i)
-            at = i * FRAME_SAMPLES + echo_delay
-            if played_now is not None:
-                line[at : at + FRAME_SAMPLES] = played_now * echo_gain
-            heard = line[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
-            frame = np.clip(frame + np.round(heard), -32768, 32767).astype(np.int16)
-            part = caller_in[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
-            part[:] = frame[: len(part)]
-        await call.caller_frame(frame)
-        await _settle(call)
-
-    duration_ms = total * FRAME_MS
+    finally:
+        tick.leave(stream)
+        await tick.stop()
+        if player is not None:
+            player.cancel()
+            await asyncio.gather(player, return_exceptions=True)
+    duration_ms = round(end_t * 1000, 1)
     await call.close("replay finished")
+
     played = np.zeros(total, dtype=bool)
-    agent_out = np.zeros(total * FRAME_SAMPLES, dtype=np.int16)
-    for tick, frame in transport.out.items():
-        if tick < total:
-            played[tick] = True
-            agent_out[tick * FRAME_SAMPLES : (tick + 1) * FRAME_SAMPLES] = frame
+    agent_out = np.zeros(samples, dtype=np.int16)
+    for at, frame in stream.out:
+        n = min(len(frame), len(agent_out) - at)
+        if n <= 0:
+            continue
+        agent_out[at : at + n] = frame[:n]
+        k = (at + FRAME_SAMPLES // 2) // FRAME_SAMPLES
+        if k < total:
+            played[k] = True
     reference = right if agent_channel else agent_out
     segs = _segments(caller, reference)
+    # (onsets: voiced stretches not merged across pauses, so each starts its own speech)
+    near = _segments(caller, reference, gap_ms=ONSET_GAP_MS, min_ms=60)
+    levels = window_levels(caller)
     interrupts = []
     for t in call.interrupts:
         at_ms = round(t * 1000, 1)
-        onset = max((a for a, _ in segs if a <= at_ms), default=at_ms)
+        onset = speech_onset_ms(caller, at_ms, near, levels)
         interrupts.append({"at_ms": at_ms, "speech_onset_ms": onset,
                            "latency_ms": round(at_ms - onset, 1)})
     return ReplayResult(duration_ms=duration_ms, interrupts=interrupts, events=call.timeline,
-                        speech_segments=segs, caller=caller_in, agent=agent_out, played=played)
+                        speech_segments=segs, caller=stream.heard, agent=agent_out,
+                        played=played)
+
+
+async def _play_spurts(call: Call, clock: VirtualClock,
+                       spurts: list[tuple[float, np.ndarray]]) -> None:
+    """The recorded agent's talkspurts, each queued when its first frame played live."""
+    for i, (t, pcm) in enumerate(spurts):
+        await clock.sleep_until(t)
+        if call.closed:
+            return
+        call.speaker.play(f"recorded-{i + 1}", pcm, last=True)
 
 
 def replay(audio: str | Path | np.ndarray, app: Any = None, agent_channel: bool = False,

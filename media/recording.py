@@ -4,9 +4,19 @@
 its time `t` (seconds since the call started, on the call's injected clock), and
 events. Frames are kept as a list and only laid out into arrays when writing:
 `write_wav` writes a stereo 16 kHz WAV (caller left, agent right), each frame placed
-at sample round(t * 16000), silence where nothing was recorded; if two frames of one
-side overlap, the later one recorded wins. `write_timeline` writes
-`{"events": [{"t_ms": ..., "type": ..., ...fields}]}` sorted by time.
+at sample round(t * 16000), silence where nothing was recorded; a frame that would
+overlap the one before it on its side goes right after it instead (`frame_positions`:
+a burst of caller frames, or a talkspurt's first frame played between two media ticks),
+so no audio is lost. `write_timeline` writes
+`{"events": [{"t_ms": ..., "type": ..., ...fields}], "media": {...}}` sorted by time.
+
+`media` is what replay needs to drive a call exactly as it was driven live
+(`gateway.testing`): `caller` lists, per caller frame in order, `[t_ms, heard_ms]` (the
+frame's start as recorded, and when the voice loop heard it: its media tick), `agent`
+the time each agent frame was played. Caller frames are recorded at their arrival minus
+one frame (audio arrives when its last sample has been sent), so the caller channel is
+the caller's timing as the network delivered it, and the tick each frame met is kept
+beside it.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import numpy as np
 
 from media.frames import SAMPLE_RATE
 
-__all__ = ["CallRecorder"]
+__all__ = ["CallRecorder", "frame_positions"]
 
 
 def _check_t(t: float) -> float:
@@ -37,14 +47,21 @@ class CallRecorder:
         self._caller: list[tuple[int, np.ndarray]] = []
         self._agent: list[tuple[int, np.ndarray]] = []
         self._events: list[dict[str, Any]] = []
+        self._caller_times: list[list[float]] = []  # [t_ms, heard_ms] per caller frame
+        self._agent_times: list[float] = []  # t_ms per agent frame
 
-    def caller(self, frame: np.ndarray, t: float) -> None:
-        """A frame heard from the caller, starting at `t` seconds."""
-        self._add(self._caller, frame, t, "caller")
+    def caller(self, frame: np.ndarray, t: float, heard: float | None = None) -> None:
+        """A frame from the caller, starting at `t` seconds, which the voice loop heard at
+        `heard` (default: `t`)."""
+        t_ms = round(_check_t(t) * 1000, 3)
+        self._add(self._caller, frame, t_ms / 1000, "caller")
+        self._caller_times.append([t_ms, round((t if heard is None else heard) * 1000, 3)])
 
     def agent(self, frame: np.ndarray, t: float) -> None:
         """A frame sent to the caller, starting at `t` seconds."""
-        self._add(self._agent, frame, t, "agent")
+        t_ms = round(_check_t(t) * 1000, 3)
+        self._add(self._agent, frame, t_ms / 1000, "agent")
+        self._agent_times.append(t_ms)
 
     def event(self, t: float, type: str, **fields: Any) -> None:
         """An event at `t` seconds; `fields` should be JSON-serializable (else str())."""
@@ -82,7 +99,10 @@ class CallRecorder:
 
     def write_timeline(self, path: str | os.PathLike[str]) -> None:
         with open(path, "w", encoding="utf-8") as f:
-            json.dump({"events": self.timeline()}, f, indent=1, default=str)
+            doc: dict[str, Any] = {"events": self.timeline()}
+            if self._caller_times or self._agent_times:
+                doc["media"] = {"caller": self._caller_times, "agent": self._agent_times}
+            json.dump(doc, f, indent=1, default=str)
             f.write("\n")
 
     @staticmethod
@@ -94,4 +114,21 @@ class CallRecorder:
                 f"{type(frame).__name__}{getattr(frame, 'dtype', '')}"
                 f"{getattr(frame, 'shape', '')}"
             )
-        track.append((int(round(_check_t(t) * SAMPLE_RATE)), frame.copy()))
+        start = int(round(_check_t(t) * SAMPLE_RATE))
+        if track:
+            start = max(start, track[-1][0] + len(track[-1][1]))
+        track.append((start, frame.copy()))
+
+
+def frame_positions(times_ms: list[float], frame_samples: int) -> list[int]:
+    """Where `CallRecorder` placed frames of one side recorded at `times_ms`: at their time,
+    or right after the frame before when they would overlap it."""
+    out: list[int] = []
+    end = None
+    for t in times_ms:
+        start = int(round(_check_t(t / 1000) * SAMPLE_RATE))
+        if end is not None:
+            start = max(start, end)
+        out.append(start)
+        end = start + frame_samples
+    return out
