@@ -19,6 +19,14 @@ calls).
 Sends must never wait inside the tick: a peer that stops reading would hold up every call.
 Members (`TickedStream`: the provider media streams, web clients, AudioSocket) drop what
 their peer cannot take.
+
+What this tick paces today: the provider media streams, the web client (`/ws`) and
+AudioSocket (the app's `MediaTick`, real clock), and `replay` (`gateway.testing`: its own
+`MediaTick` on a `VirtualClock`, so a recorded call is driven as it was live). Not yet:
+SIP runs a copy of this tick in `gateway.transports.sip` (the same `TickPacer`, the same
+play-then-hear order, one frame heard a tick, silence when no RTP came), and WebRTC still
+uses `Call`'s own per-call ticker (`Call._tick_loop`), whose frames `AgentAudioTrack`
+buffers for aiortc's sender, which pulls `recv()` on its own 20 ms clock.
 """
 
 from __future__ import annotations
