@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import re
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
@@ -50,7 +51,8 @@ class AtomsApp:
             settings.setdefault("stt_phrases", PHRASES)
         self.setup_handler = setup_handler
         self.settings = Settings.from_env(**settings)
-        self.calls: dict[str, Call] = {}
+        self.calls: dict[str, Call] = {}  # by the gateway's own id (`Call.gateway_id`)
+        self._ending: set[str] = set()  # calls whose end_call runs
         self.ready_reason: str | None = "starting"
         self.draining = False
         self.stt: Any = None
@@ -228,12 +230,13 @@ class AtomsApp:
         for hook in self._on_stop:  # listeners (WebRTC, SIP, AudioSocket) end their own calls
             await hook()
         for call in list(self.calls.values()):
-            log.info("%s: still active after the drain timeout; hanging up", call.call_id)
+            label = call_label(call.call_id, call.gateway_id)
+            log.info("%s: still active after the drain timeout; hanging up", label)
             try:
                 await call.transport.hangup()  # closes the socket
             except Exception:
-                log.exception("%s: hang-up at shutdown failed", call.call_id)
-            await self.end_call(call, "server shutdown")
+                log.exception("%s: hang-up at shutdown failed", label)
+            await self.end_call(call, "server shutdown")  # (never raises: see end_call)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -276,12 +279,19 @@ class AtomsApp:
         call_settings: CallSettings | None = None,
         far_end_confirms: bool = False,
     ) -> Call:
-        """Start a call: session from the setup handler, voice loop, then init + joined."""
+        """Start a call: session from the setup handler, voice loop, then init + joined.
+
+        `call_id` is the caller's (the provider's) id: kept as data, for the session and
+        the logs. The registry keys the call by an id of the gateway's own
+        (`Call.gateway_id`), so duplicate or hostile caller ids cannot share a slot, a
+        count or a recording."""
         if self.draining:
             raise CallRefused("server is shutting down")
         if len(self.calls) >= self.settings.max_calls:
             raise CallRefused(f"call limit reached ({self.settings.max_calls})")
-        call_id = call_id or f"call-{uuid.uuid4().hex[:12]}"
+        key = self._new_key()
+        call_id = call_id or key
+        label = call_label(call_id, key)
         init_event = init_event or SDKSystemInitEvent()
         if call_settings is None:
             call_settings = CallSettings(record=self.settings.record_dir is not None,
@@ -292,49 +302,75 @@ class AtomsApp:
             remote.context = dict(context or {})
             call = Call(transport, remote, self.stt, self.tts, init_event=init_event,
                         settings=call_settings, call_id=call_id, clock=clock)
-            self.calls[call_id] = call
+            call.gateway_id = key
+            self.calls[key] = call
             await call.start()  # system.init connects to the agent server
-            log.info("%s: call started with remote agent %s (%d active)", call_id,
+            log.info("%s: call started with remote agent %s (%d active)", label,
                      self.settings.agent_url, len(self.calls))
             return call
         session = AgentSession(session_id=call_id, init_event=init_event, context=context)
         call = Call(transport, session, self.stt, self.tts, init_event=init_event,
                     settings=call_settings, call_id=call_id, clock=clock)
-        self.calls[call_id] = call
-        setup = asyncio.create_task(self._run_setup(call, session), name=f"setup:{call_id}")
+        call.gateway_id = key
+        self.calls[key] = call
+        setup = asyncio.create_task(self._run_setup(call, session), name=f"setup:{key}")
         self._background.add(setup)
         setup.add_done_callback(self._background.discard)
         started = asyncio.create_task(session.wait_until_started())
         await asyncio.wait({setup, started}, return_when=asyncio.FIRST_COMPLETED)
         started.cancel()
         if not session.is_started:
-            self.calls.pop(call_id, None)
-            raise CallRefused(f"{call_id}: the setup handler failed before starting the session")
+            self.calls.pop(key, None)
+            raise CallRefused(f"{label}: the setup handler failed before starting the session")
         await call.start()
-        log.info("%s: call started (%d active)", call_id, len(self.calls))
+        log.info("%s: call started (%d active)", label, len(self.calls))
         return call
+
+    def _new_key(self) -> str:
+        while True:
+            key = f"call-{uuid.uuid4().hex[:12]}"
+            if key not in self.calls:
+                return key
 
     async def _run_setup(self, call: Call, session: AgentSession) -> None:
         try:
             await self.setup_handler(session)
         except Exception:
-            log.exception("%s: setup handler failed", call.call_id)
+            log.exception("%s: setup handler failed", call_label(call.call_id, call.gateway_id))
             await call.close("setup handler failed")
 
     async def end_call(self, call: Call, reason: str) -> None:
-        """The transport is gone: close the call, write its recording, forget it."""
-        await call.close(reason)
-        if call.call_id not in self.calls:
+        """The transport is gone: close the call, write its recording, forget it.
+
+        The call leaves the registry whatever fails on the way (a session that raises on
+        close, a recording that cannot be written): a failure here must never keep a
+        `max_calls` slot, nor stop a shutdown's drain."""
+        key = call.gateway_id
+        label = call_label(call.call_id, key)
+        if key in self._ending:
+            await call.wait_closed()
             return
-        if self.settings.record_dir and call.recorder is not None:
-            try:  # a thread: writing a 10-minute call takes 0.1-0.2 s, which every call's
-                # audio would wait for on the loop (asyncio has no non-blocking file I/O)
-                await asyncio.to_thread(_write_recording, call.recorder,
-                                        Path(self.settings.record_dir), call.call_id)
-            except OSError:
-                log.exception("%s: could not write the call recording", call.call_id)
-        del self.calls[call.call_id]
-        log.info("%s: call ended (%s); %d active", call.call_id, reason, len(self.calls))
+        self._ending.add(key)
+        try:
+            try:
+                await call.close(reason)
+            except Exception:
+                log.exception("%s: closing the call failed", label)
+            if self.calls.get(key) is not call:
+                return
+            if self.settings.record_dir and call.recorder is not None:
+                try:  # a thread: writing a 10-minute call takes 0.1-0.2 s, which every
+                    # call's audio would wait for on the loop (no non-blocking file I/O)
+                    await asyncio.to_thread(_write_recording, call.recorder,
+                                            Path(self.settings.record_dir),
+                                            recording_name(call.call_id, key))
+                except Exception:
+                    log.exception("%s: could not write the call recording", label)
+        finally:
+            self._ending.discard(key)
+            if self.calls.get(key) is call:
+                del self.calls[key]
+                log.info("%s: call ended (%s); %d active", label, reason, len(self.calls))
 
     # -- HTTP ------------------------------------------------------------------------------
     async def _health(self, request: web.Request) -> web.Response:
@@ -358,8 +394,35 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _write_recording(recorder: CallRecorder, folder: Path, call_id: str) -> None:
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+MAX_NAME_CHARS = 64  # of the caller's id in a recording's name
+_LOG_CHARS = 80
+
+
+def recording_name(call_id: str, gateway_id: str) -> str:
+    """A recording's file name (without extension): the caller's id reduced to
+    `[A-Za-z0-9_-]` and `MAX_NAME_CHARS`, then the gateway's own unique id. Never a path:
+    no separator, no dot, no NUL can come through, whatever the caller sent."""
+    safe = _UNSAFE_NAME.sub("_", call_id)[:MAX_NAME_CHARS].strip("_")
+    if not safe or call_id == gateway_id:
+        return gateway_id
+    return f"{safe}-{gateway_id}"
+
+
+def call_label(call_id: str, gateway_id: str) -> str:
+    """How a call is named in log lines: the caller's id (control characters escaped,
+    bounded), and the gateway's id when it differs."""
+    shown = call_id[:_LOG_CHARS].encode("unicode_escape").decode("ascii")
+    if len(call_id) > _LOG_CHARS:
+        shown += "..."
+    return shown if call_id == gateway_id else f"{shown} [{gateway_id}]"
+
+
+def _write_recording(recorder: CallRecorder, folder: Path, name: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    recorder.write_wav(folder / f"{call_id}.wav")
-    recorder.write_timeline(folder / f"{call_id}.json")
+    for suffix, write in ((".wav", recorder.write_wav), (".json", recorder.write_timeline)):
+        path = folder / f"{name}{suffix}"
+        if path.parent != folder or _UNSAFE_NAME.search(name):  # (recording_name's names)
+            raise ValueError(f"unsafe recording name {name!r}")
+        write(path)
 

@@ -151,7 +151,8 @@ class Call:
         clock: Clock | None = None,
         call_id: str | None = None,
     ) -> None:
-        self.call_id = call_id or f"call-{next(self._ids)}"
+        self.call_id = call_id or f"call-{next(self._ids)}"  # the caller's id: data only
+        self.gateway_id = self.call_id  # the registry's key: AtomsApp sets its own unique id
         self.transport = transport
         self.session = session
         self.settings = settings or CallSettings()

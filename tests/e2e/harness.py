@@ -106,6 +106,12 @@ class Gateway:
         return f"ws://{HOST}:{self.port}"
 
 
+def listed(gw: Gateway, call_id: str) -> bool:
+    """The gateway lists a call with this caller's id (its registry is keyed by ids of
+    its own)."""
+    return any(c.call_id == call_id for c in gw.app.calls.values())
+
+
 def demo_phrases() -> list[str]:
     from gateway.demo import PHRASES
 

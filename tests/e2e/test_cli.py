@@ -108,3 +108,21 @@ async def test_serve_answers_a_call_and_stops_on_sigterm(tmp_path):
         await client.hangup_and_wait()
         assert client.closed.is_set()
         await client.close()
+
+
+@pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
+async def test_sigterm_drains_a_call_with_a_nul_byte_in_its_id(tmp_path):
+    """A caller's id with a NUL byte once made `end_call` raise: the call kept its slot
+    and SIGTERM exited 1 at once. Now the call is hung up, recorded under a safe name and
+    the process exits 0."""
+    folder = tmp_path / "rec"
+    async with serving(tmp_path / "serve.log", "--record-dir", str(folder),
+                       "--drain-timeout", "0.5") as port:
+        client = TwilioClient(HOST, port, call_id="CA\x00nul/../x")
+        await client.connect()
+        await client.start()
+        client.start_mic()
+        await client.wait_audio(0.5)
+    await asyncio.wait_for(client.closed.wait(), 5)
+    await client.close()
+    assert [p.suffix for p in sorted(folder.iterdir())] == [".json", ".wav"]

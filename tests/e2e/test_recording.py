@@ -9,7 +9,7 @@ import numpy as np
 
 from media.recording import CallRecorder
 from tests.e2e.clients import WebClient
-from tests.e2e.harness import HOST
+from tests.e2e.harness import HOST, listed
 from tests.speechgen import speech, trim_silence
 
 
@@ -35,10 +35,10 @@ async def test_record_dir_writes_stereo_wav_and_timeline(gateway_factory, tmp_pa
     wav_path, timeline_path = tmp_path / f"{call_id}.wav", tmp_path / f"{call_id}.json"
     # the gateway forgets a call only after writing its recording
     for _ in range(200):  # (written in a thread: no session event marks the end)
-        if call_id not in gw.app.calls:
+        if not listed(gw, call_id):
             break
         await asyncio.sleep(0.05)
-    assert call_id not in gw.app.calls
+    assert not listed(gw, call_id)
     assert writers and threading.get_ident() not in writers
     with wave.open(str(wav_path)) as w:
         assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 16000, 2)
