@@ -407,8 +407,14 @@ class Call:
         assert pause is not None
         cfg = self.settings
         pause.frames += 1
-        last = self.bargein.last
-        voiced = last is not None and last.active and last.vad
+        if (self.elapsed() - pause.t) * 1000 > self.settings.bargein.echo_tail_ms + FRAME_MS:
+            # the agent's audio stopped longer ago than any echo lasts: the caller channel
+            # is the caller alone, and the plain VAD judges it (the detector's gate would
+            # still weigh it against an echo that is gone)
+            voiced = self.vad.is_voiced(frame)
+        else:
+            last = self.bargein.last
+            voiced = last is not None and last.active and last.vad
         pause.quiet = 0 if voiced else pause.quiet + 1
         if pause.words and self._words_confirm_in(self.stt.feed(frame)):
             return True

@@ -28,7 +28,8 @@ async def test_record_dir_writes_stereo_wav_and_timeline(gateway_factory, tmp_pa
     await client.start()
     client.start_mic()
     await client.wait_audio(1.0)  # the greeting is playing
-    await client.say(trim_silence(speech("what time is it")))
+    # (a turn, not a backchannel: longer than the 640 ms of speech that confirms one)
+    await client.say(trim_silence(speech("wait, what time is it there now")))
     await client.wait_control("clear")  # the caller talked over the greeting
     await client.hangup_and_wait()
     call_id = client.call_id
@@ -49,8 +50,10 @@ async def test_record_dir_writes_stereo_wav_and_timeline(gateway_factory, tmp_pa
     events = json.loads(timeline_path.read_text())["events"]
     kinds = [e["type"] for e in events]
     assert kinds[0] == "system.init" and "interrupt" in kinds and "agent.speak" in kinds
-    # time-aligned: the agent's right channel goes quiet right after the interrupt
-    t_int = next(e["t_ms"] for e in events if e["type"] == "interrupt") / 1000
+    # time-aligned: the agent's right channel goes quiet right after the barge-in paused it
+    # (the interrupt itself comes once the caller's speech is confirmed as a turn)
+    assert "interrupt" in kinds
+    t_int = next(e["t_ms"] for e in events if e["type"] == "bargein.pause") / 1000
     after = agent[int((t_int + 0.06) * 16000) : int((t_int + 0.4) * 16000)]
     before = agent[int((t_int - 0.5) * 16000) : int(t_int * 16000)]
     assert np.sqrt(np.mean(after**2)) < 0.1 * np.sqrt(np.mean(before**2))
