@@ -6,11 +6,34 @@ Outbound: 20 ms 16 kHz frames -> wire rate -> codec bytes. One `AudioEdge` per c
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from media.codecs import WireFormat
 from media.frames import SAMPLE_RATE, FrameChunker
 from media.resample import StreamResampler
+
+# Sample rates accepted for audio that an agent or a client hands us with a rate of its own
+# (`agent.audio`, `system.audio.chunk`, a web client's `start`): the usual rates from
+# 8 kHz telephony to 48 kHz, nothing else. Each takes a stateful resampler per call and a
+# filter sized by the ratio; an absurd rate (1 Hz) once built a filter of millions of taps
+# and stalled the event loop for seconds, and any number of distinct rates would have kept
+# as many resamplers.
+AUDIO_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def audio_problem(event: Any) -> str | None:
+    """Why an `agent.audio` or `system.audio.chunk` event cannot be played or heard (a rate
+    outside `AUDIO_RATES`, PCM16 of an odd length), or None when it is fine."""
+    rate = getattr(event, "sample_rate", None)
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate not in AUDIO_RATES:
+        return (f"{event.type}: sample_rate must be one of {', '.join(map(str, AUDIO_RATES))}"
+                f" Hz, got {rate!r}")
+    pcm = getattr(event, "pcm", b"")
+    if len(pcm) % 2:
+        return f"{event.type}: PCM16 audio must have an even number of bytes, got {len(pcm)}"
+    return None
 
 
 class AudioEdge:

@@ -37,6 +37,7 @@ from agent.events import (
     SDKSystemUserStartedSpeakingEvent,
     SDKSystemUserStoppedSpeakingEvent,
 )
+from gateway.audio_edge import audio_problem
 from gateway.speaker import Speaker
 from media.bargein import BargeInConfig, BargeInDetector
 from media.clock import Clock, RealClock
@@ -200,6 +201,7 @@ class Call:
         self._stall_t: float | None = None
         self._action: asyncio.Task[None] | None = None  # the last hang-up or transfer
         self._agent_audio_rs: dict[int, StreamResampler] = {}
+        self._audio_dropped = 0  # agent.audio chunks refused (bad rate, over the queue cap)
         self._audio_uid: str | None = None  # utterance built from agent.audio chunks
         self._turn_task: asyncio.Task[None] | None = None  # awaiting a network transcript
 
@@ -568,6 +570,10 @@ class Call:
             self._response_id = None
             self._discard_response = False
         elif etype == "agent.audio":
+            problem = audio_problem(event)
+            if problem is not None:
+                self._drop_audio(problem)
+                return
             pcm = np.frombuffer(event.pcm, dtype="<i2")  # type: ignore[attr-defined]
             rate = event.sample_rate  # type: ignore[attr-defined]
             if rate != SAMPLE_RATE:
@@ -599,6 +605,14 @@ class Call:
         elif etype == "system.output_agent.update_settings":
             if "interruptible" in event.settings:  # type: ignore[attr-defined]
                 self.interruptible = bool(event.settings["interruptible"])  # type: ignore[attr-defined]
+
+    def _drop_audio(self, why: str) -> None:
+        """Agent audio that cannot be taken: dropped, with a log line (the first of a call,
+        then every 100th: an agent that keeps sending it cannot flood the log)."""
+        self._audio_dropped += 1
+        if self._audio_dropped % 100 == 1:
+            log.warning("call %s: agent audio dropped (%d so far): %s", self.call_id,
+                        self._audio_dropped, why)
 
     async def _send_dtmf(self, digits: str) -> None:
         """Key presses for the far end: out of band if the transport can, else as tones

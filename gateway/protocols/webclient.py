@@ -2,11 +2,14 @@
 
 Client -> gateway:
 - optional first text message `{"type": "start", "sample_rate": 16000, "context": {...}}`
-  (rates 8000-48000; without it, binary audio means 16 kHz);
+  (one of the usual rates from 8000 to 48000 Hz, `AUDIO_RATES`; without it, binary audio
+  means 16 kHz);
 - binary messages: PCM16 little-endian mono at that rate, any length;
 - text JSON: `{"type": "dtmf", "digit": "5"}`, `{"type": "text", "text": "..."}` (typed
   input, as if spoken), `{"type": "hangup"}`, or any session event (`system.*`/`agent.*`),
-  which is delivered into the session.
+  which is delivered into the session (`agent.audio` and `system.audio.chunk` only at
+  one of the rates above, in whole PCM16 samples; anything else closes the call with a
+  reason).
 A first message that is a `system.init` event selects the Atoms event protocol instead.
 
 Gateway -> client: `{"type": "started", "call_id", "sample_rate"}`, binary PCM16 20 ms
@@ -22,9 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.events import SDKEvent, SDKSystemInitEvent, decode_event
+from gateway.audio_edge import AUDIO_RATES, audio_problem
 from gateway.protocols.common import DTMF_DIGITS, ProtocolError
 
-RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+RATES = AUDIO_RATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +149,14 @@ class WebClientProtocol:
     @staticmethod
     def _event(msg: dict[str, Any]) -> SDKEvent:
         try:
-            return decode_event(msg)
+            event = decode_event(msg)
         except ValueError as exc:
             raise ProtocolError(str(exc)) from None
+        if event.type in ("agent.audio", "system.audio.chunk"):
+            problem = audio_problem(event)
+            if problem is not None:
+                raise ProtocolError(problem)
+        return event
 
 
 def _looks_like_event(data: bytes) -> bool:

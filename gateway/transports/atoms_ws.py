@@ -21,6 +21,7 @@ from agent.events import (
     encode_event,
 )
 from agent.session import AgentSession
+from gateway.audio_edge import audio_problem
 
 if TYPE_CHECKING:
     from gateway.app import AtomsApp
@@ -84,6 +85,10 @@ async def serve_atoms_protocol(app: AtomsApp, ws: web.WebSocketResponse,
                 break
             try:
                 event = decode_event(msg.data)
+                problem = (audio_problem(event) if event.type in
+                           ("agent.audio", "system.audio.chunk") else None)
+                if problem is not None:
+                    raise ValueError(problem)
             except ValueError as exc:
                 log.warning("%s: bad event from peer: %s", session_id, exc)
                 await send_error(ws, f"bad event: {exc}", severity="warning")

@@ -5,18 +5,24 @@ keeps its audio."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 
-from tests.e2e.clients import CLIENTS, CallClient, TwilioClient
+from agent.events import SDKAgentAudioEvent
+from agent.nodes.base import Node
+from tests.e2e.clients import CLIENTS, CallClient, TwilioClient, WebClient
 from tests.e2e.harness import HOST, Gateway, listed
 
 TRY_AGAIN_LATER = 1013
+UNSUPPORTED_DATA = 1003
 SAFE_FILE = re.compile(r"^[A-Za-z0-9_-]+\.(wav|json)$")
 ID_PROVIDERS = ["twilio", "telnyx", "plivo", "exotel", "vonage"]  # the caller picks the id
 
@@ -117,3 +123,75 @@ async def test_duplicate_call_ids_count_toward_max_calls(gateway_factory, tmp_pa
     await until(lambda: not gw.app.calls, 5, "the second call to end")
     wavs = sorted(Path(tmp_path).glob("*.wav"))
     assert len(wavs) == 2 and all(p.name.startswith("CAsame-") for p in wavs), wavs
+
+
+# ------------------------------------------------------------------ injected agent audio
+
+
+def tone(rate: int, seconds: float, hz: float = 440.0) -> bytes:
+    t = np.arange(int(rate * seconds)) / rate
+    return (8000 * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
+
+
+def agent_audio(pcm: bytes, rate: Any) -> dict[str, Any]:
+    return {"type": "agent.audio", "pcm": base64.b64encode(pcm).decode(), "sample_rate": rate}
+
+
+async def test_agent_audio_at_an_absurd_rate_closes_only_that_web_call(gateway_factory):
+    gw = await gateway_factory()
+    canary = await open_call(gw, "twilio")
+    await canary.wait_audio(0.2)
+    for rate in (1, 7, 0, -16000, 7999, 96000, "fast"):
+        client = WebClient(HOST, gw.port)
+        await client.connect()
+        await client.start()
+        await client.send_json(agent_audio(b"\x01\x02" * 14, rate))
+        await asyncio.wait_for(client.closed.wait(), 5)
+        assert client.close_code == UNSUPPORTED_DATA, (rate, client.close_code)
+        assert "sample_rate" in client.close_reason, (rate, client.close_reason)
+        errors = [e for e in client.events if e.get("type") == "agent.error"]
+        assert errors and "sample_rate" in errors[-1]["message"], (rate, client.events)
+        await client.close()
+    # odd-length PCM16 too
+    client = WebClient(HOST, gw.port)
+    await client.connect()
+    await client.start()
+    await client.send_json(agent_audio(b"\x01\x02\x03", 16000))
+    await asyncio.wait_for(client.closed.wait(), 5)
+    assert client.close_code == UNSUPPORTED_DATA and "even" in client.close_reason
+    await client.close()
+    # a usual rate still plays
+    client = WebClient(HOST, gw.port)
+    await client.connect()
+    await client.start()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await client.send_json(agent_audio(tone(8000, 1.0), 8000))
+    await client.wait_audio(0.5, after=t0)
+    await end(gw, client)
+    # the canary kept its audio, and every rejected call is gone
+    await canary.wait_audio(0.3, after=loop.time())
+    assert not canary.problems
+    await until(lambda: len(gw.app.calls) == 1, 5, "the rejected calls to end")
+    await end(gw, canary)
+
+
+async def test_agent_audio_at_an_absurd_rate_from_a_node_is_dropped(gateway_factory, caplog):
+    caplog.set_level(logging.WARNING, logger="gateway")
+
+    class Injector(Node):
+        async def process_event(self, event: Any) -> None:
+            if event.type == "system.user.joined":
+                await self.send_event(SDKAgentAudioEvent(pcm=b"\x01\x02" * 14, sample_rate=1))
+                await self.send_event(SDKAgentAudioEvent(pcm=tone(8000, 1.0), sample_rate=8000))
+
+    async def setup(session: Any) -> None:
+        session.add_node(Injector(name="injector"))
+        await session.start()
+        await session.wait_until_complete()
+
+    gw = await gateway_factory(setup)
+    client = await open_call(gw, "twilio")
+    await client.wait_audio(0.6)  # the good chunk plays
+    assert "agent audio dropped" in caplog.text and "got 1" in caplog.text
+    await end(gw, client)
