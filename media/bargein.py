@@ -164,9 +164,11 @@ class EchoCanceller:
         end = len(self._ref) - self.delay
         return self._ref[end - n : end]
 
-    def cancel(self, mic: np.ndarray, end: int) -> np.ndarray:
+    def cancel(self, mic: np.ndarray, end: int, explain: bool = True) -> np.ndarray:
         """One caller frame whose last sample was heard at sample time `end`, against the
-        agent audio played before then; returns the residual (float32)."""
+        agent audio played before then; returns the residual (float32). `explain`: test
+        whether the reference explains a residual that would pass the gate (off once the
+        detector has decided, until its reset: the test is the costly part)."""
         self._silence_until(end)
         i = (end - _WINDOW) % _RING
         self._ref = self._line[i : i + _WINDOW]
@@ -228,7 +230,7 @@ class EchoCanceller:
         self._explained_before = self.explained
         self.explained = False
         self.peak_ratio = 0.0
-        if (e_e > _SUSPECT_E and loudest > _AUDIBLE_E
+        if (explain and e_e > _SUSPECT_E and loudest > _AUDIBLE_E
                 and e_e > _SUSPECT_MARGIN * self._expected):
             self.peak_ratio = self._explained_peak()
             self.explained = self.peak_ratio >= self.explained_ratio
@@ -681,7 +683,7 @@ class BargeInDetector:
         delay unchanged. Where no agent frame was played the reference is silence.
         """
         frame = _check(frame)
-        e = self._aec.cancel(frame, round(t * SAMPLE_RATE))
+        e = self._aec.cancel(frame, round(t * SAMPLE_RATE), explain=not self._rule.fired)
         self.last = feats = self._features(e)
         self.last_kind, hit = self._rule.push(feats)
         return hit
