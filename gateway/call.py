@@ -62,6 +62,11 @@ log = logging.getLogger(__name__)
 PREROLL_FRAMES = 15
 BARGE_IN_PREROLL_FRAMES = 25
 CONFIRM_TIMEOUT_S = 1.5
+# The conversation each `system.llm.request` carries: the newest messages, at most this many
+# and (beyond the newest one) this many characters in all. Without a bound every turn
+# carried the whole call, so a long or hostile call cost quadratic time and memory.
+CONVERSATION_MESSAGES = 200
+CONVERSATION_CHARS = 32_000
 # Words a caller says over the agent without taking the turn ("uh-huh", "yeah", "okay",
 # "mm-hmm", "right", "I see", "got it"): a recogniser's text made only of these does not
 # confirm a barge-in. "no", "stop", "wait" are not here: they interrupt.
@@ -175,7 +180,8 @@ class Call:
         self.speaker = Speaker(tts, self.playout, on_audio=self._wake_ticker, call_id=self.call_id)
         self.gatherer = SentenceGatherer()
 
-        self.conversation: list[dict[str, Any]] = []
+        self.conversation: deque[dict[str, Any]] = deque()  # bounded: `_remember`
+        self._conversation_chars = 0
         self.muted = False
         self.user_speaking = False
         self._vad_confirmed = True  # the VAD started the caller's speech (not a barge-in alone)
@@ -369,9 +375,19 @@ class Call:
 
     async def user_said(self, text: str) -> None:
         """A user turn in words (from STT, or typed by a web client)."""
-        self.conversation.append({"role": "user", "content": text})
+        self._remember("user", text)
         await self._deliver(SDKAgentTranscriptUpdateEvent(role="user", content=text))
         await self._deliver(SDKSystemLLMRequestEvent(messages=list(self.conversation)))
+
+    def _remember(self, role: str, text: str) -> None:
+        """Add a message to the conversation; the oldest go beyond CONVERSATION_MESSAGES
+        messages or CONVERSATION_CHARS characters (the newest message always stays)."""
+        self.conversation.append({"role": role, "content": text})
+        self._conversation_chars += len(text)
+        while len(self.conversation) > 1 and (
+                len(self.conversation) > CONVERSATION_MESSAGES
+                or self._conversation_chars > CONVERSATION_CHARS):
+            self._conversation_chars -= len(self.conversation.popleft()["content"])
 
     async def dtmf(self, digit: str) -> None:
         await self._deliver(SDKSystemDtmfEvent(digit=digit))
@@ -525,7 +541,7 @@ class Call:
     async def _heard(self, utterance_id: str, text: str) -> None:
         self._mark("agent.heard", utterance=utterance_id, text=text)
         if text:
-            self.conversation.append({"role": "assistant", "content": text})
+            self._remember("assistant", text)
         await self._deliver(SDKAgentTranscriptUpdateEvent(role="assistant", content=text))
 
     # -- outbound ----------------------------------------------------------------------

@@ -20,6 +20,8 @@ class Settings:
     idle_timeout: float = 60.0  # seconds without caller audio or messages
     drain_timeout: float = 30.0  # SIGTERM: how long active calls may finish
     max_message_bytes: int = 256 * 1024
+    text_turns_per_s: float = 2.0  # typed turns (`/ws` {"type": "text"}) a call may send ...
+    text_turn_burst: int = 10  # ... after a burst of this many; more are refused
     ws_token: str | None = None  # bearer token for /ws and /webrtc
     twilio_auth_token: str | None = None
     audiosocket_port: int | None = None

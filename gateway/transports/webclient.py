@@ -15,6 +15,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from agent.events import SDKEvent, SDKSystemInitEvent, encode_event
 from gateway.app import CallRefused
+from gateway.budget import TokenBucket
 from gateway.call import Call
 from gateway.idle import IdleTimer
 from gateway.media_tick import TickedStream
@@ -64,6 +65,10 @@ class WebClientTransport(TickedStream):
         await self.hangup()  # a browser cannot be transferred; the page sees agent.transfer_call
 
     async def send_event(self, event: SDKEvent) -> None:
+        if event.type == "system.llm.request" and getattr(event, "messages", None):
+            # The page has seen every transcript already: the conversation is for the
+            # agent, not for a browser (it made each typed turn cost the whole call).
+            event = event.model_copy(update={"messages": None})
         await self._json(encode_event(event))
 
     async def _json(self, text: str) -> None:
@@ -92,6 +97,7 @@ async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamRes
     transport: WebClientTransport | None = None
     call: Call | None = None
     reason = "client hung up"
+    turns: TokenBucket | None = None  # typed turns' budget
     async def close_idle() -> None:
         why = "idle timeout" if protocol.started else "no first message"
         await send_error(ws, f"{why} after {idle.timeout:.0f} s", binary=False)
@@ -132,7 +138,13 @@ async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamRes
                 elif isinstance(item, WebDtmf):
                     await call.dtmf(item.digit)
                 elif isinstance(item, WebText):
-                    await call.user_said(item.text)
+                    if turns is None:
+                        turns = TokenBucket(app.settings.text_turns_per_s,
+                                            app.settings.text_turn_burst, call.clock.now)
+                    if turns.take():
+                        await call.user_said(item.text)
+                    else:
+                        await _refuse_turn(ws, call, turns)
                 elif isinstance(item, WebEvent):
                     await call.session.deliver(item.event)
                 elif isinstance(item, WebHangup):
@@ -160,6 +172,16 @@ async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamRes
         if not ws.closed:
             await ws.close()
     return ws
+
+
+async def _refuse_turn(ws: web.WebSocketResponse, call: Call, turns: TokenBucket) -> None:
+    """A typed turn over the call's budget: dropped, the page told, a log line (the first of
+    a run, then every 100th)."""
+    why = (f"typed turn dropped: at most {turns.burst:.0f} at once, then "
+           f"{turns.rate:g} a second")
+    if turns.refused % 100 == 1:
+        log.warning("call %s: %s (%d dropped so far)", call.call_id, why, turns.refused)
+    await send_error(ws, why, severity="warning", binary=False)
 
 
 async def _open(app: AtomsApp, transport: WebClientTransport, context: dict) -> Call:

@@ -18,6 +18,7 @@ import pytest
 
 from agent.events import SDKAgentAudioEvent
 from agent.nodes.base import Node
+from gateway.call import CONVERSATION_MESSAGES
 from tests.e2e.clients import CLIENTS, CallClient, TwilioClient, WebClient
 from tests.e2e.harness import HOST, Gateway, listed
 
@@ -195,3 +196,61 @@ async def test_agent_audio_at_an_absurd_rate_from_a_node_is_dropped(gateway_fact
     await client.wait_audio(0.6)  # the good chunk plays
     assert "agent audio dropped" in caplog.text and "got 1" in caplog.text
     await end(gw, client)
+
+
+# ------------------------------------------------------------------ typed turns
+
+
+async def test_typed_turns_do_not_resend_the_conversation(gateway_factory):
+    gw = await gateway_factory(text_turns_per_s=1e6, text_turn_burst=1_000_000)
+    client = WebClient(HOST, gw.port)
+    await client.connect()
+    await client.start()
+    n = CONVERSATION_MESSAGES + 50
+    for i in range(n):
+        await client.send_json({"type": "text", "text": f"hello number {i}"})
+    sid = client.call_id
+
+    def requests() -> list[Any]:
+        return [s.event for s in gw.rec.events.get(sid, []) if s.event.type == "system.llm.request"]
+
+    await gw.rec.wait(lambda: len(requests()) >= n, 30, f"{n} llm requests")
+    # the agent gets a bounded window of the conversation, the newest turn last
+    sizes = [len(r.messages or []) for r in requests()]
+    assert max(sizes) <= CONVERSATION_MESSAGES
+    assert requests()[-1].messages[-1]["content"] == f"hello number {n - 1}"
+    # the page is told a request happened, without the conversation
+    await until(lambda: sum(e.get("type") == "system.llm.request" for e in client.events) >= n,
+                10, "the page to see every request")
+    shown = [e for e in client.events if e.get("type") == "system.llm.request"]
+    assert all(not e.get("messages") for e in shown)
+    await end(gw, client)
+
+
+async def test_typed_turns_over_the_budget_are_refused(gateway_factory, caplog):
+    caplog.set_level(logging.WARNING, logger="gateway")
+    gw = await gateway_factory()  # defaults: 10 at once, then 2 a second
+    canary = await open_call(gw, "twilio")
+    await canary.wait_audio(0.2)
+    client = WebClient(HOST, gw.port)
+    await client.connect()
+    await client.start()
+    sent = 60
+    for i in range(sent):
+        await client.send_json({"type": "text", "text": f"turn {i}"})
+
+    def refused() -> int:
+        return sum(e.get("type") == "agent.error" and "typed turn dropped" in e["message"]
+                   for e in client.events)
+
+    def taken() -> int:
+        return sum(e.get("type") == "system.llm.request" for e in client.events)
+
+    await until(lambda: refused() + taken() >= sent, 10, "every turn taken or refused")
+    assert refused() >= sent // 2 and taken() >= 10
+    assert "typed turn dropped" in caplog.text
+    assert not client.closed.is_set()  # refused turns do not end the call
+    loop = asyncio.get_running_loop()
+    await canary.wait_audio(0.3, after=loop.time())
+    await end(gw, client)
+    await end(gw, canary)
