@@ -100,6 +100,7 @@ class EchoCanceller:
         self._cs = np.zeros(_GCC + 1)
         self.explained = False  # the last frame's residual correlates with the reference
         self._explained_before = False  # ... and the frame before it
+        self._explained_run = 0  # tested frames in a row that were explained
         self.peak_ratio = 0.0  # ... that strongly (0: not tested)
         self._gacc = np.zeros(_GCC)
         self._gpair = np.zeros((2, _GCC), np.float32)
@@ -111,6 +112,8 @@ class EchoCanceller:
         self._frame = 0
         self.h: np.ndarray | None = None  # filter taps for lags start .. start+taps-1
         self._h_rev = _NO_TAPS  # h reversed (a view), for the correlation that applies it
+        self._seeded = False  # h is a least-squares fit of one explained residual
+        self._fit: tuple[int, int, np.ndarray] = (0, 0, np.zeros(0))
         self.start = 0
         self.delay: int | None = None  # echo delay in samples, once locked
         self.leak_db = 0.0  # residual echo relative to the aligned reference, echo only
@@ -212,7 +215,7 @@ class EchoCanceller:
             q = _N // 4
             seg = r[len(r) - _N - self.delay - q : len(r) - self.delay + min(q, self.delay)]
             self.ref_energy = float(np.dot(seg, seg)) * _N / len(seg)
-        if self.delay is None or self._welch_n < _CONVERGED:
+        if self.delay is None or (self._welch_n < _CONVERGED and not self._seeded):
             # Not converged yet: expect the loudest reference frame of the span times the
             # loudest recent ratio of caller to it (no echo at all lets this fall).
             frames = r[len(r) - _N * (self._max_lag // _N + 1) :].reshape(-1, _N)
@@ -234,7 +237,21 @@ class EchoCanceller:
                 and e_e > _SUSPECT_MARGIN * self._expected):
             self.peak_ratio = self._explained_peak()
             self.explained = self.peak_ratio >= self.explained_ratio
-        if loudest > _AUDIBLE_E and (self.delay is None or self._welch_n < _CONVERGED):
+            self._explained_run = self._explained_run + 1 if self.explained else 0
+            if self.explained and self._explained_before:
+                lo, hi, _ = self._fit
+                if self.h is None:
+                    self._seed(m_e)
+                elif self._explained_run >= 3 and not (
+                        self.start <= (lo + hi) // 2 < self.start + self.taps):
+                    # the echo comes from lags the filter does not cover: the path moved.
+                    # Start over (conservative until explained frames seed a new filter).
+                    self._relock(None)
+                    self._gacc[:] = 0.0
+                    self._gcc_n = 0
+                    self.raw_leak_db = max(self.raw_leak_db, self.leak_db + 6.0)
+        if loudest > _AUDIBLE_E and (self.delay is None
+                                     or (self._welch_n < _CONVERGED and not self._seeded)):
             ratio = max(_db(e_e / loudest), _NO_ECHO_DB)
             if self.explained and self._explained_before:
                 # (two frames in a row: the caller's voice is explained by chance now and
@@ -279,7 +296,31 @@ class EchoCanceller:
         atb = w @ b
         ata.flat[:: len(ata) + 1] += 1e-6 * float(np.trace(ata)) / len(ata) + 1.0
         h = np.linalg.solve(ata, atb)
+        self._fit = (lo, hi, h)
         return float(np.dot(h, atb)) / (float(np.dot(b, b)) + 1e-9)
+
+    def _seed(self, m_e: float) -> None:
+        """No echo path yet, and the reference explains this residual (the raw caller
+        channel): take the fitted short filter as the echo path at once. The Welch
+        estimate takes over once it has averaged `_SEED_KEEP` updates."""
+        lo, hi, h = self._fit
+        taps = np.zeros(self.taps, np.float32)
+        n = min(hi - lo + 1, self.taps)
+        taps[:n] = h[::-1][:n]  # h[j] is the lag hi - j; taps[k] the lag lo + k
+        self.h, self._h_rev = taps, taps[::-1]
+        self.start = lo
+        self.delay = lo + int(np.argmax(np.abs(taps)))
+        self._seeded = True
+        # Until it has shown what it removes, expect the echo 6 dB under the raw echo of
+        # this frame (its level against the reference frame it came from): the filter was
+        # fitted on 40 ms and removes 10-20 dB of the frames after it.
+        r = self._ref
+        seg = r[len(r) - _N - self.delay : len(r) - self.delay]
+        erl = _db(m_e / (float(np.dot(seg, seg)) + 1e-9))
+        self.leak_db = min(erl, 0.0) - 6.0
+        self._welch_n = 0
+        self._sxm[:] = 0.0
+        self._sxx[:] = 0.0
 
     def _echo_moved(self, moved: int) -> None:
         """The echo now comes `moved` samples later in our timeline (earlier if negative),
@@ -303,6 +344,7 @@ class EchoCanceller:
         self.delay = delay
         self.start = 0 if delay is None else max(0, delay - self.pre)
         self.h, self._h_rev, self._welch_n = None, _NO_TAPS, 0
+        self._seeded = False
         self._sxm[:] = 0.0
         self._sxx[:] = 0.0
 
@@ -369,7 +411,8 @@ class EchoCanceller:
         self._sxx *= 0.97
         self._sxx += x.real * x.real + x.imag * x.imag
         self._welch_n += 1
-        if self._welch_n % (2 if self._welch_n < 40 else 4) == 0:
+        if self._welch_n % (2 if self._welch_n < 40 else 4) == 0 and (
+                not self._seeded or self._welch_n >= _SEED_KEEP):
             hf = self._sxm / (self._sxx + 1e-6 * float(self._sxx.max()) + 1e-3)
             self.h = np.fft.irfft(hf, _WELCH)[: self.taps].astype(np.float32)
             self._h_rev = self.h[::-1]
@@ -389,6 +432,7 @@ _CONVERGED = 20  # filter updates before the echo estimate is trusted
 _NCC = 640  # residual samples (40 ms) tested against the reference
 _NCC_ENDS = _GCC - np.arange(_GCC - _NCC + 1)  # end of the reference window at each lag
 _FIT_TAPS, _FIT_PRE = 24, 8  # the filter fitted around the best lag, taps before it
+_SEED_KEEP = 12  # Welch updates before its estimate replaces a seeded filter
 _NO_ECHO_DB = -60.0  # the echo estimate of a line with no evidence of echo
 _AUDIBLE_E = _N * _FULL * 10**-4.5  # a reference frame over -45 dBFS: echo would show
 _SUSPECT_E = _N * _FULL * 10**-5.2  # a residual over -52 dBFS may be the caller: test it

@@ -51,7 +51,9 @@ async def test_baresip_call_greeting_bargein_dtmf(tmp_path: Path) -> None:
     proc = None
     ctrl = None
     try:
-        mic = np.concatenate([np.zeros(int(16000 * SPEECH_AT_S), np.int16), speech("hello"),
+        # (a turn, not a backchannel: longer than the speech that confirms a barge-in)
+        caller_words = speech("hello, wait a moment, I have a question")
+        mic = np.concatenate([np.zeros(int(16000 * SPEECH_AT_S), np.int16), caller_words,
                               np.zeros(16000 * 5, np.int16)])
         write_wav(tmp_path / "mic.wav", mic)
         cfg = tmp_path / "baresip"
@@ -92,7 +94,10 @@ async def test_baresip_call_greeting_bargein_dtmf(tmp_path: Path) -> None:
     assert ours and len(ours) > len(words) - len(ours), words
 
     # barge-in, on the gateway's recording (caller left, agent right, one timeline)
-    stereo, rate, channels = read_wav(rec_dir / f"{call.call_id}.wav")
+    # (named after the call's id plus the gateway's own id for it: one call, one file)
+    recorded = sorted(rec_dir.glob(f"{call.call_id}-*.wav"))
+    assert len(recorded) == 1, recorded
+    stereo, rate, channels = read_wav(recorded[0])
     assert channels == 2
     caller_db = _frames_db(stereo[0::2], rate)
     agent_db = _frames_db(stereo[1::2], rate)
