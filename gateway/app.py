@@ -53,6 +53,7 @@ class AtomsApp:
         self.settings = Settings.from_env(**settings)
         self.calls: dict[str, Call] = {}  # by the gateway's own id (`Call.gateway_id`)
         self._ending: set[str] = set()  # calls whose end_call runs
+        self._limits: dict[str, asyncio.Task[None]] = {}  # max call duration timers
         self.ready_reason: str | None = "starting"
         self.draining = False
         self.stt: Any = None
@@ -295,7 +296,9 @@ class AtomsApp:
         init_event = init_event or SDKSystemInitEvent()
         if call_settings is None:
             call_settings = CallSettings(record=self.settings.record_dir is not None,
-                                         far_end_confirms=far_end_confirms)
+                                         far_end_confirms=far_end_confirms,
+                                         max_agent_audio_s=self.settings.max_agent_audio,
+                                         max_duration_s=self.settings.max_call_duration)
         if self.settings.agent_url:
             remote = RemoteSession(self.settings.agent_url, init_event, call_id=call_id,
                                    apology=self.settings.apology)
@@ -304,6 +307,7 @@ class AtomsApp:
                         settings=call_settings, call_id=call_id, clock=clock)
             call.gateway_id = key
             self.calls[key] = call
+            self._limit_duration(call, clock)
             await call.start()  # system.init connects to the agent server
             log.info("%s: call started with remote agent %s (%d active)", label,
                      self.settings.agent_url, len(self.calls))
@@ -322,9 +326,34 @@ class AtomsApp:
         if not session.is_started:
             self.calls.pop(key, None)
             raise CallRefused(f"{label}: the setup handler failed before starting the session")
+        self._limit_duration(call, clock)
         await call.start()
         log.info("%s: call started (%d active)", label, len(self.calls))
         return call
+
+    def _limit_duration(self, call: Call, clock: Clock | None) -> None:
+        """Hang up `call` once it has lasted `max_call_duration` (live calls: a call on an
+        injected clock, a replay, ends with its recording)."""
+        if clock is not None or self.settings.max_call_duration <= 0:
+            return
+        task = asyncio.create_task(self._end_at_max_duration(call),
+                                   name=f"max-duration:{call.gateway_id}")
+        self._limits[call.gateway_id] = task
+        task.add_done_callback(lambda _: self._limits.pop(call.gateway_id, None))
+
+    async def _end_at_max_duration(self, call: Call) -> None:
+        limit = self.settings.max_call_duration
+        await asyncio.sleep(limit)
+        if call.closed:
+            return
+        log.warning("%s: maximum call duration (%g s) reached; hanging up",
+                    call_label(call.call_id, call.gateway_id), limit)
+        try:
+            await call.transport.hangup()
+        except Exception:
+            log.exception("%s: hang-up at the maximum duration failed",
+                          call_label(call.call_id, call.gateway_id))
+        await self.end_call(call, "maximum call duration")  # (whatever the transport does)
 
     def _new_key(self) -> str:
         while True:
@@ -351,6 +380,9 @@ class AtomsApp:
             await call.wait_closed()
             return
         self._ending.add(key)
+        limit = self._limits.pop(key, None)
+        if limit is not None and limit is not asyncio.current_task():
+            limit.cancel()
         try:
             try:
                 await call.close(reason)

@@ -115,6 +115,8 @@ class CallSettings:
     interruptible: bool = True
     record: bool = False
     far_end_confirms: bool = False  # the transport reports what the far end played (marks)
+    max_agent_audio_s: float = 60.0  # agent.audio queued to play at most; more is dropped
+    max_duration_s: float | None = None  # the call's maximum duration: bounds its recording
     # Barge-in, pause first (README "Barge-in"): the detector's fire pauses the agent's
     # audio; the caller's speech confirms an interruption when it goes on for
     # `bargein_confirm_ms` from the pause (0: interrupt at the fire, no pause) or, with
@@ -167,7 +169,8 @@ class Call:
         self.interruptible = self.settings.interruptible
         if self.init_event.output_agent_settings is not None:
             self.interruptible = self.init_event.output_agent_settings.interruptible
-        self.recorder = CallRecorder() if self.settings.record else None
+        self.recorder = (CallRecorder(max_seconds=self.settings.max_duration_s)
+                         if self.settings.record else None)
         self.timeline: list[dict[str, Any]] = []
 
         self.vad = Vad(self.settings.vad)
@@ -590,8 +593,14 @@ class Call:
             if problem is not None:
                 self._drop_audio(problem)
                 return
-            pcm = np.frombuffer(event.pcm, dtype="<i2")  # type: ignore[attr-defined]
             rate = event.sample_rate  # type: ignore[attr-defined]
+            queued = self.playout.queued_ms / 1000 + self.speaker.queued_samples / SAMPLE_RATE
+            seconds = len(event.pcm) / 2 / rate  # type: ignore[attr-defined]
+            if queued + seconds > self.settings.max_agent_audio_s:
+                self._drop_audio(f"{queued:.1f} s of agent audio already queued; at most "
+                                 f"{self.settings.max_agent_audio_s:g} s may be")
+                return
+            pcm = np.frombuffer(event.pcm, dtype="<i2")  # type: ignore[attr-defined]
             if rate != SAMPLE_RATE:
                 # one stateful resampler per rate for the whole call: a fresh one per
                 # chunk would drop each chunk's filter tail and click at every boundary

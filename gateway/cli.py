@@ -48,6 +48,8 @@ def _serve(args: argparse.Namespace) -> None:
         "record_dir": args.record_dir,
         "agent_url": args.agent_url,
         "idle_timeout": args.idle_timeout,
+        "max_call_duration": args.max_call_duration,
+        "max_agent_audio": args.max_agent_audio,
         "drain_timeout": args.drain_timeout,
         "sip_port": args.sip_port,
         "sip_host": args.sip_host,
@@ -108,6 +110,11 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--record-dir", default=None, help="write a WAV + timeline per call")
     serve.add_argument("--idle-timeout", type=float, default=None)
     serve.add_argument("--drain-timeout", type=float, default=None)
+    serve.add_argument("--max-call-duration", type=float, default=None,
+                       help="hang up calls after this many seconds (default 3600)")
+    serve.add_argument("--max-agent-audio", type=float, default=None,
+                       help="seconds of agent.audio a call may have queued; more is dropped "
+                            "(default 60)")
     serve.add_argument("--sip-port", type=int, default=None,
                        help="answer SIP (UDP and TCP) on this port; off when not set")
     serve.add_argument("--sip-host", default=None, help="address SIP and RTP bind to")

@@ -18,6 +18,8 @@ class Settings:
     public_url: str | None = None  # e.g. https://gw.example.com; default: from the Host header
     max_calls: int = 500
     idle_timeout: float = 60.0  # seconds without caller audio or messages
+    max_call_duration: float = 3600.0  # seconds; then the gateway hangs up (recordings stop)
+    max_agent_audio: float = 60.0  # seconds of agent.audio a call may have queued to play
     drain_timeout: float = 30.0  # SIGTERM: how long active calls may finish
     max_message_bytes: int = 256 * 1024
     text_turns_per_s: float = 2.0  # typed turns (`/ws` {"type": "text"}) a call may send ...

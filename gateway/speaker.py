@@ -36,6 +36,7 @@ class Speaker:
         self._queue: asyncio.Queue[tuple[str, str | np.ndarray, bool]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._active = False
+        self.queued_samples = 0  # of ready-made audio (`play`) not yet in the playout buffer
 
     @property
     def busy(self) -> bool:
@@ -48,6 +49,7 @@ class Speaker:
 
     def play(self, utterance_id: str, pcm: np.ndarray, last: bool = True) -> None:
         """Play ready-made 16 kHz audio as (part of) an utterance."""
+        self.queued_samples += len(pcm)
         self._put(utterance_id, pcm, last)
 
     def _put(self, utterance_id: str, item: str | np.ndarray, last: bool) -> None:
@@ -58,10 +60,12 @@ class Speaker:
     def drop_queued(self) -> None:
         """Forget everything not yet started (synchronous: part of a barge-in's first step)."""
         self._queue = asyncio.Queue()
+        self.queued_samples = 0
 
     async def cancel(self) -> None:
         """Drop queued items and stop the current synthesis."""
         self._queue = asyncio.Queue()
+        self.queued_samples = 0
         task, self._task = self._task, None
         await cancel_and_wait(task)
         self._active = False
@@ -75,6 +79,8 @@ class Speaker:
         while not self._queue.empty():
             utterance_id, item, last = self._queue.get_nowait()
             self._active = True
+            if not isinstance(item, str):
+                self.queued_samples = max(0, self.queued_samples - len(item))
             try:
                 if isinstance(item, str):
                     await self._speak(utterance_id, item)

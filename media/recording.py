@@ -31,7 +31,9 @@ import numpy as np
 
 from media.frames import SAMPLE_RATE
 
-__all__ = ["CallRecorder", "frame_positions"]
+__all__ = ["MAX_EVENTS", "CallRecorder", "frame_positions"]
+
+MAX_EVENTS = 200_000  # events a recording keeps at most (a busy hour has about 20,000)
 
 
 def _check_t(t: float) -> float:
@@ -43,10 +45,15 @@ def _check_t(t: float) -> float:
 class CallRecorder:
     """Caller and agent audio plus events of one call, written out at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_seconds: float | None = None, max_events: int = MAX_EVENTS) -> None:
+        """`max_seconds`: audio and events from that time on are not kept (a call's maximum
+        duration bounds its recording); `max_events`: nor events beyond that many."""
         self._caller: list[tuple[int, np.ndarray]] = []
         self._agent: list[tuple[int, np.ndarray]] = []
         self._events: list[dict[str, Any]] = []
+        self.max_seconds = max_seconds
+        self.max_events = max_events
+        self.dropped = 0  # frames and events not kept (over the bounds)
         self._caller_times: list[list[float]] = []  # [t_ms, heard_ms] per caller frame
         self._agent_times: list[float] = []  # t_ms per agent frame
 
@@ -54,13 +61,15 @@ class CallRecorder:
         """A frame from the caller, starting at `t` seconds, which the voice loop heard at
         `heard` (default: `t`)."""
         t_ms = round(_check_t(t) * 1000, 3)
-        self._add(self._caller, frame, t_ms / 1000, "caller")
+        if not self._add(self._caller, frame, t_ms / 1000, "caller"):
+            return
         self._caller_times.append([t_ms, round((t if heard is None else heard) * 1000, 3)])
 
     def agent(self, frame: np.ndarray, t: float) -> None:
         """A frame sent to the caller, starting at `t` seconds."""
         t_ms = round(_check_t(t) * 1000, 3)
-        self._add(self._agent, frame, t_ms / 1000, "agent")
+        if not self._add(self._agent, frame, t_ms / 1000, "agent"):
+            return
         self._agent_times.append(t_ms)
 
     def event(self, t: float, type: str, **fields: Any) -> None:
@@ -69,7 +78,12 @@ class CallRecorder:
             raise ValueError(f"event type must be a non-empty str, got {type!r}")
         if "t_ms" in fields:
             raise ValueError("event field name 't_ms' is reserved for the event's time")
-        self._events.append({"t_ms": round(_check_t(t) * 1000, 3), "type": type, **fields})
+        t = _check_t(t)
+        if len(self._events) >= self.max_events or (
+                self.max_seconds is not None and t >= self.max_seconds):
+            self.dropped += 1
+            return
+        self._events.append({"t_ms": round(t * 1000, 3), "type": type, **fields})
 
     @property
     def duration(self) -> float:
@@ -105,9 +119,9 @@ class CallRecorder:
             json.dump(doc, f, indent=1, default=str)
             f.write("\n")
 
-    @staticmethod
-    def _add(track: list[tuple[int, np.ndarray]], frame: np.ndarray, t: float,
-             side: str) -> None:
+    def _add(self, track: list[tuple[int, np.ndarray]], frame: np.ndarray, t: float,
+             side: str) -> bool:
+        """Keep a frame (False: it would start at or after `max_seconds`, and is not kept)."""
         if not isinstance(frame, np.ndarray) or frame.dtype != np.int16 or frame.ndim != 1:
             raise TypeError(
                 f"CallRecorder.{side} expects a 1-D numpy int16 frame, got "
@@ -117,7 +131,11 @@ class CallRecorder:
         start = int(round(_check_t(t) * SAMPLE_RATE))
         if track:
             start = max(start, track[-1][0] + len(track[-1][1]))
+        if self.max_seconds is not None and start >= self.max_seconds * SAMPLE_RATE:
+            self.dropped += 1
+            return False
         track.append((start, frame.copy()))
+        return True
 
 
 def frame_positions(times_ms: list[float], frame_samples: int) -> list[int]:

@@ -69,6 +69,9 @@ class WebClientTransport(TickedStream):
             # The page has seen every transcript already: the conversation is for the
             # agent, not for a browser (it made each typed turn cost the whole call).
             event = event.model_copy(update={"messages": None})
+        elif event.type == "agent.audio":
+            # the audio itself goes out as binary frames, paced: not a second time as JSON
+            event = event.model_copy(update={"pcm": b""})
         await self._json(encode_event(event))
 
     async def _json(self, text: str) -> None:

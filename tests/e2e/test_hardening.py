@@ -8,6 +8,7 @@ import asyncio
 import base64
 import logging
 import re
+import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -254,3 +255,71 @@ async def test_typed_turns_over_the_budget_are_refused(gateway_factory, caplog):
     await canary.wait_audio(0.3, after=loop.time())
     await end(gw, client)
     await end(gw, canary)
+
+
+# ------------------------------------------------------------------ budgets of a call
+
+
+async def silent_agent(session: Any) -> None:
+    """An agent that says nothing of its own and plays the audio it is handed."""
+
+    class Relay(Node):
+        async def process_event(self, event: Any) -> None:
+            if event.type == "agent.audio":
+                await self.send_event(event)
+
+    session.add_node(Relay(name="relay"))
+    await session.start()
+    await session.wait_until_complete()
+
+
+def backlog_s(gw: Gateway, call_id: str) -> float:
+    call = next(c for c in gw.app.calls.values() if c.call_id == call_id)
+    return call.playout.queued_ms / 1000 + call.speaker.queued_samples / 16000
+
+
+async def test_injected_agent_audio_is_capped(gateway_factory, caplog):
+    caplog.set_level(logging.WARNING, logger="gateway")
+    gw = await gateway_factory(silent_agent, max_agent_audio=3.0)  # no greeting queued
+    canary = WebClient(HOST, gw.port)  # plays audio of its own, within the cap
+    await canary.connect()
+    await canary.start()
+    client = WebClient(HOST, gw.port)
+    await client.connect()
+    await client.start()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    second = tone(16000, 1.0)
+    peak = 0.0
+    for _ in range(30):  # 30 s of audio at once
+        await client.send_json(agent_audio(second, 16000))
+        await asyncio.sleep(0)
+        peak = max(peak, backlog_s(gw, client.call_id))
+    await until(lambda: "agent audio dropped" in caplog.text, 5, "the dropped audio's log line")
+    peak = max(peak, backlog_s(gw, client.call_id))
+    assert peak <= 3.0 + 1e-6, peak
+    await client.wait_audio(0.5, after=t0)  # what was taken plays
+    # the page is not sent its own audio back as JSON (it hears it as binary frames)
+    echoed = [e for e in client.events if e.get("type") == "agent.audio"]
+    assert echoed and all(not e.get("pcm") for e in echoed)
+    t1 = loop.time()
+    await canary.send_json(agent_audio(second, 16000))
+    await canary.wait_audio(0.5, after=t1)
+    await end(gw, client)
+    await end(gw, canary)
+
+
+async def test_max_call_duration_hangs_up_and_bounds_the_recording(gateway_factory, tmp_path,
+                                                                   caplog):
+    caplog.set_level(logging.WARNING, logger="gateway")
+    gw = await gateway_factory(max_call_duration=1.0, record_dir=str(tmp_path))
+    client = await open_call(gw, "twilio")
+    await asyncio.wait_for(client.closed.wait(), 10)  # the gateway hung up
+    assert "maximum call duration" in caplog.text
+    await until(lambda: not gw.app.calls, 5, "the call to end")
+    frames = sum(len(f.pcm) for f in client.agent_frames) / client.rate
+    assert 0.3 < frames
+    wav = next(tmp_path.glob("*.wav"))
+    with wave.open(str(wav)) as w:
+        assert w.getnframes() <= 16000 * 1.02  # (a frame that starts before the end)
+    await client.close()

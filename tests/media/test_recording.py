@@ -103,3 +103,16 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="t_ms"):
         rec.event(0.0, "x", t_ms=3)
     assert rec.duration == 0 and rec.timeline() == []
+
+
+def test_recording_stops_growing_at_its_maximum_duration():
+    rec = CallRecorder(max_seconds=1.0, max_events=5)
+    frame = np.ones(320, dtype=np.int16)
+    for i in range(100):  # 2 s of frames on each side
+        rec.caller(frame, i * 0.02)
+        rec.agent(frame, i * 0.02)
+    for i in range(10):
+        rec.event(i * 0.05, "tick")
+    assert rec.duration == 1.0
+    assert len(rec.timeline()) == 5
+    assert rec.dropped == 2 * 50 + 5
