@@ -298,7 +298,9 @@ class AtomsApp:
             call_settings = CallSettings(record=self.settings.record_dir is not None,
                                          far_end_confirms=far_end_confirms,
                                          max_agent_audio_s=self.settings.max_agent_audio,
-                                         max_duration_s=self.settings.max_call_duration)
+                                         max_duration_s=(self.settings.max_call_duration
+                                                         if self.settings.max_call_duration > 0
+                                                         else None))  # (0: no limit)
         if self.settings.agent_url:
             remote = RemoteSession(self.settings.agent_url, init_event, call_id=call_id,
                                    apology=self.settings.apology)
