@@ -5,11 +5,19 @@ reference) and every caller frame while agent audio is playing, each with its ti
 far end's 20 ms frame grid (`media.far_end_clock`), which pairs them however the network
 delivers them. Per 20 ms tick:
 
-1. Echo canceller (`EchoCanceller`): the echo delay is found by a band-limited, phase-
-   weighted cross-correlation of caller and reference (a few 4096-point FFTs while it
-   locks, one a second after); a 128-tap filter at that delay, estimated from
-   averaged cross-spectra of echo-only frames (Welch, 512-point), is applied with one
-   `np.convolve` per frame. About 20-30 dB of echo is removed after a second of playout.
+1. Echo canceller (`EchoCanceller`): a line starts as a line without echo, so a caller
+   who talks in the first 100 ms of the agent's first reply is heard as fast as one a
+   minute in. A residual that would pass the gate is tested against the reference (a
+   24-tap least-squares fit around the best-matching lag, up to 208 ms back): when the
+   agent's audio explains most of it, it is echo, gated, and only such frames teach the
+   estimate that there is echo; two in a row seed the filter with that fit at once. The
+   caller's voice, which the reference does not explain, never raises the estimate (an
+   estimate that learned from the residual's level learned the caller as echo, and the
+   first reply's barge-ins took 0.6-1.8 s). The delay search (band-limited, phase-
+   weighted cross-correlation, 4096-point FFTs, every frame until it locks) and a
+   128-tap filter from averaged cross-spectra (Welch, 512-point) take over; three
+   explained residuals in a row from lags the filter does not cover mean the path moved:
+   the filter is dropped and seeded anew. About 20-30 dB of echo is removed.
 2. Gate (every frame, a few microseconds): the residual must be louder than
    `min_level_dbfs` and than the expected leftover echo (delayed agent level times the
    measured leak) by `echo_margin_db`. Most frames stop here.
@@ -216,8 +224,8 @@ class EchoCanceller:
             seg = r[len(r) - _N - self.delay - q : len(r) - self.delay + min(q, self.delay)]
             self.ref_energy = float(np.dot(seg, seg)) * _N / len(seg)
         if self.delay is None or (self._welch_n < _CONVERGED and not self._seeded):
-            # Not converged yet: expect the loudest reference frame of the span times the
-            # loudest recent ratio of caller to it (no echo at all lets this fall).
+            # No filter to trust yet: expect the loudest reference frame of the span times
+            # the echo ratio learned from explained frames (none: -60 dB, no echo).
             frames = r[len(r) - _N * (self._max_lag // _N + 1) :].reshape(-1, _N)
             loudest = float(_max(_einsum("ij,ij->i", frames, frames)))
             self._expected = 10.0 ** (self.raw_leak_db / 10.0) * loudest
