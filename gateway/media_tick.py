@@ -1,5 +1,5 @@
-"""One 20 ms tick for many calls: the pacing shared by SIP and the WebSocket media streams,
-and the tick that carries every media stream's audio both ways.
+"""One 20 ms tick for many calls: the pacing shared by every transport and `replay`, and the
+tick that carries every call's audio both ways.
 
 Per-call tickers cost a task wake-up per call and frame, and a per-call audio edge five
 numpy calls per frame each way. A shared tick runs each call's voice loop for the 20 ms
@@ -7,9 +7,9 @@ in turn: each call plays one frame, and the frames going out are encoded in one 
 (`media.batch_edge`, G.711 at 8 kHz; other wire formats through the call's own
 `AudioEdge`) and sent; then the caller audio that arrived since the last tick is decoded in
 one pass for all calls and each call takes its caller frames. Output first: a frame's send
-time does not depend on how long the calls take to hear this tick's audio (SIP's tick
-does the same). Caller frames keep their arrival times, so the echo pairing
-(`media.far_end_clock`) sees the network's timing, not the tick's.
+time does not depend on how long the calls take to hear this tick's audio. Caller frames
+keep their arrival times, so the echo pairing (`media.far_end_clock`) sees the network's
+timing, not the tick's.
 
 While the calls hear their audio the tick gives the event loop a turn every `LOOP_TURN_S`
 (`with_loop_turns`): a call's reply (a recogniser's answer, the agent's events, the first
@@ -18,15 +18,17 @@ calls).
 
 Sends must never wait inside the tick: a peer that stops reading would hold up every call.
 Members (`TickedStream`: the provider media streams, web clients, AudioSocket) drop what
-their peer cannot take.
+their peer cannot take; RTP sends (`sendto` on UDP) never wait.
 
-What this tick paces today: the provider media streams, the web client (`/ws`) and
-AudioSocket (the app's `MediaTick`, real clock), and `replay` (`gateway.testing`: its own
-`MediaTick` on a `VirtualClock`, so a recorded call is driven as it was live). Not yet:
-SIP runs a copy of this tick in `gateway.transports.sip` (the same `TickPacer`, the same
-play-then-hear order, one frame heard a tick, silence when no RTP came), and WebRTC still
-uses `Call`'s own per-call ticker (`Call._tick_loop`), whose frames `AgentAudioTrack`
-buffers for aiortc's sender, which pulls `recv()` on its own 20 ms clock.
+What this tick paces: the app's `MediaTick` (real clock) carries the provider media
+streams, the web client (`/ws`), AudioSocket and SIP/RTP (`gateway.transports.rtp`:
+one frame heard a tick from the jitter buffer, a None payload when no RTP came, heard as
+silence without decoding; RFC 4733 and INFO digits heard before the tick's audio; the
+agent's own key presses sent after its frame, `after_play`). `replay`
+(`gateway.testing`) runs its own `MediaTick` on a `VirtualClock`, so a recorded call is
+driven as it was live. Not yet: WebRTC uses `Call`'s own per-call ticker
+(`Call._tick_loop`), whose frames `AgentAudioTrack` buffers for aiortc's sender, which
+pulls `recv()` on its own 20 ms clock.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from gateway.audio_edge import AudioEdge
 from media.batch_edge import WIRE_FRAME, BatchEdge, codec_index
 from media.clock import Clock, RealClock
 from media.codecs import WireFormat
+from media.frames import SILENCE
 from media.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -177,9 +180,10 @@ class TickedStream:
                 log.warning("%s: caller audio arrives faster than real time; dropping "
                             "the oldest", self.call.call_id if self.call else "media stream")
 
-    def take_payloads(self) -> tuple[list[bytes], list[float]]:
+    def take_payloads(self) -> tuple[list[bytes | None], list[float]]:
         """Whole 20 ms wire frames received since the last tick (at most
-        `MAX_FRAMES_PER_TICK`), and their arrivals."""
+        `MAX_FRAMES_PER_TICK`), and their arrivals. A None payload is a frame of silence
+        (SIP: no RTP came for it), heard without decoding."""
         inbox, size = self._inbox, self._wire_frame
         n = min(len(inbox) // size, MAX_FRAMES_PER_TICK)
         if not n:
@@ -208,6 +212,15 @@ class TickedStream:
     def take_played(self) -> list[np.ndarray]:
         played, self._played = self._played, []
         return played
+
+    def after_play(self) -> None:
+        """The call has played this tick's frame (SIP: the agent's key presses go out
+        while it is silent)."""
+
+    def take_digits(self) -> list[str]:
+        """Key presses that arrived with the media (SIP: RFC 4733, INFO), heard by the
+        call before this tick's audio."""
+        return []
 
     def play_now(self) -> None:
         """A talkspurt starts: its first frame goes out now, not at the next tick."""
@@ -292,6 +305,7 @@ class MediaTick:
                 continue
             try:
                 await call.play_tick()
+                m.after_play()
             except Exception:
                 failed.add(i)
                 self._failed(call)
@@ -321,30 +335,37 @@ class MediaTick:
         member at once) and heard by each call with its arrival times."""
         heard: list[tuple[list[np.ndarray], list[float]]] = []
         # round r decodes the r-th payload of every member that has one (a row per slot)
-        rounds: list[tuple[list[int], list[int], list[int], list[bytes]]] = []
+        rounds: list[tuple[list[int], int, list[int], list[int], list[bytes]]] = []
         for i, m in enumerate(members):
             if m.slot is None:
                 heard.append(m.take_frames())
                 continue
             payloads, times = m.take_payloads()
-            heard.append(([], times))
+            frames: list[np.ndarray] = [SILENCE] * len(payloads)  # None: silence as it is
+            heard.append((frames, times))
             for r, payload in enumerate(payloads):
-                if r == len(rounds):
-                    rounds.append(([], [], [], []))
-                idx, slots, codecs, batch = rounds[r]
+                if payload is None:
+                    continue
+                while r >= len(rounds):
+                    rounds.append(([], len(rounds), [], [], []))
+                idx, _r, slots, codecs, batch = rounds[r]
                 idx.append(i)
                 slots.append(m.slot)
                 codecs.append(m.codec)
                 batch.append(payload)
-        for idx, slots, codecs, batch in rounds:
+        for idx, r, slots, codecs, batch in rounds:
+            if not batch:  # (only silence in this round)
+                continue
             for i, frame in zip(idx, self.edges.decode(slots, codecs, batch), strict=True):
-                heard[i][0].append(frame)
+                heard[i][0][r] = frame
         async for i, (m, (frames, times)) in with_loop_turns(
                 enumerate(zip(members, heard, strict=True))):
             call = m.call
             if call is None or call.closed or i in failed:
                 continue
             try:
+                for digit in m.take_digits():
+                    await call.dtmf(digit)
                 for frame, t in zip(frames, times, strict=True):
                     await call.caller_frame(frame, t)
             except Exception:

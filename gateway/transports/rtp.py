@@ -1,23 +1,25 @@
 """RTP media of one SIP call: a UDP socket from the port range, an `RtpSession`, and the
 `Transport` the voice loop talks to.
 
-Everything runs on the SIP server's shared 20 ms media tick, for all calls at once.
-Inbound, datagrams go straight into the session's jitter buffer; each tick `pop_audio`
-takes one frame (repeating the last to conceal a lost one, silence when nothing
-arrived, so the voice loop's timing goes on), and the tick decodes every call's 20 ms
-payload in one pass (`media.batch_edge`) for `Call.caller_frame`. Outbound, the tick's
-`Call.play_tick` gives `send_audio` at most one frame; the tick encodes all calls'
-frames in one pass and `send_payload` sends each as an RTP packet to wherever the
-caller's RTP comes from (symmetric RTP). Nothing is buffered at the far end beyond its
-jitter buffer, so `clear_audio` only starts a new talkspurt.
+`RtpTransport` is a member of the app's shared 20 ms media tick (`gateway.media_tick`),
+the one that paces every transport and `replay`. Each tick the call plays one frame
+(`Call.play_tick` gives `send_audio` at most one), the tick encodes every member's G.711
+frame in one pass (`media.batch_edge`) and `send_payload` sends it as an RTP packet to
+wherever the caller's RTP comes from (symmetric RTP). Then the tick hears: inbound
+datagrams go straight into the session's jitter buffer, and each tick `take_payloads`
+gives one 20 ms frame of it (`pop_audio`: the last repeated to conceal a lost one; None,
+heard as silence without decoding, when nothing arrived, so the voice loop's timing goes
+on), decoded with every other member's for `Call.caller_frame`; digits that arrived
+(RFC 4733, SIP INFO) reach `Call.dtmf` first. Nothing is buffered at the far end beyond
+its jitter buffer, so `clear_audio` only starts a new talkspurt.
 
 The agent's key presses (`send_dtmf`) go out as RFC 4733 events when the caller's SDP
-offered telephone-event. The media tick calls `dtmf_tick` while the agent has no audio
-playing or queued: a digit starts only then, so it never cuts into the agent's speech,
-and its packets follow one a tick (should the agent start talking meanwhile,
-`send_audio` finishes the digit in place of audio frames). 200 ms of silence follow
-the last key, or a receiver's jitter buffer may hold its end packets (baresip does).
-A hang-up or transfer waits for pressed digits to go out.
+offered telephone-event. After each tick's frame (`after_play`), `dtmf_tick` runs while
+the agent has no audio playing or queued: a digit starts only then, so it never cuts
+into the agent's speech, and its packets follow one a tick (should the agent start
+talking meanwhile, `send_audio` finishes the digit in place of audio frames). 200 ms of
+silence follow the last key, or a receiver's jitter buffer may hold its end packets
+(baresip does). A hang-up or transfer waits for pressed digits to go out.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from agent.events import SDKEvent
+from gateway.media_tick import MediaTick, TickedStream
 from gateway.sip.jitter import LOST
 from gateway.sip.rtp_session import RtpSession
-from media.batch_edge import BatchEdge, codec_index
+from media.batch_edge import codec_index
 from media.frames import FRAME_S
 
 if TYPE_CHECKING:
@@ -116,11 +119,10 @@ class SendStats:
     max_late_ms: float = 0.0
 
 
-class RtpTransport:
-    """The voice loop's `Transport` for one SIP call. Signalling goes through `controls`:
-    `hangup()` and `transfer(target)` of the SIP server, bound to this call."""
-
-    paces_playout = True  # the SIP server's media tick plays each call's frames
+class RtpTransport(TickedStream):
+    """The voice loop's `Transport` for one SIP call, and its member of the media tick
+    (`tick`: it joins once its call is open). Signalling goes through the SIP server:
+    `on_hangup()` and `on_transfer(target)`, bound to this call."""
 
     def __init__(
         self,
@@ -130,9 +132,9 @@ class RtpTransport:
         *,
         on_hangup: Callable[[], None],
         on_transfer: Callable[[str], None],
-        batch: BatchEdge,
-        on_play_now: Callable[[], None] | None = None,
+        tick: MediaTick,
     ) -> None:
+        super().__init__()
         self.session = session
         self.udp = udp
         self.endpoint = endpoint
@@ -140,14 +142,11 @@ class RtpTransport:
         self.stats = SendStats()
         self._on_hangup = on_hangup
         self._on_transfer = on_transfer
-        self._on_play_now = on_play_now
         self._loop = asyncio.get_running_loop()
         self._encoding = "pcmu"
-        self._codec = 0
         self.codec_changed()
-        self._batch = batch
-        self.slot: int | None = batch.acquire()  # this call's filter history in the batch
-        self._out: list[np.ndarray] = []  # this tick's agent frame, to encode
+        self._tick = tick
+        self.slot = tick.edges.acquire()  # this call's filter history in the tick's batch
         self._wire = bytearray()  # caller audio of a packet longer than 20 ms, still to play
         self._last_payload: bytes | None = None
         self._spurt_t0 = 0.0
@@ -163,11 +162,11 @@ class RtpTransport:
     def codec_changed(self) -> None:
         """An offer/answer (re)negotiated the codec."""
         self._encoding = self.session.encoding or "pcmu"
-        self._codec = codec_index(self._encoding)
+        self.codec = codec_index(self._encoding)  # its `BatchEdge` codec number
 
     # -- Transport ------------------------------------------------------------------------
     async def send_audio(self, frame: np.ndarray) -> None:
-        """Account for the frame now; the media tick encodes it with every other call's
+        """Account for the frame now; the media tick encodes it with every other member's
         frame of this tick (`take_played`, `send_payload`)."""
         if self.udp.is_closing():
             return
@@ -186,19 +185,9 @@ class RtpTransport:
         self._spurt_n += 1
         self._last_send = self._last_audio = now
         self.stats.frames += 1
-        self._out.append(frame)
+        self._played.append(frame)
 
-    def play_now(self) -> None:
-        """A talkspurt starts: its first frame goes out now, not at the next media tick."""
-        if self._on_play_now is not None:
-            self._on_play_now()
-
-    def take_played(self) -> list[np.ndarray]:
-        """The agent frames `send_audio` left for this tick's batch encoding (one a tick)."""
-        frames, self._out = self._out, []
-        return frames
-
-    def send_payload(self, payload: bytes) -> None:
+    async def send_payload(self, payload: bytes) -> None:
         """Send 20 ms of encoded agent audio as one RTP packet."""
         if self.udp.is_closing():
             return
@@ -227,8 +216,14 @@ class RtpTransport:
         self._digits.extend(digits)
         return True
 
+    def after_play(self) -> None:
+        """The tick's frame is played: the agent's keys go out while it is silent."""
+        call = self.call
+        if call is not None and self.dtmf_pending and not call.agent_active:
+            self.dtmf_tick()
+
     def dtmf_tick(self) -> None:
-        """Called by the SIP server's media tick while the agent has no audio to play: send
+        """Called after each media tick's frame while the agent has no audio to play: send
         this tick's DTMF packet (starting the next pressed key when none is under way) or
         silent frame after the last key."""
         session = self.session
@@ -278,7 +273,20 @@ class RtpTransport:
     async def send_event(self, event: SDKEvent) -> None:
         return None
 
-    # -- inbound, driven by the server's media tick ----------------------------------------
+    # -- inbound, driven by the media tick -------------------------------------------------
+    def take_payloads(self) -> tuple[list[bytes | None], list[float]]:
+        """This tick's caller audio (`pop_audio`: one 20 ms payload, or None for silence),
+        arrived now as far as the voice loop is concerned (the jitter buffer released it)."""
+        if self.slot is None or self._tick is None:
+            return [], []
+        try:
+            payload = self.pop_audio()
+        except Exception:
+            log.exception("call %s: reading its RTP failed",
+                          self.call.call_id if self.call is not None else "?")
+            payload = None
+        return [payload], [self._tick.clock.now()]
+
     def pop_audio(self) -> bytes | None:
         """This tick's caller audio: 20 ms of G.711 for the media tick to decode with every
         other call's (`BatchEdge`), or None for silence (nothing arrived: silence
@@ -305,11 +313,6 @@ class RtpTransport:
         del wire[:WIRE_FRAME_BYTES]
         return frame
 
-    @property
-    def codec(self) -> int:
-        """`BatchEdge` codec number of the negotiated encoding."""
-        return self._codec
-
     def take_digits(self) -> list[str]:
         if not self.endpoint.digits:
             return []
@@ -326,11 +329,11 @@ class RtpTransport:
         return self.quiet_s
 
     def close(self) -> None:
+        """The call is over: close the socket and give back the tick's batch slot (the
+        SIP server has taken the transport off the tick)."""
         if not self.udp.is_closing():
             self.udp.close()
-        if self.slot is not None:
-            self._batch.release(self.slot)
-            self.slot = None
+        self.close_audio()
 
 
 def local_ip_toward(host: str, fallback: str = "127.0.0.1") -> str:

@@ -7,7 +7,10 @@ set): a UDP endpoint and a TCP listener on that port feed `SipUas.receive`; one
 on the socket it names, `CallOffered` binds an RTP port, answers with our SDP and
 opens the voice loop (`app.open_call`), `CallEnded` (BYE, CANCEL, no ACK, our own
 hang-up) ends it (`app.end_call`), `DtmfReceived` (SIP INFO) and RFC 4733 digits go
-to `Call.dtmf`. A single 20 ms media tick carries every call's audio both ways. No
+to `Call.dtmf`. Each call's `RtpTransport` is a member of the app's media tick (the one
+20 ms tick of every transport, `gateway.media_tick`), which carries its audio both ways;
+the server's own once-a-second housekeeping only looks for callers whose RTP has gone
+quiet, and a watcher per call hangs up a call whose voice loop ended by itself. No
 threads.
 
 Admission: the allowlist and digest auth are the UAS's; the call limit is the app's
@@ -17,18 +20,14 @@ Admission: the allowlist and digest auth are the UAS's; the call limit is the ap
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from agent.events import SDKSystemInitEvent
 from gateway.app import CallRefused
-from gateway.media_tick import TICK_S, TickPacer
 from gateway.sip.auth import DigestAuth
 from gateway.sip.message import SipParseError, SipStreamParser
 from gateway.sip.rtp_session import RtpSession
@@ -53,8 +52,7 @@ from gateway.transports.rtp import (
     SendStats,
     local_ip_toward,
 )
-from media.batch_edge import BatchEdge
-from media.frames import SILENCE
+from media.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from gateway.app import AtomsApp
@@ -63,7 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
-QUIET_CHECK_TICKS = 50  # look for RTP silence once a second
+QUIET_CHECK_S = 1.0  # look for RTP silence once a second
 END_REASONS = {"bye": "caller hung up", "cancelled": "caller cancelled"}
 
 
@@ -135,18 +133,15 @@ class SipServer:
         self.port: int | None = None  # bound port, once listening
         self.uas: SipUas | None = None
         self.ports = PortPool(s.rtp_port_min, s.rtp_port_max)
-        self.edges = BatchEdge()  # every call's G.711 <-> 16 kHz, one pass a tick
+        self.tick = app.media_tick  # carries every call's audio (with the other transports')
         self.media: dict[SipCall, SipMedia] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._streams: dict[Addr, asyncio.StreamWriter] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._ticker: asyncio.Task[None] | None = None
-        self._have_calls = asyncio.Event()
-        self._playing_now: set[SipCall] = set()
+        self._housekeeping: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.pacer = TickPacer()
         self.ended = SendStats()  # outbound RTP of the calls that have ended
         self.calls_total = 0
 
@@ -171,7 +166,8 @@ class SipServer:
         self.uas = SipUas(UasConfig(
             host=advertise, port=self.port, allow=s.sip_allow or None, auth=auth,
             max_calls=s.max_calls))
-        self._ticker = asyncio.create_task(self._media_loop(), name="sip-media")
+        self._housekeeping = asyncio.create_task(self._check_quiet_calls(),
+                                                 name="sip-housekeeping")
         log.info("SIP listening on %s:%s (UDP%s), advertised as %s, RTP %s-%s",
                  self.bind_host, self.port, "+TCP" if self._tcp else "", advertise,
                  s.rtp_port_min, s.rtp_port_max)
@@ -188,10 +184,7 @@ class SipServer:
                 self._run(self.uas.hangup(sc, now=self._now()))
         for media in list(self.media.values()):
             await self._finish(media, "server shutdown")
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await cancel_and_wait(self._housekeeping)
         for task in list(self._tasks):
             task.cancel()
         if self._timer is not None:
@@ -212,7 +205,7 @@ class SipServer:
                 "frames_sent": self.ended.frames + sum(st.frames for st in live),
                 "late_frames": self.ended.late + sum(st.late for st in live),
                 "max_late_ms": round(max_late, 1),
-                "loop_lag_max_ms": round(self.pacer.lag_max_ms, 1)}
+                "loop_lag_max_ms": round(self.tick.pacer.lag_max_ms, 1)}
 
     # -- the UAS shell -------------------------------------------------------------------
     @staticmethod
@@ -383,8 +376,7 @@ class SipServer:
         transport = RtpTransport(
             session, udp, endpoint,
             on_hangup=lambda: self.hangup(sc),
-            on_transfer=lambda target: self.transfer(sc, target), batch=self.edges,
-            on_play_now=lambda: self.play_now(sc))
+            on_transfer=lambda target: self.transfer(sc, target), tick=self.tick)
         media = SipMedia(sc, transport, late_offer=late_offer)
         self.media[sc] = media
         if not sc.active:  # cancelled while we bound the port
@@ -416,7 +408,9 @@ class SipServer:
         if media.ended or not sc.active:
             await app.end_call(call, END_REASONS.get(sc.end_reason, sc.end_reason))
             return
-        self._have_calls.set()
+        transport.call = call
+        self.tick.join(transport)
+        self._spawn(self._watch(media, call), f"sip-watch:{sc.call_id}")
 
     def _confirmed(self, sc: SipCall, sdp: bytes) -> None:
         media = self.media.get(sc)
@@ -472,6 +466,7 @@ class SipServer:
             return
         media.ended = True
         self.media.pop(media.sip, None)
+        self.tick.leave(media.transport)
         media.transport.close()
         st = media.transport.stats
         self.ended.frames += st.frames
@@ -483,137 +478,33 @@ class SipServer:
         if media.call is not None:
             await self.app.end_call(media.call, reason)
 
-    # -- the media tick ------------------------------------------------------------------
-    async def _media_loop(self) -> None:
-        """Every 20 ms: one frame of caller audio (and any digits) into each call."""
-        ticks = 0
+    # -- housekeeping (the media is the app's media tick's) ---------------------------------
+    async def _watch(self, media: SipMedia, call: Call) -> None:
+        """Hang up a call whose voice loop ended by itself (it failed, or the app ended it)
+        while the SIP call is still up."""
+        await call.wait_closed()
+        if not media.ended:
+            self.hangup(media.sip)
+            # a task, not awaited here: a hang-up's own end (spawned first, with its
+            # reason, e.g. "local hangup") runs before it, and this one then finds the
+            # media ended
+            self._spawn(self._finish(media, "call closed"), f"sip-end:{media.sip.call_id}")
+
+    async def _check_quiet_calls(self) -> None:
+        """Once a second: hang up calls whose caller has sent no RTP for the idle timeout."""
         while True:
-            n = await self.pacer.next(bool(self.media), self._have_calls, "SIP media")
-            ticks += n
-            calls = self._ticking()
-            for _ in range(n):
-                await self._media_tick(calls)
-            if ticks % QUIET_CHECK_TICKS < n:
-                for media, _call in calls:
-                    self._check_quiet(media)
-
-    def _ticking(self) -> list[tuple[SipMedia, Call]]:
-        """The calls this tick plays; ends those whose voice loop ended (it hung up, setup
-        failed, shutdown...)."""
-        out = []
-        for media in list(self.media.values()):
-            call = media.call
-            if call is None or media.ended:
-                continue
-            if call.closed:
-                self.hangup(media.sip)
-                # a task, not awaited here: a hang-up's own end (spawned first, with its
-                # reason, e.g. "local hangup") runs before it, and this one then finds the
-                # media ended
-                self._spawn(self._finish(media, "call closed"), f"sip-end:{media.sip.call_id}")
-                continue
-            out.append((media, call))
-        return out
-
-    async def _media_tick(self, calls: list[tuple[SipMedia, Call]]) -> None:
-        """One 20 ms tick of every call: one agent frame out (encoded together), then
-        caller audio in (20 ms payloads decoded together). Frames go out first, so their
-        timing does not depend on how long the calls take to hear this tick's audio. RTP
-        sends never block, so one tick paces every call and no call waits on another's
-        socket."""
-        failed = await self._play(calls)
-        await self._hear(calls, failed)
-
-    async def _play(self, calls: list[tuple[SipMedia, Call]]) -> set[int]:
-        """Each call plays one frame (or the agent's keys); all are encoded, then sent. The
-        indexes of calls whose voice loop raised."""
-        failed: set[int] = set()
-        for i, (media, call) in enumerate(calls):
-            try:
-                if not call.closed:
-                    await call.play_tick()
-                if media.transport.dtmf_pending and not call.agent_active:
-                    media.transport.dtmf_tick()  # the agent's keys go out while it is silent
-            except Exception:
-                failed.add(i)
-                self._failed(media, call)
-        sending, slots, codecs, frames = [], [], [], []
-        for media, _call in calls:
-            tr = media.transport
-            for out in tr.take_played():
-                if tr.slot is not None:  # (the call may have ended meanwhile)
-                    sending.append(tr)
-                    slots.append(tr.slot)
-                    codecs.append(tr.codec)
-                    frames.append(out)
-        for tr, payload in zip(sending, self.edges.encode(slots, codecs, frames), strict=True):
-            try:
-                tr.send_payload(payload)
-            except Exception:
-                log.exception("RTP send to %s failed", tr.session.remote_addr)
-        return failed
-
-    async def _hear(self, calls: list[tuple[SipMedia, Call]], failed: set[int]) -> None:
-        """Each call's next 20 ms of RTP (payloads decoded together) and its digits."""
-        heard: list[np.ndarray] = []
-        batched: list[int] = []  # indexes into `calls` of the payloads to decode
-        slots, codecs, payloads = [], [], []
-        for i, (media, _call) in enumerate(calls):
-            tr = media.transport
-            try:
-                payload = tr.pop_audio()
-            except Exception:
-                log.exception("call %s: reading its RTP failed", media.sip.call_id)
-                payload = None
-            if payload is not None and tr.slot is not None:
-                batched.append(i)
-                slots.append(tr.slot)
-                codecs.append(tr.codec)
-                payloads.append(payload)
-            heard.append(SILENCE)
-        for i, frame in zip(batched, self.edges.decode(slots, codecs, payloads), strict=True):
-            heard[i] = frame
-        for i, ((media, call), frame) in enumerate(zip(calls, heard, strict=True)):
-            if i in failed:
-                continue
-            try:
-                for digit in media.transport.take_digits():
-                    await call.dtmf(digit)
-                await call.caller_frame(frame)
-            except Exception:
-                self._failed(media, call)
-
-    def _failed(self, media: SipMedia, call: Call) -> None:
-        """The call's voice loop raised: end that call, not the tick (the next tick hangs
-        it up); a task, so the tick goes on at once."""
-        log.exception("call %s: voice loop failed; hanging up", media.sip.call_id)
-        if not call.closed:
-            self._spawn(call.close("voice loop failed"), f"sip-fail:{media.sip.call_id}")
-
-    def play_now(self, sc: SipCall) -> None:
-        """A talkspurt starts: its first frame goes out now, not at the next tick."""
-        if sc in self.media and sc not in self._playing_now:
-            self._playing_now.add(sc)
-            self._spawn(self._play_now(self.media[sc]), f"sip-play-now:{sc.call_id}")
-
-    async def _play_now(self, media: SipMedia) -> None:
-        self._playing_now.discard(media.sip)
-        call, tr = media.call, media.transport
-        if call is None or call.closed or media.ended:
-            return
-        try:
-            await call.play_tick()
-        except Exception:
-            self._failed(media, call)
-            return
-        for frame in tr.take_played():  # one by one: a slot's frames go in order
-            if tr.slot is not None:
-                tr.send_payload(self.edges.encode([tr.slot], [tr.codec], [frame])[0])
+            await asyncio.sleep(QUIET_CHECK_S)
+            for media in list(self.media.values()):
+                if media.call is not None and not media.ended:
+                    try:
+                        self._check_quiet(media)
+                    except Exception:
+                        log.exception("call %s: RTP check failed", media.sip.call_id)
 
     def _check_quiet(self, media: SipMedia) -> None:
         tr = media.transport
         neg = tr.session.negotiated
-        quiet = tr.check_quiet(QUIET_CHECK_TICKS * TICK_S)
+        quiet = tr.check_quiet(QUIET_CHECK_S)
         held = neg is not None and neg.on_hold  # a held caller may send nothing
         if quiet >= self.app.settings.idle_timeout and not held:
             log.warning("call %s: no RTP for %.0f s; hanging up", media.sip.call_id, quiet)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from gateway.media_tick import MediaTick
 from gateway.sip.rtp import RtpSender
 from gateway.transports.rtp import PortPool, RtpEndpoint, RtpTransport
-from media.batch_edge import BatchEdge
 from tests.sip.test_rtp_session import NATTED, session
 
 
@@ -13,7 +13,7 @@ async def transport() -> RtpTransport:
     s = session()  # A-law, our RTP address 192.0.2.10
     endpoint.session = s
     return RtpTransport(s, udp, endpoint, on_hangup=lambda: None,
-                        on_transfer=lambda _target: None, batch=BatchEdge())
+                        on_transfer=lambda _target: None, tick=MediaTick())
 
 
 async def ticks_of(ptime_ms: int, packets: int, tr: RtpTransport) -> list[bytes | None]:
