@@ -35,8 +35,9 @@ async def _recorded(gw, tmp_path: Path, call_id: str) -> tuple[Path, dict]:
 
 def _replay_report(wav: Path, tmp_path: Path) -> dict:
     report = tmp_path / "report.json"
-    subprocess.run(CLI + ["replay", str(wav), "--agent-channel", "--report", str(report)],
-                   capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(CLI + ["replay", str(wav), "--agent-channel", "--report", str(report)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"replay failed ({done.returncode}):\n{done.stderr[-4000:]}"
     return json.loads(report.read_text())
 
 
