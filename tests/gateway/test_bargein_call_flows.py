@@ -1,0 +1,100 @@
+"""Barge-in on whole calls (tests/bargein_call_flows.py), a small dev subset: the caller
+speaks first, the demo agent replies (its first playout of the call, or a later one), and
+the caller talks over the reply, says a backchannel, slams a door, or stays quiet while the
+line echoes the agent. Times are the call's own, on the virtual clock: the same every run.
+benchmarks/bargein_calls.py runs the whole set, both splits."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.bargein_call_flows import (
+    ASTERISK,
+    Calibration,
+    CallFlow,
+    Outcome,
+    calibrate,
+    make_flow,
+    run_call_flow,
+)
+
+
+@pytest.fixture(scope="module")
+def cal() -> Calibration:
+    return calibrate()
+
+
+def run(flow: CallFlow, cal: Calibration) -> Outcome:
+    out = run_call_flow(flow, cal)
+    assert out.ok, f"{flow.name}: {out.problem}"
+    return out
+
+
+def types(out: Outcome) -> list[str]:
+    return [e["type"] for e in out.events if e["t_ms"] >= out.reply_start_ms]
+
+
+@pytest.mark.parametrize("line", ["clean", "echo40"])
+def test_a_barge_in_into_the_first_reply_pauses_at_once_and_interrupts(cal, line):
+    """0.1 s into the agent's first audio of the call: the detector has heard nothing of the
+    line yet. The agent pauses within 250 ms of the audible onset, and the speech, going on,
+    confirms the interruption; the session hears of it."""
+    out = run(make_flow("dev", "speech", line, voice="en+f3", offset_s=0.1, seed=11), cal)
+    assert out.onset_ms is not None
+    assert out.early_pauses == []
+    assert out.pause_latency_ms is not None and out.pause_latency_ms <= 250
+    assert out.caught and out.resumes == []
+    assert out.interrupt_pauses == [out.sound_pauses[0]]  # the barge-in's time is the pause
+    t = types(out)
+    assert (t.index("bargein.pause") < t.index("bargein.confirm") < t.index("interrupt")
+            < t.index("system.control.interrupt"))
+    assert out.full_played is None
+
+
+def test_a_barge_in_into_a_later_reply_interrupts(cal):
+    out = run(make_flow("dev", "speech", "echo120", voice="en+m3", level_db=-15.0,
+                        offset_s=0.5, later=True, seed=12), cal)
+    assert out.early_pauses == []  # the first reply's echo paused nothing
+    assert out.caught and out.pause_latency_ms is not None and out.pause_latency_ms <= 250
+
+
+@pytest.mark.parametrize(("word", "voice", "line"), [
+    ("uh huh", "en+f3", "clean"),
+    ("okay", "en-gb", "echo40"),
+    ("yeah", "en+m7", "phone"),
+])
+def test_a_backchannel_pauses_and_resumes_without_an_interrupt(cal, word, voice, line):
+    out = run(make_flow("dev", "backchannel", line, voice=voice, word=word, offset_s=0.5,
+                        seed=13), cal)
+    assert out.interrupts == [] and "system.control.interrupt" not in types(out)
+    assert "system.user.started_speaking" not in types(out)
+    assert len(out.pauses) == len(out.resumes) == 1
+    assert out.resume_after_end_ms is not None and out.resume_after_end_ms <= 300
+    assert out.full_played  # every frame of the reply, and its whole text heard
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(ASTERISK, "sounds", "en_US_f_Allison")),
+                    reason="recorded voices not installed (make system-deps)")
+def test_a_recorded_oh_resumes(cal):
+    out = run(make_flow("dev", "backchannel", "clean", voice="rec:en_US_f_Allison",
+                        word="letters/o", offset_s=1.0, seed=14), cal)
+    assert out.interrupts == [] and out.full_played
+    assert out.resume_after_end_ms is None or out.resume_after_end_ms <= 300
+
+
+@pytest.mark.parametrize("line", ["clean", "echo40"])
+def test_a_door_slam_resumes(cal, line):
+    out = run(make_flow("dev", "door", line, offset_s=1.0, seed=15), cal)
+    assert out.interrupts == [] and out.full_played
+    assert len(out.pauses) == len(out.resumes)
+    assert all(p <= 640 for _, p in out.resumes)  # shorter than the confirmation
+
+
+@pytest.mark.parametrize(("line", "later"), [("echo40", False), ("echo120", True),
+                                             ("echo200", False)])
+def test_the_agents_echo_alone_never_pauses(cal, line, later):
+    out = run(make_flow("dev", "echo", line, later=later, seed=16), cal)
+    assert out.pauses == [] and out.interrupts == []
+    assert out.full_played
