@@ -404,7 +404,8 @@ class AtomsApp:
             self._ending.discard(key)
             if self.calls.get(key) is call:
                 del self.calls[key]
-                log.info("%s: call ended (%s); %d active", label, reason, len(self.calls))
+                log.info("%s: call ended (%s); %d active", label, call.end_reason or reason,
+                         len(self.calls))
 
     # -- HTTP ------------------------------------------------------------------------------
     async def _health(self, request: web.Request) -> web.Response:

@@ -209,6 +209,8 @@ class Call:
         self.interrupts: list[float] = []  # when the agent paused, for confirmed barge-ins
         self._stall_t: float | None = None
         self._action: asyncio.Task[None] | None = None  # the last hang-up or transfer
+        self._hanging_up = False  # the agent's hang-up is under way (the call's end reason)
+        self.end_reason: str | None = None  # why the call ended, once it has
         self._agent_audio_rs: dict[int, StreamResampler] = {}
         self._audio_dropped = 0  # agent.audio chunks refused (bad rate, over the queue cap)
         self._audio_uid: str | None = None  # utterance built from agent.audio chunks
@@ -228,6 +230,9 @@ class Call:
         """The call is over (caller hung up, or we did): stop everything, close the session."""
         if self.closed:
             return
+        if self._hanging_up:  # (the transport saw its own hang-up close the line first)
+            reason = "agent hung up"
+        self.end_reason = reason
         self.closed = True
         self._closed.set()
         self._mark("call.end", reason=reason)
@@ -747,6 +752,7 @@ class Call:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
         if action == "hangup":
+            self._hanging_up = True
             try:
                 await self.transport.hangup()
             finally:

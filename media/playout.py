@@ -12,7 +12,10 @@ A transport whose far end buffers audio and reports back (Twilio/Plivo marks) ca
 construct the buffer with `far_end_confirms=True`: then only positions reported via
 `confirm(utterance_id, ms)` count as played (the transport labels a mark with
 `position()` after sending a frame and confirms it when the mark comes back), and an
-utterance counts as finished only once confirmed to its end.
+utterance counts as finished only once confirmed to its end, or once any later audio is
+confirmed (the far end plays in order). Nothing here times out: a transport whose marks
+may be lost confirms `position()` itself after a while (the voice loop does, unless
+playout is paused: held audio has not played).
 
 Text mapping (an approximation): a text piece covers the audio from the piece it came
 with up to the next piece that carries text (audio pushed before the first text
@@ -125,14 +128,25 @@ class PlayoutBuffer:
         self._retire()
 
     def confirm(self, utterance_id: str, ms: float) -> None:
-        """The far end reports it has played `utterance_id` up to `ms` (e.g. a mark)."""
+        """The far end reports it has played `utterance_id` up to `ms` (e.g. a mark).
+
+        The far end plays audio in the order it was sent, so this also confirms, in full,
+        every utterance that played before `utterance_id`: with two utterances sent back to
+        back, the first one's end is often covered by no mark of its own (marks go every
+        few frames), and without this it would never count as played."""
         utt = self._known.get(utterance_id)
         if utt is None or utt.state == "flushed":
             log.debug("ignoring confirmation for %s utterance %r",
                       "unknown" if utt is None else "flushed", utterance_id)
             return
+        if utt.state == "done":
+            return  # (a late or repeated mark: it and everything before it has retired)
         pos = min(int(round(ms * _SAMPLES_PER_MS)), utt.popped)
         utt.confirmed = max(utt.confirmed, pos)
+        for earlier in self._queue:  # in play order: all of these went out before `utt`
+            if earlier is utt:
+                break
+            earlier.confirmed = earlier.popped
         self._retire()
 
     # --- the clock tick ----------------------------------------------------------------
@@ -166,6 +180,15 @@ class PlayoutBuffer:
         if self._last is None:
             return None
         return self._last[0], self._last[1] / _SAMPLES_PER_MS
+
+    @property
+    def at_utterance_end(self) -> bool:
+        """The last popped frame holds the last audio pushed so far for its utterance: a
+        far-end mark there confirms the utterance to its end (or as far as it has come)."""
+        if self._last is None:
+            return False
+        uid, popped = self._last
+        return popped >= self._known[uid].total
 
     def drain_finished(self) -> list[str]:
         """Ids of utterances that finished playing since the last call, in order."""

@@ -54,11 +54,14 @@ class MediaStreamTransport(TickedStream):
     async def send_payload(self, payload: bytes) -> None:
         await self._send(SendAudio(payload))
         self._frames += 1
-        # a mark every 100 ms, and one after the last frame queued: without it the end of
-        # an utterance is confirmed only by the loop's timeout, and the agent counts as
-        # talking (caller speech taken for a barge-in attempt) for that long
+        # a mark every 100 ms, and one after each utterance's last frame (so far): without
+        # it the end of the last utterance is confirmed only by the loop's timeout, and the
+        # agent counts as talking (caller speech taken for a barge-in attempt) for that
+        # long. (An utterance followed back to back by another one would be confirmed by
+        # the next one's first mark anyway: the far end plays in order.)
         if self.marks and self.call is not None and (
-                self._frames % MARK_EVERY_FRAMES == 0 or not self.call.playout.queued_ms):
+                self._frames % MARK_EVERY_FRAMES == 0 or self.call.playout.at_utterance_end
+                or not self.call.playout.queued_ms):
             await self.mark()
 
     # -- the voice loop's side -----------------------------------------------------------

@@ -264,6 +264,75 @@ def test_far_end_confirmation_finishes_an_utterance() -> None:
     buf.confirm("nobody", 20)  # unknown: ignored
 
 
+def test_a_mark_in_a_later_utterance_confirms_the_ones_before_it() -> None:
+    # Two utterances back to back, marks every 5 frames as a provider stream sends them:
+    # no mark falls on the first one's end (110 ms), yet the far end plays in order, so
+    # the second one's first mark confirms the first one in full.
+    buf = PlayoutBuffer(far_end_confirms=True)
+    buf.push("a", ramp(110), "first")
+    buf.push("b", ramp(200), "second")
+    marks = []
+    for n in range(1, 17):
+        assert buf.pop() is not None
+        if n % 5 == 0:
+            marks.append(buf.position())
+    assert marks == [("a", 100.0), ("b", 80.0), ("b", 180.0)]
+    assert buf.queued_ms == 0 and buf.position() == ("b", 200.0)
+    buf.confirm(*marks[0])
+    assert buf.played_ms("a") == 100 and buf.drain_finished() == []
+    buf.confirm(*marks[1])
+    assert buf.played_ms("a") == 110 and buf.drain_finished() == ["a"]
+    assert buf.heard_text("a") == "first" and buf.played_ms("b") == 80
+    buf.confirm(*buf.position())  # the last frame's mark (or the loop's lost-mark timeout)
+    assert buf.drain_finished() == ["b"] and not buf.is_playing
+    buf.confirm(*marks[2])  # late, after it retired: ignored
+    assert buf.played_ms("b") == 200 and buf.drain_finished() == []
+
+
+def test_a_confirmation_never_reaches_past_the_utterance_it_names() -> None:
+    buf = PlayoutBuffer(far_end_confirms=True)
+    buf.push("a", ramp(40), "one")
+    buf.push("b", ramp(40), "two")
+    buf.push("c", ramp(40), "three")
+    pop_all(buf)
+    buf.confirm("b", 20)
+    assert buf.drain_finished() == ["a"]
+    assert buf.played_ms("b") == 20 and buf.played_ms("c") == 0 and buf.is_playing
+
+
+def test_at_utterance_end_labels_each_utterances_last_frame() -> None:
+    buf = PlayoutBuffer(far_end_confirms=True)
+    assert not buf.at_utterance_end
+    buf.push("a", ramp(50), "one")
+    buf.push("b", ramp(40), "two")
+    ends = []
+    while buf.pop() is not None:
+        ends.append(buf.at_utterance_end)
+    assert ends == [False, False, True, False, True]
+    buf.push("c", ramp(40), "streamed", final=False)  # (so far: more may follow)
+    buf.pop()
+    assert not buf.at_utterance_end
+    buf.pop()
+    assert buf.at_utterance_end
+
+
+def test_a_paused_buffer_keeps_unconfirmed_audio_unplayed() -> None:
+    buf = PlayoutBuffer(far_end_confirms=True)
+    buf.push("a", ramp(40), "one")
+    buf.push("b", ramp(100), "two")
+    for _ in range(3):
+        buf.pop()
+    buf.pause()
+    assert buf.pop() is None and buf.is_playing
+    buf.confirm("b", 20)  # the far end plays what it had: marks still count while paused
+    assert buf.drain_finished() == ["a"] and buf.played_ms("b") == 20
+    assert buf.is_playing and buf.queued_ms == 80
+    buf.resume()
+    pop_all(buf)
+    buf.confirm(*buf.position())
+    assert buf.drain_finished() == ["b"] and not buf.is_playing
+
+
 def test_bad_input() -> None:
     buf = PlayoutBuffer()
     with pytest.raises(TypeError, match="int16"):
