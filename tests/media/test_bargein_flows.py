@@ -64,8 +64,8 @@ def test_the_caller_is_not_learned_as_echo() -> None:
 
 def test_dev_flows_quality_gate() -> None:
     """The dev flows (tuned on) as measured when the caller-proof echo estimate landed:
-    at least 117 of 120 barge-ins caught, at most 13 of 84 non-speech flows fire. A change
+    at least 117 of 120 barge-ins caught, at most 8 of 84 non-speech flows fire (13 before the thump rule: door slams). A change
     that does worse fails here; see benchmarks/README.md for the held-out figures."""
     s = score(list(_flows("dev")))
     assert s.caught >= 117, s.missed
-    assert len(s.false) <= 13, s.false
+    assert len(s.false) <= 8, s.false
