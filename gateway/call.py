@@ -83,8 +83,10 @@ class Transport(Protocol):
 
     Optional: `async send_dtmf(digits) -> bool`, True when the transport sent the key
     presses out of band (SIP: RFC 4733); otherwise the loop plays them as tones.
-    `paces_playout = True`: the transport calls `Call.play_tick()` every 20 ms itself, and
-    the loop starts no ticker of its own."""
+    The loop has no clock of its own: the media tick its transport belongs to
+    (`gateway.media_tick`) calls `Call.play_tick()` every 20 ms and `Call.caller_frame()`
+    for each caller frame. Optional `play_now()`: a talkspurt's first frame is ready; play
+    it now rather than at the next tick."""
 
     async def send_audio(self, frame: np.ndarray) -> None: ...
 
@@ -200,9 +202,7 @@ class Call:
         self._discard_response = False
         self._utterances = itertools.count(1)
         self._after_drain: list[tuple[str, str]] = []  # ("hangup"|"transfer", target)
-        self._audio_ready = asyncio.Event()
-        self._ticker: asyncio.Task[None] | None = None
-        self._dry = True  # playout ran dry and `_drained` has seen it (transport-paced)
+        self._dry = True  # playout ran dry and `_drained` has seen it
         self.closed = False  # (read every frame: a plain attribute, not the event)
         self._closed = asyncio.Event()
         self._t0 = self.clock.now()
@@ -221,8 +221,6 @@ class Call:
         """Bind the session's output and announce the caller: init, then joined."""
         self._t0 = self.clock.now()
         self.session.set_output(self._on_agent_event)
-        if not getattr(self.transport, "paces_playout", False):
-            self._ticker = asyncio.create_task(self._tick_loop(), name=f"ticker:{self.call_id}")
         await self._deliver(self.init_event)
         await self._deliver(SDKSystemUserJoinedEvent())
 
@@ -237,7 +235,6 @@ class Call:
         self._closed.set()
         self._mark("call.end", reason=reason)
         await self.speaker.close()
-        await cancel_and_wait(self._ticker)
         await cancel_and_wait(self._turn_task)
         await cancel_and_wait(self._action)  # (not when it is this hang-up itself)
         self.stt.close()
@@ -657,33 +654,17 @@ class Call:
         self.speaker.play(self._new_utterance(), dtmf_tones(digits), last=True)
 
     def _wake_ticker(self) -> None:
-        self._audio_ready.set()
-        if self._dry and self._ticker is None and self.playout.is_playing:
-            # a transport that paces playout plays a talkspurt's first frame at once, not
-            # at its next tick (up to 20 ms later)
+        """Agent audio was queued: after a dry spell, the transport's media tick plays the
+        talkspurt's first frame at once, not at its next tick (up to 20 ms later)."""
+        if self._dry and self.playout.is_playing:
             play_now = getattr(self.transport, "play_now", None)
             if play_now is not None:
                 play_now()
 
-    async def _tick_loop(self) -> None:
-        """Release one frame per 20 ms while there is audio; sleep while there is none."""
-        next_t = self.clock.now()
-        while True:
-            if not self.playout.is_playing:
-                await self.play_tick()  # dry: a pending hang-up or transfer may run now
-                self._audio_ready.clear()
-                if not self.playout.is_playing:
-                    await self._audio_ready.wait()
-                    next_t = self.clock.now() - FRAME_S  # the first frame goes out at once
-                    continue
-            next_t += FRAME_S
-            await self.clock.sleep_until(next_t)
-            await self.play_tick()
-
     async def play_tick(self) -> None:
         """One 20 ms tick of playout: a frame if there is one, and once playout runs dry, a
-        pending hang-up or transfer. Called by the loop's own ticker, or every 20 ms by a
-        transport that paces playout itself (`paces_playout`: SIP's shared media tick)."""
+        pending hang-up or transfer. Called every 20 ms by the media tick the call's
+        transport belongs to (`gateway.media_tick`)."""
         if self.playout.is_playing or not self._dry:
             # (one more tick once the queue empties: a far-end confirmation that emptied it
             # between ticks is reported by output_tick)
@@ -741,8 +722,8 @@ class Call:
             return
         action, target = self._after_drain.pop(0)
         self._mark(f"call.{action}", target=target)
-        # A task, not in the ticker itself: closing the call cancels the ticker, and a
-        # transport's shared media tick (SIP) must not wait on one call's transfer.
+        # A task, not in the tick itself: the shared media tick must not wait on one
+        # call's transfer.
         # Actions run in order: a transfer's REFER goes out before a later hang-up's BYE.
         self._action = asyncio.create_task(self._run_action(self._action, action, target),
                                            name=f"{action}:{self.call_id}")

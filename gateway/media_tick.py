@@ -20,15 +20,16 @@ Sends must never wait inside the tick: a peer that stops reading would hold up e
 Members (`TickedStream`: the provider media streams, web clients, AudioSocket) drop what
 their peer cannot take; RTP sends (`sendto` on UDP) never wait.
 
-What this tick paces: the app's `MediaTick` (real clock) carries the provider media
-streams, the web client (`/ws`), AudioSocket and SIP/RTP (`gateway.transports.rtp`:
+What this tick paces: every call. The app's `MediaTick` (real clock) carries the provider
+media streams, the web client (`/ws`), AudioSocket, SIP/RTP (`gateway.transports.rtp`:
 one frame heard a tick from the jitter buffer, a None payload when no RTP came, heard as
 silence without decoding; RFC 4733 and INFO digits heard before the tick's audio; the
-agent's own key presses sent after its frame, `after_play`). `replay`
-(`gateway.testing`) runs its own `MediaTick` on a `VirtualClock`, so a recorded call is
-driven as it was live. Not yet: WebRTC uses `Call`'s own per-call ticker
-(`Call._tick_loop`), whose frames `AgentAudioTrack` buffers for aiortc's sender, which
-pulls `recv()` on its own 20 ms clock.
+agent's own key presses sent after its frame, `after_play`) and WebRTC
+(`gateway.transports.webrtc_media.TrackFeed`: the tick hears the frames aiortc decoded,
+with their arrival times, and pushes each frame the call plays to `AgentAudioTrack`,
+whose short queue aiortc's sender pulls on its own 20 ms clock, as a sound card would).
+`replay` (`gateway.testing`) runs its own `MediaTick` on a `VirtualClock`, so a recorded
+call is driven as it was live. The voice loop (`Call`) has no ticker of its own.
 """
 
 from __future__ import annotations
@@ -127,8 +128,6 @@ class TickedStream:
     caller audio, a batch slot (G.711 at 8 kHz) or an edge of its own, and the frames its
     call played this tick. Sends never wait: when the peer stops reading (its socket is
     full) they are dropped and counted, so one stuck peer holds up no other call."""
-
-    paces_playout = True
 
     def __init__(self, writing_paused: Callable[[], bool] = lambda: False) -> None:
         self.call: Call | None = None

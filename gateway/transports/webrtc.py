@@ -9,9 +9,10 @@ Routes (same optional bearer token as `/ws`):
   the browser's `RTCConfiguration` form.
 
 The call opens when the peer connection is connected. The caller's audio track is
-decoded by aiortc, downmixed and resampled to 16 kHz 20 ms frames for the voice loop;
-the agent's voice goes out through `AgentAudioTrack`. On the `events` channel the
-gateway sends every session event worth showing (`encode_event` JSON) plus
+decoded by aiortc, downmixed and resampled to 16 kHz 20 ms frames; the app's media tick
+(`gateway.media_tick`, through the call's `TrackFeed`) hears them and pushes each frame
+the agent plays to `AgentAudioTrack`, which aiortc's sender pulls. On the `events` channel
+the gateway sends every session event worth showing (`encode_event` JSON) plus
 `{"type": "clear"}` on barge-in and `{"type": "end", "reason"}`; the client sends the
 `/ws` JSON messages (`text`, `dtmf`, `hangup`, or a session event).
 
@@ -59,7 +60,7 @@ from gateway.protocols.webclient import (
     WebText,
 )
 from gateway.transports.webclient import authorized
-from gateway.transports.webrtc_media import AgentAudioTrack, InboundAudio
+from gateway.transports.webrtc_media import AgentAudioTrack, InboundAudio, TrackFeed
 
 if TYPE_CHECKING:
     from gateway.app import AtomsApp
@@ -146,6 +147,7 @@ class WebRtcPeer:
         self.context = context
         self.track = AgentAudioTrack()
         self.inbound = InboundAudio()
+        self.media = TrackFeed(self.track)  # the call's member of the app's media tick
         self.channel: RTCDataChannel | None = None
         self.call: Call | None = None
         self.remote_audio: list[MediaStreamTrack] = []
@@ -165,7 +167,11 @@ class WebRtcPeer:
 
     # -- Transport -------------------------------------------------------------------------
     async def send_audio(self, frame: np.ndarray) -> None:
-        self.track.push(frame)
+        await self.media.send_audio(frame)  # pushed to the track in the tick's send step
+
+    def play_now(self) -> None:
+        """A talkspurt starts: its first frame goes out now, not at the next tick."""
+        self.media.play_now()
 
     async def clear_audio(self) -> None:
         self.track.clear()
@@ -255,8 +261,9 @@ class WebRtcPeer:
             while True:
                 frame = await track.recv()
                 idle.touch()
+                arrived = call.clock.now()
                 for f in self.inbound.process(frame):
-                    await call.caller_frame(f)
+                    self.media.put_caller_frame(f, arrived)  # heard at the next tick
         except MediaStreamError:
             self.close_soon("caller audio ended")
         finally:
@@ -284,6 +291,8 @@ class WebRtcPeer:
         self.call = call
         if self._close_task is not None:
             return  # closed while opening: _close ends the call
+        self.media.call = call
+        self.media.join(self.app.media_tick)
         self._send(json.dumps({"type": "started", "call_id": call.call_id, "id": self.id}))
         for track in self.remote_audio:
             self._spawn(self._read_audio(track), "audio-in")
@@ -350,6 +359,7 @@ class WebRtcPeer:
         except Exception:
             log.exception("%s: error while closing", self.id)
         finally:
+            self.media.leave()
             self._stop_quiet_timer()
             self._pending.clear()
             self.channel = None

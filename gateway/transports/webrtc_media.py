@@ -5,13 +5,19 @@ Inbound: aiortc hands over decoded `av.AudioFrame`s (Opus: interleaved stereo 48
 PCMU: 8 kHz mono). `InboundAudio` downmixes to mono, resamples to 16 kHz with a
 stateful low-latency resampler and re-chunks into exact 20 ms frames.
 
+Both directions go through the app's media tick (`gateway.media_tick`, the one 20 ms tick
+of every transport), by way of the call's `TrackFeed`: inbound frames wait there with their
+arrival times until the tick hears them; each frame the call plays on a tick is pushed to
+the track.
+
 Outbound: `AgentAudioTrack.recv()` is pulled by aiortc's RTP sender; it returns one
 20 ms frame at 48 kHz per 20 ms of real time, with pts counting samples. The frame is
 interleaved stereo (both channels equal) because that is what aiortc's Opus encoder
 takes: given mono, its libswresample step upmixes at -3 dB (measured), and the agent
-would sound quieter than it was synthesized. It plays whatever the voice loop queued with
-`push()`, silence when nothing is queued, and `clear()` drops the queue at once
-(barge-in).
+would sound quieter than it was synthesized. It plays whatever the media tick pushed
+(`push()`), silence when nothing is queued, and `clear()` drops the queue at once
+(barge-in). The queue is short: the tick pushes a frame each 20 ms and aiortc pulls one
+each 20 ms on its own clock, so it holds the frames of a catch-up after a stall at most.
 
 aiortc's RTP sender computes an RFC 6465 audio level for every outbound frame with a
 per-sample Python loop (measured: about 150 us per 20 ms stereo frame, more than Opus
@@ -32,6 +38,7 @@ from aiortc import rtp as aiortc_rtp
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
+from gateway.media_tick import MAX_FRAMES_PER_TICK, MAX_INBOX_FRAMES, MediaTick, TickedStream
 from media.frames import FRAME_MS, FRAME_S, SAMPLE_RATE, FrameChunker
 from media.resample import StreamResampler
 
@@ -164,3 +171,51 @@ class AgentAudioTrack(MediaStreamTrack):
     def stop(self) -> None:
         self._queue.clear()
         super().stop()
+
+
+class TrackFeed(TickedStream):
+    """A WebRTC call's member of the media tick: the caller's frames (already 16 kHz, from
+    `InboundAudio`) wait here until the tick hears them, and each frame the call plays on
+    a tick goes to `AgentAudioTrack` (the tick's send step; aiortc encodes it)."""
+
+    def __init__(self, track: AgentAudioTrack) -> None:
+        super().__init__()
+        self.track = track
+        self._frames: deque[np.ndarray] = deque()
+        self._times: deque[float] = deque()
+
+    def join(self, tick: MediaTick) -> None:
+        self._tick = tick
+        tick.join(self)
+
+    def leave(self) -> None:
+        if self._tick is not None:
+            self._tick.leave(self)
+        self._tick = None
+        self._frames.clear()
+        self._times.clear()
+        self._played.clear()
+
+    def put_caller_frame(self, frame: np.ndarray, arrived: float) -> None:
+        """A 16 kHz caller frame for the next tick, arrived at `arrived` (past
+        `MAX_INBOX_FRAMES` waiting, the oldest is dropped: it came faster than real time)."""
+        self._frames.append(frame)
+        self._times.append(arrived)
+        if len(self._frames) > MAX_INBOX_FRAMES:
+            self._frames.popleft()
+            self._times.popleft()
+            self.dropped_in += 1
+            if self.dropped_in == 1:
+                log.warning("%s: caller audio arrives faster than real time; dropping the "
+                            "oldest", self.call.call_id if self.call else "WebRTC call")
+
+    def take_frames(self) -> tuple[list[np.ndarray], list[float]]:
+        frames, times = self._frames, self._times
+        n = min(len(frames), MAX_FRAMES_PER_TICK)
+        return [frames.popleft() for _ in range(n)], [times.popleft() for _ in range(n)]
+
+    async def send_audio(self, frame: np.ndarray) -> None:
+        self._played.append(frame)
+
+    async def send_frame(self, frame: np.ndarray) -> None:
+        self.track.push(frame)

@@ -39,8 +39,6 @@ class _ClosingStt:
 
 
 class HangsUpWhileClearing(SilentLine):
-    paces_playout = True
-
     def __init__(self) -> None:
         super().__init__()
         self.call: Call | None = None

@@ -1,6 +1,6 @@
-"""A transport that paces playout itself (`paces_playout`, as SIP's shared media tick does):
-the voice loop starts no ticker, plays one frame per `play_tick()`, and runs a transfer
-and a hang-up queued behind the audio in order, without holding up the tick."""
+"""The voice loop is paced from outside (by its transport's media tick, as every live call
+and replay is): it plays nothing between ticks, one frame per `play_tick()`, and runs a
+transfer and a hang-up queued behind the audio in order, without holding up the tick."""
 
 import asyncio
 
@@ -19,8 +19,6 @@ HUM = (6000 * np.sin(2 * np.pi * 440 * np.arange(FRAMES * FRAME_SAMPLES) / SAMPL
 
 
 class PacedTransport(SilentLine):
-    paces_playout = True
-
     def __init__(self) -> None:
         super().__init__()
         self.sent: list[np.ndarray] = []
@@ -43,7 +41,6 @@ async def test_transport_paced_playout_then_transfer_and_hangup_in_order() -> No
     transport, session = PacedTransport(), _Session()
     call = Call(transport, session, _NoStt(), None, clock=VirtualClock())
     await call.start()
-    assert call._ticker is None  # no ticker task of its own
     await session.out(SDKAgentAudioEvent(pcm=HUM.tobytes(), sample_rate=SAMPLE_RATE))
     await session.out(SDKAgentTransferConversationEvent(transfer_call_number="+15550100"))
     await session.out(SDKAgentEndCallEvent())

@@ -10,22 +10,25 @@ import weakref
 import numpy as np
 
 from gateway.app import AtomsApp
-from gateway.testing import _settle
+from gateway.media_tick import MediaTick
 from media.clock import VirtualClock
-from media.frames import SAMPLE_RATE, split_frames
-from tests.gateway.lines import SilentLine
+from media.frames import SAMPLE_RATE
+from tests.gateway.lines import TickedLine, run_until
 from tests.speechgen import speech, trim_silence
 
 
-async def _call(app: AtomsApp, pcm: np.ndarray) -> tuple[weakref.ref, weakref.ref, SilentLine]:
-    clock, line = VirtualClock(), SilentLine()
+async def _call(app: AtomsApp, pcm: np.ndarray) -> tuple[weakref.ref, weakref.ref, TickedLine]:
+    clock = VirtualClock()
+    tick = MediaTick(clock)
+    line = TickedLine(tick)
     call = await app.open_call(line, call_id="teardown", clock=clock)
     session = weakref.ref(call.session)
-    for i, frame in enumerate(split_frames(pcm)):
-        clock.advance_to(i * 0.02)
-        await _settle(call)
-        await call.caller_frame(frame)
+    line.join(call)
+    line.speak(pcm)
+    await run_until(clock, call, len(pcm) / SAMPLE_RATE)
     await app.end_call(call, "caller hung up")
+    line.leave()
+    await tick.stop()
     return weakref.ref(call), session, line
 
 
