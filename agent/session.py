@@ -2,8 +2,10 @@
 
 Events from the caller enter at Root (`deliver`); whatever reaches Sink goes to the
 output function set by the transport (`set_output`). Hooks registered with
-`on_event(name)` see every event entering at Root and every event reaching Sink, run
-in their own tasks (never blocking the flow), and a hook that raises is only logged.
+`on_event(name)` run once per event, whichever way it flows: when it enters at Root,
+or when it reaches Sink if it did not enter at Root (an event a node passes on to Sink
+is not seen again). They run in their own tasks (never blocking the flow), and a hook
+that raises is only logged.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ class AgentSession:
         self._output: OutputFn | None = None
         self._hooks: dict[str, list[Hook]] = {}
         self._hook_tasks: set[asyncio.Task[Any]] = set()
+        # events the hooks have seen, by identity (weak: an event is forgotten once the
+        # graph drops it), so one that enters at Root and reaches Sink runs them once
+        self._hooked: weakref.WeakValueDictionary[int, SDKEvent] = weakref.WeakValueDictionary()
         self._started = asyncio.Event()
         self._complete = asyncio.Event()
         self._locked = False
@@ -192,8 +197,9 @@ class AgentSession:
 
     # -- hooks -----------------------------------------------------------------------
     def on_event(self, event_name: str) -> Callable[[Hook], Hook]:
-        """Decorator: call `handler(session, event)` for `event_name` (aliases, or "*"; or
-        "on_event_received", the published SDK's hook: every event from the peer)."""
+        """Decorator: call `handler(session, event)` once per `event_name` event, whether it
+        comes from the caller or from a node (aliases, or "*"; or "on_event_received", the
+        published SDK's hook: every event from the peer)."""
 
         def register(handler: Hook) -> Hook:
             self.add_event_handler(event_name, handler)
@@ -206,9 +212,14 @@ class AgentSession:
         self._hooks.setdefault(name, []).append(handler)
 
     def _run_hooks(self, event: SDKEvent, received: bool = False) -> None:
+        """Run the hooks for `event`: its name's and "*" once per event (the first time it is
+        seen, at Root or at Sink), "on_event_received" for every event from the peer."""
         if not self._hooks:
             return
-        handlers = self._hooks.get(event.type, []) + self._hooks.get("*", [])
+        handlers: list[Hook] = []
+        if self._hooked.get(id(event)) is not event:
+            self._hooked[id(event)] = event
+            handlers += self._hooks.get(event.type, []) + self._hooks.get("*", [])
         if received:
             handlers += self._hooks.get(RECEIVED_HOOK, [])
         for handler in handlers:

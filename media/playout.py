@@ -142,6 +142,11 @@ class PlayoutBuffer:
         if utt.state == "done":
             return  # (a late or repeated mark: it and everything before it has retired)
         pos = min(int(round(ms * _SAMPLES_PER_MS)), utt.popped)
+        if abs(utt.popped / _SAMPLES_PER_MS - ms) <= 0.5:
+            # (labels give whole ms: this mark stands where the last frame sent ended. An
+            # utterance whose length rounded down was otherwise never confirmed to its end,
+            # and the agent counted as talking until the stall timeout)
+            pos = utt.popped
         utt.confirmed = max(utt.confirmed, pos)
         for earlier in self._queue:  # in play order: all of these went out before `utt`
             if earlier is utt:

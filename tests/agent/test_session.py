@@ -117,7 +117,8 @@ async def test_reference_example_runs_through_deliver_and_set_output():
     assert text == "You said: I want shoes"
     speak = [e for e in out.events if isinstance(e, SDKAgentSpeakEvent)]
     assert [e.text for e in speak] == ["Welcome to the store!"]
-    assert set(effects) == {"joined", "spoke:Welcome to the store!", "interrupted"}
+    # once per event: "joined" and "interrupted" enter at Root and reach the Sink too
+    assert sorted(effects) == ["interrupted", "joined", "spoke:Welcome to the store!"]
     assert tracker.seen[:3] == ["system.user.joined", "agent.transcript.update", "system.llm.request"]
     assert session.context["caller"] == "+15550100"
     assert agent.context.messages[-1] == {"role": "assistant", "content": "You said: I want shoes"}
@@ -295,7 +296,7 @@ async def test_raising_node_reports_error_and_keeps_running():
     assert "bad digit" in err.payload["traceback"]
     assert node.processed == 2
     await session.close()
-    assert sorted(calls) == ["0", "1", "1"]  # at Root, and "1" again at Sink
+    assert sorted(calls) == ["0", "1"]  # once each, though "1" also reached the Sink
 
 
 async def test_output_node_error_is_fatal_and_ends_response():
@@ -338,6 +339,46 @@ async def test_star_hook_sees_inbound_and_outbound():
     await session.close()
     assert "system.llm.request" in seen and "agent.llm.response.chunk" in seen
     assert "agent.ready" in seen and "system.user.left" in seen
+
+
+class Echo(Node):
+    """Forwards every event, and says each digit it sees."""
+
+    async def process_event(self, event):
+        await self.send_event(event)
+        if event.type == "system.dtmf":
+            await self.send_event(SDKAgentSpeakEvent(text=f"you pressed {event.digit}"))
+
+
+async def test_hooks_fire_once_per_event_whichever_way_it_flows():
+    """An event from the caller that two branches pass on to the Sink, and an event a node
+    makes that reaches the Sink by two paths, each run a hook once; "on_event_received"
+    runs once for each event from the caller and never for the agent's own."""
+    session = AgentSession()
+    first, left, right = Echo("first"), Node("left"), Node("right")
+    for node in (left, right):  # first -> left -> Sink, first -> right -> Sink
+        node.process_event = node.send_event  # type: ignore[method-assign]
+        session.add_edge(first, node)
+    out = Collector()
+    session.set_output(out)
+    named: list[str] = []
+    star: list[str] = []
+    received: list[str] = []
+    session.on_event("system.dtmf")(lambda s, e: named.append(e.digit))
+    session.on_event("agent.speak")(lambda s, e: named.append(e.text))
+    session.on_event("*")(lambda s, e: star.append(e.type))
+    session.on_event("on_event_received")(lambda s, e: received.append(e.type))
+    await session.start()
+    await session.deliver(SDKSystemDtmfEvent(digit="5"))
+    await session.deliver(SDKSystemDtmfEvent(digit="6"))
+    await out.wait_for(lambda e: getattr(e, "text", None) == "you pressed 6")
+    await out.wait_for(lambda e: len([x for x in out.events if x.type == "agent.speak"]) == 4)
+    await session.close()
+    assert out.types().count("system.dtmf") == 4  # two paths each: the graph is unchanged
+    assert sorted(named) == ["5", "6", "you pressed 5", "you pressed 6"]
+    assert sorted(star) == ["agent.ready", "agent.speak", "agent.speak", "system.dtmf",
+                            "system.dtmf", "system.user.left"]
+    assert received == ["system.dtmf", "system.dtmf"]
 
 
 async def test_thousand_sessions_leave_no_tasks():

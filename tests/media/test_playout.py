@@ -375,3 +375,25 @@ def test_flush_ends_a_pause():
     assert heard[0].played_ms == 20 and not buf.paused
     buf.push("v", ramp(20))
     assert buf.pop() is not None
+
+
+@pytest.mark.parametrize("samples", [44080, 44085, 44088, 44090])
+def test_a_mark_at_the_end_labelled_in_whole_ms_confirms_the_utterance(samples):
+    """Marks carry the position in whole ms (`uid@2755`): an utterance of 2755.3 ms is
+    confirmed to its end by it (it stayed unconfirmed, and the agent talking, until the
+    1.5 s stall timeout: the caller's next turn was taken for a barge-in)."""
+    buf = PlayoutBuffer(far_end_confirms=True)
+    buf.push("u", np.ones(samples, dtype=np.int16), text=TEXT)
+    while buf.pop() is not None:
+        pass
+    uid, ms = buf.position()
+    buf.confirm(uid, float(f"{ms:.0f}"))
+    assert buf.drain_finished() == ["u"] and not buf.is_playing
+
+
+def test_a_mark_confirms_no_further_than_was_sent():
+    buf = PlayoutBuffer(far_end_confirms=True)
+    buf.push("u", ramp(100), text=TEXT)
+    buf.pop()
+    buf.confirm("u", 20.0)
+    assert buf.played_ms("u") == 20 and buf.is_playing
