@@ -221,6 +221,7 @@ class Outcome:
     interrupt_pauses: list[float] = field(default_factory=list)  # their pauses' times
     full_played: bool | None = None  # the reply played whole (None: it was interrupted)
     events: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    channel: np.ndarray | None = field(default=None, repr=False)  # pass 2's caller channel
 
     # -- derived
     @property
@@ -510,8 +511,24 @@ def _locate(flow: CallFlow, cal: Calibration, total: int
     return turns_at, start, ch
 
 
-def run_call_flow(flow: CallFlow, cal: Calibration) -> Outcome:
-    """Both passes of one flow; what the call did over the reply."""
+def score_events(out: Outcome, events: list[dict[str, Any]]) -> None:
+    """The call's barge-in marks (timeline events, `t_ms` on the call's clock) into `out`."""
+    for e in events:
+        kind, t = e["type"], float(e["t_ms"])
+        if kind == "bargein.pause":
+            out.pauses.append(t)
+        elif kind == "bargein.resume":
+            out.resumes.append((t, float(e.get("paused_ms", 0.0))))
+        elif kind == "bargein.confirm":
+            out.confirms.append(t)
+        elif kind == "interrupt":
+            out.interrupts.append(t)
+            out.interrupt_pauses.append(t - float(e.get("paused_ms", 0.0)))
+
+
+def run_call_flow(flow: CallFlow, cal: Calibration, keep_channel: bool = False) -> Outcome:
+    """Both passes of one flow; what the call did over the reply (`keep_channel`: and pass
+    2's caller channel, int16 at 16 kHz, without the line's echo)."""
     out = Outcome(flow)
     turns_s = sum(len(t) for t in flow.turns) / SAMPLE_RATE
     reply_s = cal.story_frames * FRAME_MS / 1000
@@ -536,22 +553,15 @@ def run_call_flow(flow: CallFlow, cal: Calibration) -> Outcome:
         end_s = out.end_ms / 1000 + AFTER_SOUND_S
     else:
         end_s = start_s + reply_s + TAIL_S
-    r = _replay(flow, _to_int16(ch[: int(end_s * SAMPLE_RATE)]))
+    sent = _to_int16(ch[: int(end_s * SAMPLE_RATE)])
+    r = _replay(flow, sent)
     out.events = r.events
+    if keep_channel:
+        out.channel = sent
     if _first_frame_after(r, turns_at[-1]) != start_s:
         out.ok, out.problem = False, "pass 2's reply started elsewhere"
         return out
-    for e in r.events:
-        kind, t = e["type"], float(e["t_ms"])
-        if kind == "bargein.pause":
-            out.pauses.append(t)
-        elif kind == "bargein.resume":
-            out.resumes.append((t, float(e.get("paused_ms", 0.0))))
-        elif kind == "bargein.confirm":
-            out.confirms.append(t)
-        elif kind == "interrupt":
-            out.interrupts.append(t)
-            out.interrupt_pauses.append(t - float(e.get("paused_ms", 0.0)))
+    score_events(out, r.events)
     heard = _story_heard(r)
     if not any(t >= out.reply_start_ms for t in out.interrupts):
         end = int(heard["t_ms"] // FRAME_MS) if heard is not None else len(r.played) - 1

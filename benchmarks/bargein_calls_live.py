@@ -1,0 +1,335 @@
+"""Barge-in on conversation flows LIVE, over the Twilio Media Streams protocol, against replay.
+
+    .venv/bin/python -m benchmarks.bargein_calls_live                 # 16 flows per split
+    .venv/bin/python -m benchmarks.bargein_calls_live dev --n 8 --list
+
+A subset of the flows of `tests/bargein_call_flows.py` (real barge-ins, backchannels,
+non-speech, echo alone; both splits) runs three ways:
+- replay: the flow as `benchmarks/bargein_calls.py` runs it (virtual clock, 16 kHz caller
+  channel, the line's echo added by the replay);
+- live: a served gateway (`AtomsApp` on 127.0.0.1, the demo agent without its greeting, the
+  same scripted recogniser, espeak-ng behind the TTS cache, `record_dir` on) and a
+  `websockets` client speaking Twilio's protocol: it sends the same caller channel in real
+  time, one 20 ms mu-law frame at 8 kHz every 20 ms, plays what it receives as Twilio does
+  (in real time from its arrival; marks answered once the audio before them has played;
+  `clear` drops the rest), and echoes what it plays back into its microphone (the line's
+  delay and gain) as a phone line does;
+- the live call's recording replayed (`replay --agent-channel`, with its media timeline).
+
+Times are on the call's clock: the live call's from its recording (each caller frame's
+arrival is there, so a moment of the caller channel maps onto the call's clock), replay's
+from the virtual clock. Per flow: the reply's start, the audible onset, pause and
+interrupt latencies, resume after the sound's end, in all three; per split the same
+figures as benchmarks/bargein_calls.py for replay and live side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soxr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.*
+
+from gateway.testing import replay_async  # noqa: E402
+from tests.bargein_call_flows import (  # noqa: E402
+    LINES,
+    NONSPEECH,
+    Calibration,
+    CallFlow,
+    Outcome,
+    ScriptedSTT,
+    agent_tts,
+    build_call_flows,
+    calibrate,
+    caller_first_demo,
+    run_call_flow,
+    score_events,
+)
+from tests.e2e.clients import FRAME_S, TwilioClient, decode, encode  # noqa: E402
+
+HOST = "127.0.0.1"
+WIRE_RATE = 8000
+AFTER_S = 3.0  # a live call goes on this long after the caller's sound (or the echo's start)
+
+
+class _Router:
+    """The served gateway's recogniser: each call gets the current flow's script."""
+
+    def __init__(self) -> None:
+        self.answers: tuple[str, ...] = ()
+
+    def new_stream(self) -> ScriptedSTT:
+        return ScriptedSTT(self.answers)
+
+    def check(self) -> None:
+        return None
+
+
+class LineClient(TwilioClient):
+    """A Twilio caller on a line: sends `caller` (int16, 8 kHz) in real time and echoes the
+    agent's audio back, `echo_ms` after the far end played it, `echo_db` down."""
+
+    def __init__(self, host: str, port: int, caller: np.ndarray, echo_db: float | None,
+                 echo_ms: float) -> None:
+        super().__init__(host, port)
+        self.caller = caller
+        self.gain = 0.0 if echo_db is None else 10 ** (echo_db / 20)
+        self.delay = int(round(echo_ms * WIRE_RATE / 1000))
+        self.line = np.zeros(len(caller) + 10 * WIRE_RATE, dtype=np.float32)
+        self.t_line: float | None = None  # loop time of the line's sample 0
+        self.sent = asyncio.Event()
+
+    def _at(self, t: float) -> int:
+        assert self.t_line is not None
+        return int(round((t - self.t_line) * WIRE_RATE)) + self.delay
+
+    def _got_audio(self, data: bytes) -> None:
+        if (self.gain and self.far_end is not None and self.t_line is not None and data
+                and len(data) % self.frame_bytes == 0):
+            at = self._at(max(self.far_end.play_end, self.loop.time()))  # it plays from here
+            pcm = decode(self.codec, data).astype(np.float32) * self.gain
+            if 0 <= at < len(self.line):
+                n = min(len(pcm), len(self.line) - at)
+                self.line[at : at + n] += pcm[:n]
+        super()._got_audio(data)
+
+    def _got_control(self, kind: str, msg: Any = None) -> None:
+        if kind == "clear" and self.gain and self.t_line is not None:
+            self.line[max(0, self._at(self.loop.time())) :] = 0.0  # the rest never plays
+        super()._got_control(kind, msg)
+
+    async def _mic(self) -> None:
+        n = WIRE_RATE * 20 // 1000
+        t0 = self.loop.time()
+        self.t_line = t0 - FRAME_S  # frame i holds what was said in the 20 ms before it
+        for i in range(len(self.caller) // n):
+            delay = t0 + i * FRAME_S - self.loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            frame = self.caller[i * n : (i + 1) * n] + self.line[i * n : (i + 1) * n]
+            pcm = np.clip(np.round(frame), -32768, 32767).astype(np.int16)
+            try:
+                await self.send_audio(encode(self.codec, pcm))
+            except Exception:
+                break
+        self.sent.set()
+
+
+def _downsample(pcm: np.ndarray) -> np.ndarray:
+    x = soxr.resample(pcm.astype(np.float32) / 32768.0, 16000, WIRE_RATE)
+    return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def _reply_start(events: list[dict[str, Any]], agent_ms: list[float], nth: int) -> float | None:
+    """The first agent frame played after the `nth` response started (1-based)."""
+    starts = [float(e["t_ms"]) for e in events if e["type"] == "agent.llm.response.start"]
+    if len(starts) < nth:
+        return None
+    return next((t for t in agent_ms if t >= starts[nth - 1] - 0.5), None)
+
+
+def _mapper(caller_rows: list[list[float]]) -> Any:
+    """Caller-channel time (ms from its first sample) -> the call's clock, by the frame's
+    recorded start."""
+    starts = [float(r[0]) for r in caller_rows]
+
+    def at(ms: float | None) -> float | None:
+        if ms is None or not starts:
+            return None
+        j = min(int(ms // 20), len(starts) - 1)
+        return starts[j] + (ms - j * 20)
+
+    return at
+
+
+def _scored(flow: CallFlow, events: list[dict[str, Any]], agent_ms: list[float],
+            onset: float | None, end: float | None, start: float | None = None) -> Outcome:
+    """`start`: where the reply started (default: from the agent's frames and events)."""
+    out = Outcome(flow, events=events)
+    if start is None:
+        start = _reply_start(events, agent_ms, len(flow.answers))
+    if start is None:
+        out.ok, out.problem = False, "the reply did not start"
+        return out
+    out.reply_start_ms, out.onset_ms, out.end_ms = start, onset, end
+    score_events(out, events)
+    return out
+
+
+async def _recording(folder: Path, call_id: str) -> tuple[Path, dict[str, Any]]:
+    for _ in range(400):
+        wavs = sorted(folder.glob(f"*{call_id}*.wav"))
+        if wavs and wavs[0].with_suffix(".json").exists():
+            await asyncio.sleep(0.1)  # (written by a thread: let it finish)
+            return wavs[0], json.loads(wavs[0].with_suffix(".json").read_text())
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"no recording of {call_id}")
+
+
+async def live_flow(port: int, router: _Router, folder: Path, replayed: Outcome
+                    ) -> tuple[Outcome, Outcome]:
+    """The flow live (and its recording replayed): outcomes on the live call's clock."""
+    flow = replayed.flow
+    assert replayed.channel is not None
+    if replayed.end_ms is not None:
+        end_ms = replayed.end_ms + AFTER_S * 1000
+    else:
+        end_ms = replayed.reply_start_ms + flow.offset_s * 1000 + AFTER_S * 1000
+    channel = replayed.channel[: int(end_ms * 16)]
+    router.answers = flow.answers
+    echo_db, echo_ms, _ = LINES[flow.line]
+    client = LineClient(HOST, port, _downsample(channel), echo_db, echo_ms)
+    await client.connect()
+    await client.start()
+    client.start_mic()
+    await asyncio.wait_for(client.sent.wait(), len(channel) / 16000 + 30)
+    await asyncio.sleep(0.2)
+    await client.hangup_and_wait()
+    await client.close()
+    wav, timeline = await _recording(folder, client.call_id)
+    media = timeline.get("media") or {}
+    at = _mapper(media.get("caller") or [])
+    agent_ms = [float(t) for t in media.get("agent") or []]
+    live = _scored(flow, timeline["events"], agent_ms, at(replayed.onset_ms),
+                   at(replayed.end_ms))
+    r = await replay_async(wav, agent_channel=True)
+    # (the recorded agent plays at its live moments: the reply starts where it did live)
+    again = _scored(flow, r.events, agent_ms, live.onset_ms, live.end_ms,
+                    start=live.reply_start_ms if live.ok else None)
+    return live, again
+
+
+def pick(flows: list[CallFlow], n: int) -> list[CallFlow]:
+    """About half real barge-ins (first and later replies), a quarter backchannels, the
+    rest non-speech and echo alone, spread evenly over each group."""
+    groups = [
+        [f for f in flows if f.kind == "speech"],
+        [f for f in flows if f.kind == "backchannel"],
+        [f for f in flows if f.kind in NONSPEECH],
+        [f for f in flows if f.kind == "echo"],
+    ]
+    want = [max(1, n // 2), max(1, n // 4), max(1, n // 8)]
+    want.append(max(1, n - sum(want)))
+    out = []
+    for group, k in zip(groups, want, strict=True):
+        k = min(k, len(group))
+        idx = np.linspace(0, len(group) - 1, k).round().astype(int) if k else []
+        out += [group[i] for i in idx]
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f}"
+
+
+def _line(tag: str, o: Outcome) -> str:
+    if not o.ok:
+        return f"    {tag:7s} {o.problem}"
+    rel = o.reply_start_ms
+    return (f"    {tag:7s} reply {rel:7.0f}  pauses {[round(t - rel) for t in o.pauses]} "
+            f"resumes {[round(t - rel) for t, _ in o.resumes]} interrupts "
+            f"{[round(t - rel) for t in o.interrupts]} | pause {_fmt(o.pause_latency_ms)} "
+            f"interrupt {_fmt(o.interrupt_latency_ms)} resume-after-end "
+            f"{_fmt(o.resume_after_end_ms)}")
+
+
+def _stats(v: list[float]) -> str:
+    if not v:
+        return "-"
+    a = np.array(v)
+    return f"p50 {np.median(a):.0f} p90 {np.percentile(a, 90):.0f} max {a.max():.0f} ms"
+
+
+def summary(tag: str, outs: list[Outcome]) -> None:
+    ok = [o for o in outs if o.ok]
+    speech = [o for o in ok if o.flow.kind == "speech"]
+    back = [o for o in ok if o.flow.kind == "backchannel"]
+    other = [o for o in ok if o.flow.kind in NONSPEECH or o.flow.kind == "echo"]
+    pl = [o.pause_latency_ms for o in speech if o.pause_latency_ms is not None]
+    il = [o.interrupt_latency_ms for o in speech if o.interrupt_latency_ms is not None]
+    ra = [o.resume_after_end_ms for o in back
+          if not o.interrupts and o.resume_after_end_ms is not None]
+    print(f"  {tag:14s} confirmed {sum(o.caught for o in speech)}/{len(speech)}; pause "
+          f"{_stats(pl)}; interrupt {_stats(il)}; backchannels resumed "
+          f"{sum(not o.interrupts for o in back)}/{len(back)} (end -> resume {_stats(ra)}); "
+          f"non-speech/echo: paused {sum(bool(o.pauses) for o in other)}/{len(other)}, "
+          f"interrupted {sum(bool(o.interrupts) for o in other)}/{len(other)}"
+          f"{'' if len(ok) == len(outs) else f'; {len(outs) - len(ok)} did not run'}")
+
+
+async def run(splits: list[str], n: int, show: bool, cal: Calibration) -> None:
+    from gateway.app import AtomsApp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        router = _Router()
+        app = AtomsApp(setup_handler=caller_first_demo, record_dir=tmp, host=HOST)
+        app.stt = router
+        app.tts = agent_tts()
+        port = await app.start(HOST, 0)
+        try:
+            for split in splits:
+                flows = pick(build_call_flows(split), n)
+                rows: list[tuple[Outcome, Outcome, Outcome]] = []
+                diffs: dict[str, list[float]] = {"pause": [], "interrupt": [], "reply": []}
+                for f in flows:
+                    rep = await asyncio.to_thread(run_call_flow, f, cal, True)
+                    if not rep.ok:
+                        print(f"  {f.name}: replay setup: {rep.problem}")
+                        continue
+                    live, again = await live_flow(port, router, Path(tmp), rep)
+                    rows.append((rep, live, again))
+                    for key, a, b in (("pause", rep.pause_latency_ms, live.pause_latency_ms),
+                                      ("interrupt", rep.interrupt_latency_ms,
+                                       live.interrupt_latency_ms)):
+                        if a is not None and b is not None:
+                            diffs[key].append(b - a)
+                    diffs["reply"].append(live.reply_start_ms - rep.reply_start_ms)
+                    if show:
+                        print(f"  {f.name}")
+                        print(_line("replay", rep))
+                        print(_line("live", live))
+                        print(_line("re-play", again), flush=True)
+                print(f"[{split}] {len(rows)} flows, replay / live / live recording replayed")
+                summary("replay", [r[0] for r in rows])
+                summary("live", [r[1] for r in rows])
+                summary("rec replayed", [r[2] for r in rows])
+                for key, v in diffs.items():
+                    a = np.array(v) if v else np.zeros(1)
+                    print(f"  live - replay, {key:9s}: median {np.median(a):+.0f} ms, "
+                          f"range {a.min():+.0f} .. {a.max():+.0f} ms (n={len(v)})")
+                same = sum(len(r[1].pauses) == len(r[2].pauses)
+                           and all(abs(a - b) <= 20 for a, b in zip(r[1].pauses, r[2].pauses,
+                                                                    strict=False))
+                           and len(r[1].interrupts) == len(r[2].interrupts)
+                           for r in rows)
+                print(f"  live recording replayed: the same pauses and interrupts within a "
+                      f"frame in {same}/{len(rows)} calls")
+        finally:
+            await app.stop(drain_timeout=0.5)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("splits", nargs="*", default=["dev", "holdout"])
+    ap.add_argument("--n", type=int, default=16, help="flows per split")
+    ap.add_argument("--list", action="store_true", help="print every flow")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    t0 = time.perf_counter()
+    cal = calibrate()
+    asyncio.run(run(args.splits, args.n, args.list, cal))
+    print(f"({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
