@@ -303,7 +303,8 @@ class AtomsApp:
                                                          else None))  # (0: no limit)
         if self.settings.agent_url:
             remote = RemoteSession(self.settings.agent_url, init_event, call_id=call_id,
-                                   apology=self.settings.apology)
+                                   apology=self.settings.apology,
+                                   handshake_timeout=self.settings.agent_handshake_timeout)
             remote.context = dict(context or {})
             call = Call(transport, remote, self.stt, self.tts, init_event=init_event,
                         settings=call_settings, call_id=call_id, clock=clock)

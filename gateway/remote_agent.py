@@ -5,9 +5,24 @@ event protocol. It offers the voice loop the same three calls as a local
 One WebSocket per call: `system.init` first (binary JSON frames, as the published SDK
 expects), then `agent.ready` within the handshake timeout. Events the agent server
 merely echoes back (its Sink forwards everything, input events included) are dropped.
-If the server refuses, misses the handshake, disconnects mid-call or sends garbage, the
-caller hears a short apology and the call ends: the session emits `agent.speak`
-followed by `agent.end_call`, which the voice loop already knows how to play out.
+
+When the agent server fails (refuses, misses the handshake, disconnects mid-call, sends
+garbage), the call ends cleanly rather than leaving the caller in silence:
+
+- What the agent already said plays out: audio already queued is not cut, and an LLM
+  response it was streaming ends where it broke off (the session emits
+  `agent.llm.response.end` for it; otherwise the voice loop would wait for the rest of
+  the response before hanging up, for ever).
+- Then the caller hears a short apology and the call hangs up: the session emits
+  `agent.speak` followed by `agent.end_call`, which the voice loop plays out as any
+  agent's hang-up. One ERROR log line names the call and the reason.
+- From the failure on, nothing the server sends is played: after a handshake timeout
+  the connection is closed, and a late `agent.ready` or late speech is dropped, so
+  nothing follows the apology.
+
+An agent server that closes its connection after sending `agent.end_call` or
+`agent.transfer_call` has not failed: the call ends (or transfers) as the agent asked,
+with no apology.
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ from websockets.exceptions import WebSocketException
 
 from agent.events import (
     SDKAgentEndCallEvent,
+    SDKAgentLLMResponseEndEvent,
     SDKAgentSpeakEvent,
     SDKAgentTranscriptUpdateEvent,
     SDKEvent,
@@ -55,6 +71,9 @@ class RemoteSession:
         self._sent_transcripts: Counter[tuple[str, str]] = Counter()
         self._failed = False
         self._closed = False
+        self._response_open = False  # an agent.llm.response is streaming (no .end yet)
+        self._agent_done = False  # the agent asked to end or transfer the call
+        self._closing: asyncio.Task[None] | None = None  # closing the socket after a failure
         self._ready = asyncio.Event()
         self._complete = asyncio.Event()
 
@@ -99,7 +118,9 @@ class RemoteSession:
         if self._closed:
             return
         self._closed = True
-        if self._ws is not None:
+        if self._closing is not None:
+            await asyncio.gather(self._closing, return_exceptions=True)
+        elif self._ws is not None:
             try:
                 await self._ws.close()
             except (OSError, WebSocketException):
@@ -114,6 +135,8 @@ class RemoteSession:
         assert self._ws is not None
         try:
             async for message in self._ws:
+                if self._failed or self._closed:
+                    return  # (late: after a failure nothing more is played)
                 try:
                     event = decode_event(message)
                 except ValueError as exc:
@@ -124,14 +147,42 @@ class RemoteSession:
                     continue
                 if self._is_echo(event):
                     continue
+                self._track(event)
                 if self._output is not None:
                     await self._output(event)
         except (OSError, WebSocketException) as exc:
-            if not self._closed:
-                await self._fail(f"agent server connection lost: {exc!r}")
+            await self._gone(f"agent server connection lost: {exc!r}")
             return
-        if not self._closed:
-            await self._fail("agent server closed the connection mid-call")
+        await self._gone("agent server closed the connection mid-call")
+
+    def _track(self, event: SDKEvent) -> None:
+        """What the agent has going on, for when its server goes away."""
+        etype = event.type
+        if etype in ("agent.llm.response.start", "agent.llm.response.chunk"):
+            self._response_open = True
+        elif etype == "agent.llm.response.end":
+            self._response_open = False
+        elif etype in ("agent.end_call", "agent.transfer_call"):
+            self._agent_done = True
+
+    async def _gone(self, reason: str) -> None:
+        """The connection ended: a failure, unless the agent had already asked to end or
+        transfer the call (then the call goes on to do that, with no apology)."""
+        if self._failed or self._closed:
+            return
+        if not self._agent_done:
+            await self._fail(reason)
+            return
+        log.info("%s: agent server closed the connection after ending or transferring "
+                 "the call", self.call_id)
+        self._failed = True  # (nothing more to send it)
+        await self._end_response()
+
+    async def _end_response(self) -> None:
+        """End the LLM response the agent was streaming, where it broke off."""
+        if self._response_open and self._output is not None:
+            self._response_open = False
+            await self._output(SDKAgentLLMResponseEndEvent())
 
     def _is_echo(self, event: SDKEvent) -> bool:
         """Input events coming back through the remote Sink are not output."""
@@ -150,6 +201,14 @@ class RemoteSession:
         self._failed = True
         log.error("%s: %s; apologising and ending the call", self.call_id, reason)
         self._ready.set()
+        if (self._ws is not None and self._closing is None
+                and asyncio.current_task() is not self._reader):
+            # (a handshake timeout, a failed send): let go of the server now, so nothing it
+            # sends late can follow the apology; in a task, so that a server that does not
+            # answer the close cannot hold up the call
+            self._closing = asyncio.create_task(self._ws.close(),
+                                                name=f"remote-close:{self.call_id}")
+        await self._end_response()
         if self._output is not None:
             await self._output(SDKAgentSpeakEvent(text=self.apology))
             await self._output(SDKAgentEndCallEvent())

@@ -44,6 +44,7 @@ class Settings:
     tts_api_key: str | None = None  # openai: default OPENAI_API_KEY; waves: SMALLEST_API_KEY
     record_dir: str | None = None
     agent_url: str | None = None
+    agent_handshake_timeout: float = 10.0  # seconds for an agent server's agent.ready
     apology: str = "Sorry, something went wrong. Please call again later."
     ice_servers: list[str] = field(default_factory=list)
     sip_port: int | None = None  # SIP over UDP and TCP; off when None (0: any free port)
