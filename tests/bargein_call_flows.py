@@ -498,6 +498,9 @@ def _locate(flow: CallFlow, cal: Calibration, total: int
         heard = [e for e in r.events if e["type"] == "agent.heard"]
         if _turn_texts(r) != ["hello"] or not heard:
             return f"reply 1 not as planned: turns {_turn_texts(r)}, heard {len(heard)}"
+        start1 = _first_frame_after(r, FIRST_TURN_AT_S)
+        if start1 is None or start1 < FIRST_TURN_AT_S + len(flow.turns[0]) / SAMPLE_RATE:
+            return "the agent replied before the caller's first turn was over"
         turns_at.append(heard[0]["t_ms"] / 1000 + NEXT_TURN_GAP_S)
     ch = _channel(flow, cal, turns_at, total)
     last = turns_at[-1]
@@ -508,6 +511,10 @@ def _locate(flow: CallFlow, cal: Calibration, total: int
     start = _first_frame_after(r, last)
     if start is None:
         return "the reply did not start"
+    said = last + len(flow.turns[-1]) / SAMPLE_RATE
+    if start < said:
+        return (f"the agent replied {1000 * (said - start):.0f} ms before the caller's turn "
+                "was over (the turn detector ended it early)")
     return turns_at, start, ch
 
 
