@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import logging
 import re
 import signal
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -40,6 +41,18 @@ class CallRefused(Exception):
     """A new call cannot be taken (limit reached, or the server is draining)."""
 
 
+class EventSession(Protocol):
+    """What the app needs of an Atoms event-protocol session on /ws
+    (`gateway.transports.atoms_ws.AtomsPeer`): to wait for its end, and to end it."""
+
+    async def wait_closed(self) -> None: ...
+
+    async def close(self, reason: str) -> None: ...
+
+
+SHUTDOWN = "the gateway is shutting down"  # what a caller still connected at shutdown is told
+
+
 class AtomsApp:
     """The gateway server. `AtomsApp(setup_handler=setup).run()`."""
 
@@ -52,6 +65,9 @@ class AtomsApp:
         self.setup_handler = setup_handler
         self.settings = Settings.from_env(**settings)
         self.calls: dict[str, Call] = {}  # by the gateway's own id (`Call.gateway_id`)
+        # Atoms event-protocol sessions on /ws (no voice loop, so not `Call`s): they count
+        # toward `max_calls` and /health like calls, by an id of the gateway's own
+        self.sessions: dict[str, EventSession] = {}
         self._ending: set[str] = set()  # calls whose end_call runs
         self._limits: dict[str, asyncio.Task[None]] = {}  # max call duration timers
         self.ready_reason: str | None = "starting"
@@ -222,9 +238,10 @@ class AtomsApp:
         """Refuse new calls, let active ones finish (up to the drain timeout), then stop."""
         self.draining = True
         timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
-        if self.calls:
-            log.info("draining %d active call(s) for up to %.0f s", len(self.calls), timeout)
+        if self.calls or self.sessions:
+            log.info("draining %d active call(s) for up to %.0f s", self.active, timeout)
             waits = [asyncio.create_task(c.wait_closed()) for c in list(self.calls.values())]
+            waits += [asyncio.create_task(s.wait_closed()) for s in list(self.sessions.values())]
             await asyncio.wait(waits, timeout=timeout)
             for w in waits:
                 w.cancel()
@@ -234,10 +251,17 @@ class AtomsApp:
             label = call_label(call.call_id, call.gateway_id)
             log.info("%s: still active after the drain timeout; hanging up", label)
             try:
-                await call.transport.hangup()  # closes the socket
+                await hang_up(call.transport, SHUTDOWN)  # closes the socket
             except Exception:
                 log.exception("%s: hang-up at shutdown failed", label)
             await self.end_call(call, "server shutdown")  # (never raises: see end_call)
+        for key, session in list(self.sessions.items()):
+            log.info("%s: still active after the drain timeout; closing", key)
+            try:
+                await session.close(SHUTDOWN)
+            except Exception:
+                log.exception("%s: closing at shutdown failed", key)
+            self.sessions.pop(key, None)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -286,10 +310,7 @@ class AtomsApp:
         the logs. The registry keys the call by an id of the gateway's own
         (`Call.gateway_id`), so duplicate or hostile caller ids cannot share a slot, a
         count or a recording."""
-        if self.draining:
-            raise CallRefused("server is shutting down")
-        if len(self.calls) >= self.settings.max_calls:
-            raise CallRefused(f"call limit reached ({self.settings.max_calls})")
+        self._check_room()
         key = self._new_key()
         call_id = call_id or key
         label = call_label(call_id, key)
@@ -334,6 +355,30 @@ class AtomsApp:
         log.info("%s: call started (%d active)", label, len(self.calls))
         return call
 
+    @property
+    def active(self) -> int:
+        """Calls and Atoms event sessions now: what `max_calls` and /health count."""
+        return len(self.calls) + len(self.sessions)
+
+    def _check_room(self) -> None:
+        if self.draining:
+            raise CallRefused("server is shutting down")
+        if self.active >= self.settings.max_calls:
+            raise CallRefused(f"call limit reached ({self.settings.max_calls})")
+
+    def add_session(self, session: EventSession) -> str:
+        """Register an Atoms event session (CallRefused when there is no room); returns the
+        gateway's id for it, to give to `remove_session` when it ends."""
+        self._check_room()
+        key = f"session-{uuid.uuid4().hex[:12]}"
+        while key in self.sessions:
+            key = f"session-{uuid.uuid4().hex[:12]}"
+        self.sessions[key] = session
+        return key
+
+    def remove_session(self, key: str) -> None:
+        self.sessions.pop(key, None)
+
     def _limit_duration(self, call: Call, clock: Clock | None) -> None:
         """Hang up `call` once it has lasted `max_call_duration` (live calls: a call on an
         injected clock, a replay, ends with its recording)."""
@@ -352,7 +397,7 @@ class AtomsApp:
         log.warning("%s: maximum call duration (%g s) reached; hanging up",
                     call_label(call.call_id, call.gateway_id), limit)
         try:
-            await call.transport.hangup()
+            await hang_up(call.transport, "maximum call duration reached")
         except Exception:
             log.exception("%s: hang-up at the maximum duration failed",
                           call_label(call.call_id, call.gateway_id))
@@ -410,7 +455,8 @@ class AtomsApp:
 
     # -- HTTP ------------------------------------------------------------------------------
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "active_calls": len(self.calls),
+        return web.json_response({"status": "ok", "active_calls": self.active,
+                                  "event_sessions": len(self.sessions),
                                   "draining": self.draining})
 
     async def _ready(self, request: web.Request) -> web.Response:
@@ -418,6 +464,15 @@ class AtomsApp:
             return web.json_response({"ready": True})
         reason = "draining" if self.draining else self.ready_reason
         return web.json_response({"ready": False, "reason": reason}, status=503)
+
+
+async def hang_up(transport: Transport, reason: str) -> None:
+    """Hang up for the gateway's own `reason` (shutdown, maximum duration) rather than the
+    agent's: transports whose `hangup` takes a `reason` tell the far end."""
+    if "reason" in inspect.signature(transport.hangup).parameters:
+        await transport.hangup(reason=reason)  # type: ignore[call-arg]
+    else:
+        await transport.hangup()
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

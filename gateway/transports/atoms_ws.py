@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -21,7 +20,9 @@ from agent.events import (
     encode_event,
 )
 from agent.session import AgentSession
+from gateway.app import CallRefused
 from gateway.audio_edge import audio_problem
+from gateway.idle import IdleTimer
 
 if TYPE_CHECKING:
     from gateway.app import AtomsApp
@@ -54,10 +55,51 @@ async def send_error(ws: web.WebSocketResponse, message: str, severity: str = "f
         await ws.send_str(text)
 
 
+class AtomsPeer:
+    """One Atoms event-protocol connection, as the app's registry sees it (`EventSession`):
+    it counts toward `max_calls` and /health, and shutdown can end it."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.closed = asyncio.Event()
+        self.reason = "peer disconnected"
+
+    async def wait_closed(self) -> None:
+        await self.closed.wait()
+
+    async def close(self, reason: str) -> None:
+        """End the session from our side: an `agent.error` saying why, then a close."""
+        self.reason = reason
+        await send_error(self.ws, reason)
+        await self.ws.close(code=WSCloseCode.GOING_AWAY, message=reason.encode()[:120])
+
+
 async def serve_atoms_protocol(app: AtomsApp, ws: web.WebSocketResponse,
                                init: SDKSystemInitEvent) -> web.WebSocketResponse:
-    """Host one agent session for a peer that already sent `system.init`."""
-    session_id = f"session-{uuid.uuid4().hex[:12]}"
+    """Host one agent session for a peer that already sent `system.init`.
+
+    The session takes a `max_calls` slot (refused with an `agent.error` and close code
+    1013 when there is none) and ends after `idle_timeout` seconds without a message from
+    the peer."""
+    peer = AtomsPeer(ws)
+    try:
+        session_id = app.add_session(peer)
+    except CallRefused as exc:
+        log.warning("Atoms event session refused: %s", exc)
+        await send_error(ws, f"refused: {exc}")
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=str(exc).encode()[:120])
+        return ws
+    try:
+        return await _serve(app, ws, init, peer, session_id)
+    finally:
+        app.remove_session(session_id)
+        peer.closed.set()
+        log.info("%s: Atoms event session ended (%s); %d active", session_id, peer.reason,
+                 app.active)
+
+
+async def _serve(app: AtomsApp, ws: web.WebSocketResponse, init: SDKSystemInitEvent,
+                 peer: AtomsPeer, session_id: str) -> web.WebSocketResponse:
     session = AgentSession(session_id=session_id, init_event=init,
                            context=session_context_dict(init))
 
@@ -65,22 +107,30 @@ async def serve_atoms_protocol(app: AtomsApp, ws: web.WebSocketResponse,
         if not ws.closed:
             await ws.send_bytes(encode_event(event).encode())
 
+    async def close_idle() -> None:
+        log.warning("%s: no event from the peer for %.0f s; closing", session_id, idle.timeout)
+        await peer.close(f"idle timeout after {idle.timeout:.0f} s")
+
     session.set_output(output)
     setup = asyncio.create_task(app.setup_handler(session), name=f"setup:{session_id}")
     started = asyncio.create_task(session.wait_until_started())
     await asyncio.wait({setup, started}, return_when=asyncio.FIRST_COMPLETED)
     started.cancel()
-    reason = "peer disconnected"
+    idle = IdleTimer(app.settings.idle_timeout, close_idle)
     try:
         if not session.is_started:
             exc = setup.exception() if setup.done() else None
+            peer.reason = "setup failed"
             await send_error(ws, f"setup handler failed: {exc!r}" if exc else
                              "setup handler returned without starting the session")
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"setup failed")
             return ws
-        log.info("%s: Atoms event session started (%s)", session_id,
-                 init.session_context.conversation_type.value)
+        log.info("%s: Atoms event session started (%s); %d active", session_id,
+                 init.session_context.conversation_type.value, app.active)
         async for msg in ws:
+            idle.touch()
+            if idle.fired:
+                break
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
             try:
@@ -95,11 +145,13 @@ async def serve_atoms_protocol(app: AtomsApp, ws: web.WebSocketResponse,
                 continue
             await session.deliver(event)
     finally:
-        await session.close(reason)
+        idle.cancel()
+        await session.close(peer.reason)
         try:
             await asyncio.wait_for(setup, 5.0)
         except (TimeoutError, asyncio.CancelledError, Exception):
             setup.cancel()
+        await idle.wait_idle_done()
         if not ws.closed:
             await ws.close()
     return ws

@@ -93,9 +93,12 @@ class MediaStreamTransport(TickedStream):
         if getattr(self.protocol, "supports_clear", False):
             await self._send(ClearAudio())
 
-    async def hangup(self) -> None:
+    async def hangup(self, reason: str | None = None) -> None:
+        """The agent ends the call; or, with a `reason`, the gateway does (shutdown, the
+        maximum duration): the close says so (code 1001)."""
         await self._send(Hangup())
-        await self.ws.close(code=WSCloseCode.OK, message=b"agent ended the call")
+        await self.ws.close(code=WSCloseCode.OK if reason is None else WSCloseCode.GOING_AWAY,
+                            message=(reason or "agent ended the call").encode()[:120])
 
     async def transfer(self, target: str) -> None:
         # Media streams cannot transfer by themselves: the provider's REST API does that.

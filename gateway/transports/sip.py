@@ -342,7 +342,7 @@ class SipServer:
     async def _offered(self, sc: SipCall) -> None:
         uas, app = self.uas, self.app
         assert uas is not None
-        if app.draining or len(app.calls) >= app.settings.max_calls:
+        if app.draining or app.active >= app.settings.max_calls:
             log.warning("503 to %s: %s", sc.call_id,
                         "draining" if app.draining else "call limit reached")
             self._run(uas.reject(sc, 503, now=self._now()))

@@ -7,6 +7,7 @@ protocol instead (`gateway.transports.atoms_ws`).
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -57,9 +58,13 @@ class WebClientTransport(TickedStream):
     async def clear_audio(self) -> None:
         await self._json('{"type":"clear"}')
 
-    async def hangup(self) -> None:
-        await self._json('{"type":"end","reason":"agent ended the call"}')
-        await self.ws.close(code=WSCloseCode.OK, message=b"agent ended the call")
+    async def hangup(self, reason: str | None = None) -> None:
+        """The agent ends the call; or, with a `reason`, the gateway does (shutdown, the
+        maximum duration), and the page is told so (close code 1001)."""
+        text = reason or "agent ended the call"
+        await self._json(json.dumps({"type": "end", "reason": text}))
+        await self.ws.close(code=WSCloseCode.OK if reason is None else WSCloseCode.GOING_AWAY,
+                            message=text.encode()[:120])
 
     async def transfer(self, target: str) -> None:
         await self.hangup()  # a browser cannot be transferred; the page sees agent.transfer_call

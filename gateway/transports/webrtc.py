@@ -177,8 +177,8 @@ class WebRtcPeer:
         self.track.clear()
         self._send('{"type":"clear"}')
 
-    async def hangup(self) -> None:
-        await self.close("agent ended the call")
+    async def hangup(self, reason: str | None = None) -> None:
+        await self.close(reason or "agent ended the call")
 
     async def transfer(self, target: str) -> None:
         await self.hangup()  # a browser cannot be transferred; the page saw agent.transfer_call
@@ -400,7 +400,7 @@ class WebRtcServer:
         pending = sum(1 for p in self.peers.values() if p.call is None)
         if app.draining:
             raise web.HTTPServiceUnavailable(text="server is shutting down")
-        if len(app.calls) + pending >= app.settings.max_calls:
+        if app.active + pending >= app.settings.max_calls:
             raise web.HTTPServiceUnavailable(
                 text=f"call limit reached ({app.settings.max_calls})")
         pc = RTCPeerConnection(configuration=self.configuration())
