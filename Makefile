@@ -23,8 +23,9 @@ lint: install
 test: install system-deps lint
 	$(BIN)/pytest
 
+# make serve ARGS="--sip-port 5060 mymodule:setup": flags and the app go to `atoms-gateway serve`
 serve: install
-	$(BIN)/atoms-gateway serve
+	$(BIN)/atoms-gateway serve $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import errno
 import gc
 import inspect
 import logging
 import re
 import signal
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,7 +31,7 @@ from gateway.call import Call, CallSettings, Transport
 from gateway.gc_pacing import collect_on_schedule
 from gateway.media_tick import MediaTick
 from gateway.remote_agent import RemoteSession
-from gateway.settings import Settings
+from gateway.settings import Settings, configure_logging
 from media.clock import Clock
 from media.recording import CallRecorder
 
@@ -39,6 +42,11 @@ SetupHandler = Callable[[AgentSession], Awaitable[None]]
 
 class CallRefused(Exception):
     """A new call cannot be taken (limit reached, or the server is draining)."""
+
+
+class StartupError(RuntimeError):
+    """The server cannot start (a port in use, an address it cannot bind): one line that
+    names what to change."""
 
 
 class EventSession(Protocol):
@@ -74,6 +82,7 @@ class AtomsApp:
         self.draining = False
         self.stt: Any = None
         self.tts: Any = None
+        self.engines: dict[str, str] = {}  # "stt", "tts": what `load_engines` made
         self.web = web.Application(client_max_size=self.settings.max_message_bytes)
         self.web.router.add_get("/health", self._health)
         self.web.router.add_get("/ready", self._ready)
@@ -109,6 +118,7 @@ class AtomsApp:
                 stt.check()
                 self.on_stop(stt.aclose)
                 self.stt = stt
+                self.engines["stt"] = f"deepgram (model {stt.model}, at {stt.url})"
             elif kind == "openai":
                 from media.stt_openai import OpenAISTT
 
@@ -121,8 +131,7 @@ class AtomsApp:
                 whisper.check()
                 self.on_stop(whisper.aclose)
                 self.stt = whisper
-                log.info("speech recognition: openai (model %s, at %s)", whisper.model,
-                         whisper.server)
+                self.engines["stt"] = f"openai (model {whisper.model}, at {whisper.server})"
             elif kind == "pulse":
                 from media.stt_pulse import PULSE_URL, PulseSTT
 
@@ -132,12 +141,16 @@ class AtomsApp:
                 pulse.check()
                 self.on_stop(pulse.aclose)
                 self.stt = pulse
-                log.info("speech recognition: pulse (at %s)", pulse.url)
+                self.engines["stt"] = f"pulse (at {pulse.url})"
             elif kind == "pocketsphinx":
                 from media.stt_pocketsphinx import PocketSphinxSTT
 
-                self.stt = PocketSphinxSTT(phrases=self.settings.stt_phrases,
-                                           pool_size=self.settings.stt_pool)
+                phrases = self.settings.stt_phrases
+                self.stt = PocketSphinxSTT(phrases=phrases, pool_size=self.settings.stt_pool)
+                vocabulary = (f"a grammar of {len(phrases)} phrases" if phrases
+                              else "open vocabulary")
+                self.engines["stt"] = (f"pocketsphinx (offline, {vocabulary}, "
+                                       f"{self.settings.stt_pool} recognisers)")
             else:
                 raise RuntimeError(f"unknown speech recogniser stt={self.settings.stt!r}: "
                                    "use 'pocketsphinx', 'deepgram', 'openai' or 'pulse'")
@@ -169,12 +182,12 @@ class AtomsApp:
                                    "use 'espeak', 'piper', 'openai' or 'waves'")
             tts = CachedTTS(engine)
             tts.check()
-            detail = self.settings.tts_voice
+            detail = self.settings.tts_voice or ("en-us" if kind == "espeak" else None)
             if kind == "openai":
                 detail = f"voice {engine.voice}, model {engine.model}, at {engine.server}"
             elif kind == "waves":
                 detail = f"voice {engine.voice}, at {engine.url}"
-            log.info("text-to-speech: %s%s", kind, f" ({detail})" if detail else "")
+            self.engines["tts"] = kind + (f" ({detail})" if detail else "")
             self.tts = tts
 
     async def dry_run(self) -> None:
@@ -216,16 +229,86 @@ class AtomsApp:
             self.ready_reason = None  # agents run on the agent server
         else:
             await self.dry_run()
+        # /ready says ready once every listener is up and the start-up lines are out
+        dry_run_reason, self.ready_reason = self.ready_reason, "starting listeners"
         self._runner = web.AppRunner(self.web, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host or self.settings.host,
-                           self.settings.port if port is None else port)
-        await site.start()
+        listen_host = host or self.settings.host
+        listen_port = self.settings.port if port is None else port
+        site = web.TCPSite(self._runner, listen_host, listen_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise StartupError(_bind_problem("HTTP", listen_host, listen_port, exc,
+                                             "--port or ATOMS_PORT")) from None
         bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         for hook in self._on_start:
-            await hook()
-        log.info("atoms-gateway listening on http://%s:%s", host or self.settings.host, bound)
+            try:
+                await hook()
+            except OSError as exc:
+                await self.stop(drain_timeout=0)
+                raise StartupError(self._listener_problem(hook, exc)) from None
+        log.info("atoms-gateway listening on http://%s:%s", _url_host(listen_host), bound)
+        self._log_startup(listen_host, bound)
+        self.ready_reason = dry_run_reason
         return bound
+
+    def _listener_problem(self, hook: Callable[[], Awaitable[None]], exc: OSError) -> str:
+        """One line for an extra listener that could not bind (SIP, AudioSocket)."""
+        name = getattr(hook, "__qualname__", "")
+        s = self.settings
+        if "sip" in name.lower():
+            return _bind_problem("SIP", s.sip_host or s.host, s.sip_port, exc,
+                                 "--sip-port or ATOMS_SIP_PORT",
+                                 "--sip-host or ATOMS_SIP_HOST" if s.sip_host else
+                                 "--host or ATOMS_HOST")
+        if "audiosocket" in name.lower():
+            return _bind_problem("AudioSocket", s.host, s.audiosocket_port, exc,
+                                 "--audiosocket-port or ATOMS_AUDIOSOCKET_PORT")
+        return f"a listener could not start: {exc}"
+
+    def _log_startup(self, host: str, port: int) -> None:
+        """Where to go: the demo page, each listener, the agent and the speech engines."""
+        shown = _url_host(host)
+        base = f"http://{shown}:{port}"
+        public = (self.settings.public_url or base).rstrip("/")
+        ws_public = public.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        log.info("demo page: %s/", base)
+        log.info("web clients and Atoms orchestrators: ws://%s:%s/ws", shown, port)
+        log.info("WebRTC: POST %s/webrtc/offer", base)
+        paths: dict[str, list[str]] = {}
+        for resource in self.web.router.resources():
+            parts = resource.canonical.strip("/").split("/")
+            if len(parts) == 2 and parts[0] not in ("webrtc", "static"):
+                paths.setdefault(parts[0], []).append(parts[1])
+        for provider, leaves in paths.items():
+            if "stream" not in leaves:
+                continue
+            hooks = [f"{public}/{provider}/{leaf}" for leaf in leaves
+                     if leaf in ("voice", "answer")]
+            log.info("%s: %sstream %s/%s/stream", provider.capitalize(),
+                     f"webhook {hooks[0]}, " if hooks else "", ws_public, provider)
+        sip = getattr(self, "sip", None)
+        if getattr(sip, "port", None) is not None:
+            log.info("SIP: %s:%s", _url_host(sip.bind_host), sip.port)
+        if self.audiosocket_port is not None:
+            log.info("AudioSocket: %s:%s", _url_host(host), self.audiosocket_port)
+        if self.settings.agent_url:
+            log.info("agent: remote, at %s", self.settings.agent_url)
+        else:
+            handler = self.setup_handler
+            name = (f"{getattr(handler, '__module__', '?')}:"
+                    f"{getattr(handler, '__qualname__', repr(handler))}")
+            log.info("agent: %s%s", name, " (the offline demo agent)"
+                     if name == "gateway.demo:setup" else "")
+        secret = ("token", "password", "api_key")
+        log.debug("settings: %s", ", ".join(
+            f"{k}={'***' if v and any(w in k for w in secret) else v!r}"
+            for k, v in dataclasses.asdict(self.settings).items()))
+        log.info("speech recognition: %s", self.engines.get("stt") or _engine_name(self.stt))
+        log.info("text-to-speech: %s", self.engines.get("tts") or _engine_name(self.tts))
 
     def on_start(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run `fn` once the server listens (extra listeners: AudioSocket, SIP)."""
@@ -269,7 +352,17 @@ class AtomsApp:
             task.cancel()
 
     def run(self, host: str | None = None, port: int | None = None) -> None:
-        """Serve until SIGINT/SIGTERM (blocking)."""
+        """Serve until SIGINT/SIGTERM (blocking). Logging goes to stderr at the `log_level`
+        setting, as with `atoms-gateway serve`, unless the program has set it up itself. A
+        server that cannot start (a port in use) logs why in one line and exits with 1."""
+        configure_logging(self.settings.log_level)
+        try:
+            self._run(host, port)
+        except StartupError as exc:
+            log.error("cannot start: %s", exc)
+            raise SystemExit(1) from None
+
+    def _run(self, host: str | None, port: int | None) -> None:
 
         async def main() -> None:
             await self.start(host, port)
@@ -464,6 +557,37 @@ class AtomsApp:
             return web.json_response({"ready": True})
         reason = "draining" if self.draining else self.ready_reason
         return web.json_response({"ready": False, "reason": reason}, status=503)
+
+
+def _url_host(host: str) -> str:
+    """`host` as it goes in a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _bind_problem(what: str, host: str, port: int | None, exc: OSError, change: str,
+                  host_change: str = "--host or ATOMS_HOST") -> str:
+    """'HTTP port 8080 on 127.0.0.1 is already in use: ...' and the like."""
+    code = exc.errno
+    if code is None and isinstance(exc.__cause__, OSError):  # (uvloop's UDP bind)
+        code = exc.__cause__.errno
+    if code == errno.EADDRINUSE:
+        return (f"{what} port {port} on {host} is already in use (by another program, or "
+                f"another gateway); choose another with {change}")
+    if code == errno.EACCES:
+        return (f"{what} port {port} on {host} needs privileges (ports under 1024 need root "
+                f"or CAP_NET_BIND_SERVICE); choose another with {change}")
+    if code == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return (f"{what} cannot listen on {host}:{port}: {host} is not an address of this "
+                f"machine; choose another with {host_change}")
+    return f"{what} cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def _engine_name(engine: Any) -> str:
+    """The name of a speech engine given to the app ready-made (a test's fake, say)."""
+    if engine is None:
+        return "none"
+    inner = getattr(engine, "engine", None)  # (CachedTTS)
+    return type(inner if inner is not None else engine).__name__
 
 
 async def hang_up(transport: Transport, reason: str) -> None:

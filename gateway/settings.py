@@ -1,14 +1,39 @@
 """Gateway settings: keyword arguments of `AtomsApp`, `ATOMS_*` environment variables, CLI flags.
 
-Precedence: explicit argument or flag > environment > default.
+Precedence: explicit argument or flag > environment > default. A value a setting cannot
+take raises `SettingError`, which names the setting (or its `ATOMS_*` variable).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import logging
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+STT_ENGINES = ("pocketsphinx", "deepgram", "openai", "pulse")
+TTS_ENGINES = ("espeak", "piper", "openai", "waves")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class SettingError(ValueError):
+    """A setting given a value it cannot take. `str()` names where the value came from:
+    `ATOMS_<NAME>` when it came from the environment, else the keyword."""
+
+    def __init__(self, name: str, value: Any, problem: str, env: bool = False) -> None:
+        super().__init__(name, value, problem)
+        self.name, self.value, self.problem, self.env = name, value, problem, env
+
+    @property
+    def source(self) -> str:
+        return f"ATOMS_{self.name.upper()}" if self.env else self.name
+
+    def __str__(self) -> str:
+        return f"{self.source}={self.value!r}: {self.problem}"
 
 
 @dataclass
@@ -57,6 +82,11 @@ class Settings:
     sip_password: str | None = None
     sip_realm: str = "atoms-gateway"
     sip_ring_ms: int = 0  # send 180 Ringing and wait this long before answering
+    log_level: str | int = "info"  # `run()` and `serve` set up logging at this level
+
+    def __post_init__(self) -> None:
+        for name, problem in _problems(self):
+            raise SettingError(name, getattr(self, name), problem)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -66,12 +96,32 @@ class Settings:
         for f in dataclasses.fields(cls):
             raw = env.get(f"ATOMS_{f.name.upper()}")
             if raw is not None and raw != "":
-                values[f.name] = _parse(f, raw)
+                try:
+                    values[f.name] = _parse(f, raw)
+                except ValueError as exc:
+                    raise SettingError(f.name, raw, str(exc), env=True) from None
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
+        try:
+            return cls(**values)
+        except SettingError as exc:
+            exc.env = exc.name not in given  # (a default is never wrong)
+            raise
+
+
+def configure_logging(level: str | int = "info") -> None:
+    """Log to stderr at `level`, as `atoms-gateway serve` does; a program that has set up
+    logging already keeps its own handlers (only the level changes, when given as text)."""
+    root = logging.getLogger()
+    if isinstance(level, str):
+        level = level.strip().upper()
+    if root.handlers:
+        root.setLevel(level)
+        return
+    logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
@@ -79,10 +129,70 @@ def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
     if "list" in kind:
         sep = "|" if "phrases" in f.name else ","
         return [p.strip() for p in raw.split(sep) if p.strip()]
+    if kind.startswith("str"):  # (log_level: str | int)
+        return raw
     if "int" in kind:
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError("not a whole number") from None
     if "float" in kind:
-        return float(raw)
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError("not a number") from None
     if "bool" in kind:
-        return raw.lower() in ("1", "true", "yes", "on")
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("not true or false (use 1/0, true/false, yes/no, on/off)")
     return raw
+
+
+# numeric settings that must be 0 or more, and those that must be more than 0
+_AT_LEAST_0 = ("max_calls", "max_call_duration", "max_agent_audio", "drain_timeout",
+               "text_turns_per_s", "text_turn_burst", "sip_ring_ms")
+_ABOVE_0 = ("idle_timeout", "max_message_bytes", "stt_pool", "agent_handshake_timeout")
+_PORTS = ("port", "audiosocket_port", "sip_port")  # 0: any free port
+
+
+def _problems(s: Settings) -> list[tuple[str, str]]:
+    """(setting, what is wrong) for each value `s` cannot run with."""
+    found: list[tuple[str, str]] = []
+    for name in _AT_LEAST_0 + _ABOVE_0 + _PORTS + ("rtp_port_min", "rtp_port_max"):
+        value = getattr(s, name, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            found.append((name, "not a number"))
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append((name, "not a finite number"))
+        elif name in _AT_LEAST_0 and value < 0:
+            found.append((name, "must be 0 or more"))
+        elif name in _ABOVE_0 and value <= 0:
+            found.append((name, "must be more than 0"))
+        elif name in _PORTS and not 0 <= value <= 65535:
+            found.append((name, "not a port number (0-65535; 0: any free port)"))
+        elif name.startswith("rtp_") and not 1 <= value <= 65535:
+            found.append((name, "not a port number (1-65535)"))
+    if not found and s.rtp_port_min > s.rtp_port_max:
+        found.append(("rtp_port_min", f"above rtp_port_max ({s.rtp_port_max})"))
+    for cidr in s.sip_allow or []:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            found.append(("sip_allow", f"{cidr!r} is not an address or CIDR (e.g. 10.0.0.0/8)"))
+    for name, engines in (("stt", STT_ENGINES), ("tts", TTS_ENGINES)):
+        value = getattr(s, name)
+        if not isinstance(value, str) or value.strip().lower() not in engines:
+            found.append((name, f"unknown engine: use {_either(engines)}"))
+    level = s.log_level
+    if not (isinstance(level, int) or (isinstance(level, str)
+                                       and level.strip().lower() in LOG_LEVELS)):
+        found.append(("log_level", f"unknown log level: use {_either(LOG_LEVELS)}"))
+    return found
+
+
+def _either(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:-1]) + " or " + names[-1]
