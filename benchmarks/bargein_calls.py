@@ -40,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.*
 
+from gateway.call import CallSettings  # noqa: E402
 from tests.bargein_call_flows import (  # noqa: E402
     NONSPEECH,
     CallFlow,
@@ -173,9 +174,18 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="at most this many flows per split")
     ap.add_argument("--list", action="store_true", help="print every flow's outcome")
     ap.add_argument("--json", default="", help="write every flow's outcome here")
+    ap.add_argument("--confirm-ms", type=int, default=None,
+                    help="CallSettings.bargein_confirm_ms (default: the gateway's)")
+    ap.add_argument("--resume-ms", type=int, default=None,
+                    help="CallSettings.bargein_resume_ms (default: the gateway's)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     kinds = set(filter(None, args.kinds.split(",")))
+    overrides = {k: v for k, v in (("bargein_confirm_ms", args.confirm_ms),
+                                   ("bargein_resume_ms", args.resume_ms)) if v is not None}
+    settings = CallSettings(**overrides)
+    print(f"bargein_confirm_ms {settings.bargein_confirm_ms}, "
+          f"bargein_resume_ms {settings.bargein_resume_ms}")
     t0 = time.perf_counter()
     cal = calibrate()
     print(f"agent level {cal.agent_dbfs:.1f} dBFS; its reply {cal.story_frames * 20 / 1000:.1f} s")
@@ -189,7 +199,7 @@ def main() -> None:
             flows = flows[: args.limit]
         outcomes = []
         for f in flows:
-            o = run_call_flow(f, cal)
+            o = run_call_flow(f, cal, settings=settings)
             outcomes.append(o)
             if args.list:
                 print(" ", _describe(o), flush=True)

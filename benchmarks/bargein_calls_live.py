@@ -60,6 +60,7 @@ from tests.e2e.clients import FRAME_S, TwilioClient, decode, encode  # noqa: E40
 HOST = "127.0.0.1"
 WIRE_RATE = 8000
 AFTER_S = 3.0  # a live call goes on this long after the caller's sound (or the echo's start)
+REPLY_SLACK_MS = 100.0  # a live reply starting further from replay's is not compared
 
 
 class _Router:
@@ -160,8 +161,7 @@ def _scored(flow: CallFlow, events: list[dict[str, Any]], agent_ms: list[float],
         start = _reply_start(events, agent_ms, len(flow.answers))
     if start is None:
         out.ok, out.problem = False, "the reply did not start"
-        return out
-    out.reply_start_ms, out.onset_ms, out.end_ms = start, onset, end
+    out.reply_start_ms, out.onset_ms, out.end_ms = start or 0.0, onset, end
     score_events(out, events)
     return out
 
@@ -202,10 +202,14 @@ async def live_flow(port: int, router: _Router, folder: Path, replayed: Outcome
     agent_ms = [float(t) for t in media.get("agent") or []]
     live = _scored(flow, timeline["events"], agent_ms, at(replayed.onset_ms),
                    at(replayed.end_ms))
+    if live.ok and abs(live.reply_start_ms - replayed.reply_start_ms) > REPLY_SLACK_MS:
+        live.ok = False  # (the caller's sound fell elsewhere in the reply: not comparable)
+        live.problem = (f"the reply started {live.reply_start_ms - replayed.reply_start_ms:+.0f}"
+                        " ms from replay's (the caller's turn ended elsewhere)")
     r = await replay_async(wav, agent_channel=True)
     # (the recorded agent plays at its live moments: the reply starts where it did live)
     again = _scored(flow, r.events, agent_ms, live.onset_ms, live.end_ms,
-                    start=live.reply_start_ms if live.ok else None)
+                    start=live.reply_start_ms)
     return live, again
 
 
@@ -288,21 +292,26 @@ async def run(splits: list[str], n: int, show: bool, cal: Calibration) -> None:
                         continue
                     live, again = await live_flow(port, router, Path(tmp), rep)
                     rows.append((rep, live, again))
-                    for key, a, b in (("pause", rep.pause_latency_ms, live.pause_latency_ms),
-                                      ("interrupt", rep.interrupt_latency_ms,
-                                       live.interrupt_latency_ms)):
+                    pairs = (("pause", rep.pause_latency_ms, live.pause_latency_ms),
+                             ("interrupt", rep.interrupt_latency_ms, live.interrupt_latency_ms))
+                    for key, a, b in pairs if live.ok else ():
                         if a is not None and b is not None:
                             diffs[key].append(b - a)
-                    diffs["reply"].append(live.reply_start_ms - rep.reply_start_ms)
+                    if live.ok:
+                        diffs["reply"].append(live.reply_start_ms - rep.reply_start_ms)
                     if show:
                         print(f"  {f.name}")
                         print(_line("replay", rep))
                         print(_line("live", live))
                         print(_line("re-play", again), flush=True)
                 print(f"[{split}] {len(rows)} flows, replay / live / live recording replayed")
-                summary("replay", [r[0] for r in rows])
-                summary("live", [r[1] for r in rows])
-                summary("rec replayed", [r[2] for r in rows])
+                for rep, live, _ in rows:
+                    if not live.ok:
+                        print(f"  not compared: {rep.flow.name}: {live.problem}")
+                same_rows = [r for r in rows if r[1].ok]
+                summary("replay", [r[0] for r in same_rows])
+                summary("live", [r[1] for r in same_rows])
+                summary("rec replayed", [r[2] for r in same_rows])
                 for key, v in diffs.items():
                     a = np.array(v) if v else np.zeros(1)
                     print(f"  live - replay, {key:9s}: median {np.median(a):+.0f} ms, "

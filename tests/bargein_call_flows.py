@@ -401,12 +401,13 @@ def build_call_flows(split: str = "dev") -> list[CallFlow]:
 
 # -- running ------------------------------------------------------------------------------
 
-def _replay(flow: CallFlow, channel: np.ndarray) -> ReplayResult:
+def _replay(flow: CallFlow, channel: np.ndarray, settings: CallSettings | None = None
+            ) -> ReplayResult:
     echo_db, echo_ms, _ = LINES[flow.line]
     return asyncio.run(replay_async(channel, app=caller_first_demo,
                                     stt=ScriptedSTT(flow.answers), tts=agent_tts(),
                                     echo_db=echo_db, echo_ms=echo_ms, tail_ms=0,
-                                    settings=CallSettings()))
+                                    settings=settings or CallSettings()))
 
 
 def _line(flow: CallFlow, x: np.ndarray) -> np.ndarray:
@@ -533,9 +534,11 @@ def score_events(out: Outcome, events: list[dict[str, Any]]) -> None:
             out.interrupt_pauses.append(t - float(e.get("paused_ms", 0.0)))
 
 
-def run_call_flow(flow: CallFlow, cal: Calibration, keep_channel: bool = False) -> Outcome:
+def run_call_flow(flow: CallFlow, cal: Calibration, keep_channel: bool = False,
+                  settings: CallSettings | None = None) -> Outcome:
     """Both passes of one flow; what the call did over the reply (`keep_channel`: and pass
-    2's caller channel, int16 at 16 kHz, without the line's echo)."""
+    2's caller channel, int16 at 16 kHz, without the line's echo). `settings` are the
+    call's in pass 2 (pass 1 has no barge-in)."""
     out = Outcome(flow)
     turns_s = sum(len(t) for t in flow.turns) / SAMPLE_RATE
     reply_s = cal.story_frames * FRAME_MS / 1000
@@ -561,7 +564,7 @@ def run_call_flow(flow: CallFlow, cal: Calibration, keep_channel: bool = False) 
     else:
         end_s = start_s + reply_s + TAIL_S
     sent = _to_int16(ch[: int(end_s * SAMPLE_RATE)])
-    r = _replay(flow, sent)
+    r = _replay(flow, sent, settings)
     out.events = r.events
     if keep_channel:
         out.channel = sent
