@@ -82,9 +82,9 @@ async def test_serve_with_piper_greets_a_twilio_caller_in_the_piper_voice(tmp_pa
 @pytest.mark.parametrize(("args", "env", "message"), [
     (["--tts", "piper"], {"ATOMS_TTS_VOICE": "/nonexistent/voice.onnx"},
      "atoms-gateway serve: piper voice model not found: /nonexistent/voice.onnx"),
-    ([], {"ATOMS_TTS": "festival"},
-     "atoms-gateway serve: unknown speech synthesiser tts='festival': "
-     "use 'espeak', 'piper', 'openai' or 'waves'"),
+    ([], {"ATOMS_TTS": "festival"},  # the variable is named
+     "atoms-gateway serve: ATOMS_TTS='festival': unknown engine: "
+     "use espeak, piper, openai or waves"),
 ])
 async def test_bad_speech_synthesiser_settings_stop_at_start_up(args, env, message):
     code, err = await serve_fails(*args, env={**os.environ, **env})
