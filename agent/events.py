@@ -351,13 +351,49 @@ def encode_event(event: SDKEvent) -> str:
     return json.dumps(event_to_dict(event), separators=(",", ":"))
 
 
+MAX_JSON_DEPTH = 64
+"""How deeply JSON from the network may nest (objects and arrays). Events need a handful of
+levels; a thousand make the parser, the validators and every later `json.dumps` recurse
+until Python's recursion limit."""
+
+
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when JSON-like `value` nests dicts and lists more than `limit` levels deep
+    (walked without recursion)."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[dict[Any, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def parse_json(data: str | bytes | bytearray, limit: int = MAX_JSON_DEPTH) -> Any:
+    """JSON text from the network, nested at most `limit` levels deep. Every failure is a
+    `ValueError` that says why (never a `RecursionError`)."""
+    try:
+        value = json.loads(data)  # (its errors are ValueErrors, UnicodeDecodeError too)
+    except RecursionError:
+        raise ValueError(f"JSON nested more than {limit} levels deep") from None
+    if too_deep(value, limit):
+        raise ValueError(f"JSON nested more than {limit} levels deep")
+    return value
+
+
 def decode_event(data: str | bytes | dict[str, Any]) -> SDKEvent:
-    """Parse an event from JSON text/bytes or a dict. Errors are `ValueError`s that say why."""
+    """Parse an event from JSON text/bytes or a dict. Errors are `ValueError`s that say why
+    (JSON nested more than `MAX_JSON_DEPTH` levels deep among them)."""
     if isinstance(data, str | bytes | bytearray):
         try:
-            data = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = parse_json(data)
+        except ValueError as exc:
             raise ValueError(f"malformed event JSON: {exc}") from None
+    elif isinstance(data, dict) and too_deep(data):
+        raise ValueError(f"event nested more than {MAX_JSON_DEPTH} levels deep")
     if not isinstance(data, dict):
         raise ValueError(f"an event must be a JSON object, got {type(data).__name__}")
     name = data.get("type")

@@ -42,6 +42,7 @@ __all__ = ["Heard", "PlayoutBuffer"]
 log = logging.getLogger(__name__)
 
 _SAMPLES_PER_MS = SAMPLE_RATE / 1000
+_MAX_CONFIRM_MS = 1e12  # a confirmation beyond any utterance (inf, 1e300) is not a position
 _WORD = re.compile(r"\S+")
 
 
@@ -134,6 +135,9 @@ class PlayoutBuffer:
         every utterance that played before `utterance_id`: with two utterances sent back to
         back, the first one's end is often covered by no mark of its own (marks go every
         few frames), and without this it would never count as played."""
+        if not isinstance(ms, int | float) or not 0 <= ms < _MAX_CONFIRM_MS:  # NaN too
+            log.debug("ignoring confirmation of %r at %r ms", utterance_id, ms)
+            return
         utt = self._known.get(utterance_id)
         if utt is None or utt.state == "flushed":
             log.debug("ignoring confirmation for %s utterance %r",

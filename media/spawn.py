@@ -48,14 +48,16 @@ class Child:
         return self._popen.wait()  # reaped when it exited: returns at once
 
 
-async def spawn(argv: list[str]) -> Child:
-    """Start `argv` with stdin from /dev/null and stdout, stderr piped to the loop.
+async def spawn(argv: list[str], stdin: bytes | None = None) -> Child:
+    """Start `argv` with stdout and stderr piped to the loop, and stdin from /dev/null or,
+    given `stdin`, a pipe that the loop writes those bytes to, then closes. (Text goes in
+    by stdin, not on the command line: argv is limited, 128 KB an argument on Linux.)
 
     Raises OSError (FileNotFoundError, PermissionError) when it cannot start.
     """
     loop = asyncio.get_running_loop()
-    popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+    popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         pidfd = os.pidfd_open(popen.pid)
     except BaseException:
@@ -76,6 +78,13 @@ async def spawn(argv: list[str]) -> Child:
     try:
         stdout = await _reader(loop, popen.stdout)
         stderr = await _reader(loop, popen.stderr)
+        if stdin is not None:
+            assert popen.stdin is not None  # PIPE above
+            # buffered: the loop writes as the child reads, then closes the pipe (end of
+            # file); a child killed early breaks the pipe, and the rest is dropped
+            writer, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, popen.stdin)
+            writer.write(stdin)
+            writer.close()
     except BaseException:
         popen.kill()
         raise

@@ -1,6 +1,7 @@
 """Offline streaming TTS with the `espeak-ng` program (Debian package `espeak-ng`).
 
-Each `synthesize(text)` runs `espeak-ng --stdout -- text` as a child process, parses
+Each `synthesize(text)` runs `espeak-ng --stdout` as a child process, the text on its
+stdin (not on its command line, which Linux limits to 128 KB an argument), parses
 the WAV it writes as the bytes arrive (espeak does not know the length in advance, so
 its RIFF and data sizes are placeholders: the data chunk runs to end of file), resamples
 its 22050 Hz to 16 kHz with a streaming soxr resampler, and yields each piece at once.
@@ -152,16 +153,24 @@ class EspeakTTS:
         self.voice, self.speed, self.pitch, self.amplitude = voice, speed, pitch, amplitude
         self.executable = executable
 
-    def _args(self, text: str) -> list[str]:
+    def _args(self) -> list[str]:
+        """espeak reading its text from stdin."""
         return [self.executable, "-v", self.voice, "-s", str(self.speed), "-p", str(self.pitch),
-                "-a", str(self.amplitude), "--stdout", "--", text]
+                "-a", str(self.amplitude), "--stdout"]
+
+    @staticmethod
+    def _stdin(text: str) -> bytes:
+        """The text as espeak reads it from stdin, spoken as it would be from the command
+        line: a line break there is a space, on stdin the end of a clause."""
+        return " ".join(text.splitlines()).encode("utf-8", "replace")
 
     def check(self) -> None:
         """Start-up check: the program exists and this voice speaks (blocking, ~10 ms)."""
         if shutil.which(self.executable) is None:
             raise RuntimeError(f"{self.executable} is not installed: {_INSTALL}")
         try:
-            res = subprocess.run(self._args("ok"), capture_output=True, timeout=10, check=False)
+            res = subprocess.run(self._args(), input=b"ok", capture_output=True, timeout=10,
+                                 check=False)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise RuntimeError(f"{self.executable} does not run: {e}") from e
         if res.returncode != 0 or not res.stdout.startswith(b"RIFF"):
@@ -175,7 +184,7 @@ class EspeakTTS:
         if not text:
             return
         try:
-            proc = await spawn(self._args(text))
+            proc = await spawn(self._args(), stdin=self._stdin(text))
         except OSError as e:
             raise RuntimeError(f"cannot start {self.executable}: {e}; {_INSTALL}") from e
         stdout, stderr = proc.stdout, proc.stderr

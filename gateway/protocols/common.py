@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from agent.events import MAX_JSON_DEPTH, too_deep
 from media.codecs import WireFormat
 
 __all__ = [
@@ -252,9 +253,13 @@ def parse_rate(value: Any, allowed: tuple[int, ...] | None, where: str) -> int:
 
 
 def str_params(value: Any, where: str) -> dict[str, str]:
-    """Custom parameters as str -> str. Accepts an object, or a list of {name, value}."""
+    """Custom parameters as str -> str. Accepts an object, or a list of {name, value}.
+    Values nested more than `MAX_JSON_DEPTH` levels deep are refused (their JSON text
+    would recurse past Python's limit)."""
     if value is None:
         return {}
+    if too_deep(value):
+        raise ProtocolError(f"{where}: parameters nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(value, list):
         out: dict[str, str] = {}
         for item in value:
@@ -297,6 +302,16 @@ def media_json(fields: tuple[tuple[str, Any], ...], outer: str,
 
 
 _XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+_PARAM_BAD = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(value: str) -> str:
+    """Text from the network (a webhook's parameter) fit for an answer document: without
+    control characters (C0, DEL, C1) and what XML 1.0 cannot carry (lone surrogates,
+    U+FFFE, U+FFFF), so the answer is sent rather than refused."""
+    return _PARAM_BAD.sub("", value)
 
 
 def xml_document(root: ET.Element) -> str:

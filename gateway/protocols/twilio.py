@@ -43,6 +43,7 @@ from gateway.protocols.common import (
     show,
     str_params,
     xml_document,
+    xml_text,
 )
 from gateway.protocols.jsonstream import JsonMediaStream
 
@@ -115,9 +116,10 @@ def _parse_start(msg: dict[str, Any]) -> CallStarted:
 def twilio_twiml(stream_url: str, params: Mapping[str, str] | None = None) -> str:
     """TwiML answering a call with a bidirectional stream to `stream_url` (wss://HOST/path),
     passing `params` as `<Parameter name value>`; they come back as start.customParameters
-    (https://www.twilio.com/docs/voice/twiml/stream)."""
+    (https://www.twilio.com/docs/voice/twiml/stream). Parameters come from the webhook's
+    request: characters XML cannot carry (control characters) are left out of them."""
     response = ET.Element("Response")
     stream = ET.SubElement(ET.SubElement(response, "Connect"), "Stream", url=stream_url)
     for key, value in (params or {}).items():
-        ET.SubElement(stream, "Parameter", name=str(key), value=str(value))
+        ET.SubElement(stream, "Parameter", name=xml_text(str(key)), value=xml_text(str(value)))
     return xml_document(response)

@@ -38,13 +38,13 @@ from gateway.protocols.common import (
     SendAudio,
     SendMark,
     WireFormat,
-    as_text,
     check_digit,
     dumps,
     get_str,
     parse_json_object,
     parse_rate,
     show,
+    str_params,
 )
 from gateway.protocols.jsonstream import check_audio
 
@@ -146,7 +146,8 @@ class VonageProtocol:
         if match is None:
             raise ProtocolError(f"vonage: unsupported content-type {show(content_type)}")
         rate = parse_rate(match.group(1), _RATES, "vonage websocket:connected")
-        params = {k: as_text(v) for k, v in msg.items() if k not in ("event", "content-type")}
+        params = str_params({k: v for k, v in msg.items() if k not in ("event", "content-type")},
+                            "vonage websocket:connected")
         call_id = params.get("uuid") or params.get("call_id") or ""
         event = CallStarted(
             call_id=call_id,

@@ -20,11 +20,10 @@ and `{"type": "end", "reason"}` before the gateway closes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.events import SDKEvent, SDKSystemInitEvent, decode_event
+from agent.events import SDKEvent, SDKSystemInitEvent, decode_event, parse_json
 from gateway.audio_edge import AUDIO_RATES, audio_problem
 from gateway.protocols.common import DTMF_DIGITS, ProtocolError
 
@@ -101,7 +100,7 @@ class WebClientProtocol:
                 f"text message of {len(text)} characters exceeds {self.max_message}"
             )
         try:
-            msg = json.loads(text)
+            msg = parse_json(text)  # nested at most MAX_JSON_DEPTH levels
         except ValueError as exc:
             raise ProtocolError(f"malformed JSON: {exc}") from None
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):

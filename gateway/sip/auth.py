@@ -96,7 +96,14 @@ def same_target(digest_uri: str, request_uri: str) -> bool:
 
 
 def _md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
+    return hashlib.md5(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _same(a: str, b: str) -> bool:
+    """Constant-time comparison of text from the wire, whatever its characters
+    (`hmac.compare_digest` refuses non-ASCII str with a TypeError)."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"),
+                               b.encode("utf-8", "surrogateescape"))
 
 
 class DigestAuth:
@@ -116,7 +123,8 @@ class DigestAuth:
         self._secret = secret or secrets.token_bytes(32)
 
     def _sign(self, stamp: str) -> str:
-        return hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:32]
+        data = stamp.encode("utf-8", "surrogateescape")
+        return hmac.new(self._secret, data, hashlib.sha256).hexdigest()[:32]
 
     def make_nonce(self, now: float) -> str:
         stamp = f"{int(now * 1000):x}"
@@ -124,7 +132,9 @@ class DigestAuth:
 
     def _nonce_state(self, nonce: str, now: float) -> str:
         stamp, _, sig = nonce.partition(".")
-        if not sig or not hmac.compare_digest(sig, self._sign(stamp)):
+        if not sig or not _same(sig, self._sign(stamp)):
+            return "bad"
+        if not stamp.isascii():
             return "bad"
         try:
             issued = int(stamp, 16) / 1000
@@ -174,7 +184,7 @@ class DigestAuth:
             expected = _md5(f"{ha1}:{nonce}:{p.get('nc', '')}:{p.get('cnonce', '')}:auth:{ha2}")
         else:
             return "fail"
-        if not hmac.compare_digest(expected, response.lower()):
+        if not _same(expected, response.lower()):
             return "fail"
         return "ok" if state == "ok" else "stale"
 

@@ -6,6 +6,7 @@ sans-I/O protocol objects of `gateway.protocols`.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from gateway.protocols.common import (
     ProviderError,
     SendAudio,
     SendMark,
+    show,
 )
 
 if TYPE_CHECKING:
@@ -81,13 +83,13 @@ class MediaStreamTransport(TickedStream):
             await self._send(SendMark(f"{pos[0]}@{pos[1]:.0f}"))
 
     def mark_played(self, name: str) -> None:
-        if self.call is None or "@" not in name:
+        if self.call is None:
             return
-        utterance_id, _, ms = name.rpartition("@")
-        try:
-            self.call.playout.confirm(utterance_id, float(ms))
-        except ValueError:
-            log.debug("ignoring mark %r", name)
+        mark = parse_mark(name)
+        if mark is None:
+            log.debug("ignoring mark %s: not one of ours", show(name))
+            return
+        self.call.playout.confirm(*mark)
 
     async def clear_audio(self) -> None:
         if getattr(self.protocol, "supports_clear", False):
@@ -108,6 +110,21 @@ class MediaStreamTransport(TickedStream):
 
     async def send_event(self, event: SDKEvent) -> None:
         return None
+
+
+_MARK_MS = re.compile(r"[0-9]{1,9}")  # whole ms: 11 days of one utterance at most
+
+
+def parse_mark(name: str) -> tuple[str, float] | None:
+    """A far-end mark as we named it (`mark()`: `<utterance id>@<whole ms>`), or None for
+    anything else: the far end echoes the name back, so a hostile one (`u1@inf`, `u1@nan`,
+    `u1@1e999`, `u1@-5`, a megabyte of digits) is ignored, never parsed as a float."""
+    if not isinstance(name, str):
+        return None
+    utterance_id, at, ms = name.rpartition("@")
+    if not at or not utterance_id or _MARK_MS.fullmatch(ms) is None:
+        return None
+    return utterance_id, float(ms)
 
 
 def call_context(started: CallStarted, provider: str) -> tuple[dict[str, Any], SDKSystemInitEvent]:

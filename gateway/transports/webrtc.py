@@ -46,7 +46,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from agent.events import SDKEvent, SDKSystemInitEvent, encode_event
+from agent.events import SDKEvent, SDKSystemInitEvent, encode_event, parse_json
 from gateway.app import CallRefused
 from gateway.call import Call
 from gateway.idle import IdleTimer
@@ -392,8 +392,8 @@ class WebRtcServer:
     async def offer(self, request: web.Request) -> web.Response:
         if not authorized(self.app, request):
             raise web.HTTPUnauthorized(text="missing or wrong bearer token")
-        try:
-            sdp, context = parse_offer(await request.json())
+        try:  # (JSON nested too deeply included: a 400, not a RecursionError's 500)
+            sdp, context = parse_offer(parse_json(await request.read()))
         except ValueError as exc:  # includes JSON errors and SignallingError
             raise web.HTTPBadRequest(text=f"bad offer: {exc}") from None
         app = self.app

@@ -10,20 +10,39 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
+import pytest
 import websockets
 
-from agent.events import SDKSystemInitEvent, encode_event
-from tests.e2e.clients import CallClient, TwilioClient, WebClient
+from agent.events import SDKAgentSpeakEvent, SDKSystemInitEvent, encode_event
+from agent.nodes.base import Node
+from tests.e2e.clients import CLIENTS, CallClient, TwilioClient, WebClient
 from tests.e2e.harness import HOST, Gateway
 
 GOING_AWAY = 1001
 UNSUPPORTED_DATA = 1003
 TRY_AGAIN_LATER = 1013
 FRAME_S = 0.02
+MARK_PROVIDERS = ["twilio", "telnyx", "plivo", "exotel", "vonage"]
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def deep(levels: int, inner: str = "1") -> str:
+    """JSON arrays nested `levels` deep."""
+    return "[" * levels + inner + "]" * levels
+
+
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing was logged as an error or with a traceback (aiohttp's "Error handling
+    request" included): every hostile input got a clean answer."""
+    bad = [f"{r.name}: {r.getMessage()}" for r in caplog.records
+           if r.exc_info or r.levelno >= logging.ERROR]
+    assert not bad, bad
 
 
 async def until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
@@ -192,3 +211,235 @@ async def test_shutdown_tells_callers_the_gateway_is_going_away(gateway_factory)
     for client in (twilio, web):
         await client.close()
     await peer.close()
+
+
+# ------------------------------------------------------------------ defect 11: SIP digest
+
+
+class SipPeer(asyncio.DatagramProtocol):
+    """A bare SIP client over UDP on 127.0.0.1: datagrams out, responses collected."""
+
+    def __init__(self) -> None:
+        self.responses: asyncio.Queue[bytes] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.responses.put_nowait(data)
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    async def request(self, data: bytes, to: tuple[str, int], timeout: float = 5.0) -> str:
+        """Send `data`; its final response (not 100 Trying, nor a retransmission of an
+        earlier request's response), as text."""
+        assert self.transport is not None
+        call_id = header(data.decode(), "Call-ID")
+        self.transport.sendto(data, to)
+        while True:
+            text = (await asyncio.wait_for(self.responses.get(), timeout)).decode()
+            if header(text, "Call-ID") == call_id and not text.startswith("SIP/2.0 1"):
+                return text
+
+
+def invite(peer_port: int, gw_port: int, n: int, authorization: str | None) -> bytes:
+    lines = [
+        f"INVITE sip:agent@{HOST}:{gw_port} SIP/2.0",
+        f"Via: SIP/2.0/UDP {HOST}:{peer_port};branch=z9hG4bK-hostile-{n};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:caller@{HOST}>;tag=hostile{n}",
+        f"To: <sip:agent@{HOST}:{gw_port}>",
+        f"Call-ID: hostile-{n}@{HOST}",
+        "CSeq: 1 INVITE",
+        f"Contact: <sip:caller@{HOST}:{peer_port}>",
+    ]
+    if authorization is not None:
+        lines.append(f"Authorization: {authorization}")
+    lines.append("Content-Length: 0")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def header(response: str, name: str) -> str:
+    for line in response.split("\r\n"):
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return ""
+
+
+async def test_non_ascii_digest_nonce_or_response_gets_a_401(gateway_factory):
+    gw = await gateway_factory(sip_port=0, sip_user="agent", sip_password="s3cret")
+    canary = await canary_call(gw)
+    loop = asyncio.get_running_loop()
+    transport, peer = await loop.create_datagram_endpoint(SipPeer, local_addr=(HOST, 0))
+    to = (HOST, gw.app.sip_port)
+    try:
+        first = await peer.request(invite(peer.port, to[1], 1, None), to)
+        assert first.startswith("SIP/2.0 401"), first
+        nonce = header(first, "WWW-Authenticate").split('nonce="')[1].split('"')[0]
+        uri = f"sip:agent@{HOST}:{to[1]}"
+        hostile = [
+            ("ñ" * 8 + ".é", "0" * 32),  # a nonce that is not ASCII
+            (nonce, "ü" * 32),  # a genuine nonce, a response that is not ASCII
+            ("\u0661\u0662.\u0663", "\u0661" * 32),  # Arabic-Indic digits
+        ]
+        for n, (bad_nonce, response) in enumerate(hostile, 2):
+            auth = (f'Digest username="agent", realm="atoms-gateway", nonce="{bad_nonce}", '
+                    f'uri="{uri}", response="{response}", algorithm=MD5')
+            answer = await peer.request(invite(peer.port, to[1], n, auth), to)
+            assert answer.startswith("SIP/2.0 401"), answer
+            assert "Digest" in header(answer, "WWW-Authenticate")
+    finally:
+        transport.close()
+    await canary_keeps_its_audio(canary)
+    await canary.hangup_and_wait()
+    await canary.close()
+
+
+# ------------------------------------------------------------------ defect 11: deep JSON
+
+
+async def test_deeply_nested_json_gets_clean_errors(gateway_factory, caplog):
+    caplog.set_level(logging.INFO)
+    gw = await gateway_factory()
+    canary = await canary_call(gw)
+    # a web client: its call closes with a reason
+    for payload in (deep(100_000),
+                    '{"type": "agent.speak", "text": "x", "extra": ' + deep(5_000) + "}",
+                    '{"type": "text", "text": "x", "more": ' + deep(65) + "}"):
+        web = WebClient(HOST, gw.port)
+        await web.connect()
+        await web.start()
+        await web.ws.send(payload)
+        await asyncio.wait_for(web.closed.wait(), 5)
+        assert web.close_code == UNSUPPORTED_DATA and "nested" in web.close_reason, (
+            web.close_code, web.close_reason)
+        await web.close()
+    # the same as a first message
+    raw = await websockets.connect(f"{gw.ws}/ws", open_timeout=5)
+    await raw.send(deep(100_000))
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            await asyncio.wait_for(raw.recv(), 5)
+    assert raw.close_code == UNSUPPORTED_DATA and "nested" in (raw.close_reason or "")
+    # an Atoms peer: a warning, and the session goes on
+    peer = AtomsPeer(gw)
+    await peer.connect()
+    await peer.wait_for("agent.ready")
+    await peer.send(('{"type": "system.user.joined", "x": ' + deep(100_000) + "}").encode())
+    await peer.send(deep(2_000).encode())
+    await until(lambda: len(peer.errors()) >= 2, 5, "two warnings")
+    assert all("nested" in e for e in peer.errors()), peer.errors()
+    await peer.send(json.dumps({"type": "system.user.joined"}).encode())
+    await peer.wait_for("agent.speak")  # the demo agent greets: the session is alive
+    assert not peer.closed.is_set()
+    await peer.close()
+    # a provider stream: deep custom parameters close that call only
+    twilio = TwilioClient(HOST, gw.port)
+    await twilio.connect()
+    await twilio.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+    start = ('{"event": "start", "sequenceNumber": "1", "streamSid": "MZ1", "start": '
+             '{"streamSid": "MZ1", "callSid": "CAdeep", "customParameters": {"a": '
+             + deep(1_000) + "}}}")
+    await twilio.ws.send(start)
+    await asyncio.wait_for(twilio.closed.wait(), 5)
+    assert twilio.close_code == UNSUPPORTED_DATA and "nested" in twilio.close_reason
+    await twilio.close()
+    # WebRTC's offer: HTTP 400
+    async with aiohttp.ClientSession() as http:
+        for body in (deep(100_000),
+                     '{"type": "offer", "sdp": "v=0", "context": ' + deep(900) + "}"):
+            async with http.post(f"{gw.http}/webrtc/offer", data=body) as resp:
+                assert resp.status == 400, (resp.status, await resp.text())
+                assert "nested" in await resp.text()
+    await canary_keeps_its_audio(canary)
+    no_tracebacks(caplog)
+    await canary.hangup_and_wait()
+    await canary.close()
+
+
+# ------------------------------------------------------------------ defect 11: marks
+
+
+@pytest.mark.parametrize("provider", MARK_PROVIDERS)
+async def test_hostile_mark_names_are_ignored(gateway_factory, caplog, provider):
+    caplog.set_level(logging.INFO)
+    gw = await gateway_factory()
+    client = CLIENTS[provider](HOST, gw.port)
+    await client.connect()
+    await client.start()
+    client.start_mic()
+    await client.wait_audio(0.1)  # the greeting (utterance 1) is playing
+    uid = f"{client.call_id}-u1"
+    for ms in ("inf", "-inf", "nan", "1e999", "-5", "9" * 400, "0x10", " 7", "", "\u0661"):
+        await client.mark_played(f"{uid}@{ms}")
+    for name in ("@inf", "inf", "", "@", "u1@@inf", "\x00@1", "x" * 10_000 + "@1"):
+        await client.mark_played(name)
+    # the call goes on: more of the greeting arrives, and its own marks still confirm it
+    await client.wait_audio(0.4, after=client.loop.time())
+    assert not client.closed.is_set() and not client.problems, client.problems
+    no_tracebacks(caplog)
+    await client.hangup_and_wait()
+    await client.close()
+
+
+# ------------------------------------------------------------------ defect 11: /twilio/voice
+
+
+async def test_control_characters_in_twilio_webhook_parameters(gateway_factory, caplog):
+    caplog.set_level(logging.INFO)
+    gw = await gateway_factory()
+    forms = [
+        {"CallSid": "CA\x00\x01", "From": "+1555\x1b[31m0100", "To": "+1555\x08\x7f0199"},
+        {"CallSid": "CA\ud800x", "From": "\ufffe\uffff", "Direction": "inbound\x0c"},
+    ]
+    async with aiohttp.ClientSession() as http:
+        for form in forms:
+            body = urlencode(form, encoding="utf-8", errors="surrogatepass")
+            async with http.post(f"{gw.http}/twilio/voice", data=body.encode(),
+                                 headers=FORM) as resp:
+                text = await resp.text()
+                assert resp.status == 200, (resp.status, text)
+            root = ET.fromstring(text.split("?>", 1)[1])  # well-formed XML
+            params = {p.get("name"): p.get("value") for p in root.iter("Parameter")}
+            assert set(params) == set(form), params
+            assert all(c.isprintable() for v in params.values() for c in v), params
+        # a body that is not UTF-8 at all
+        async with http.post(f"{gw.http}/twilio/voice", data=b"From=%FF%FE%00&CallSid=CA1",
+                             headers=FORM) as resp:
+            assert resp.status == 200, (resp.status, await resp.text())
+    no_tracebacks(caplog)
+
+
+# ------------------------------------------------------------------ defect 11: long speech
+
+
+async def test_agent_speak_longer_than_an_argument_may_be(gateway_factory, caplog):
+    caplog.set_level(logging.INFO)
+    # one argument may be 128 KB (MAX_ARG_STRLEN); mostly spaces, so it speaks briefly
+    text = "Hello " + " " * 140_000 + "there, how are you?"
+
+    class LongSpeaker(Node):
+        async def process_event(self, event: Any) -> None:
+            if event.type == "system.user.joined":
+                await self.send_event(SDKAgentSpeakEvent(text=text))
+
+    async def setup(session: Any) -> None:
+        session.add_node(LongSpeaker(name="long"))
+        await session.start()
+        await session.wait_until_complete()
+
+    gw = await gateway_factory(setup)
+    client = CLIENTS["twilio"](HOST, gw.port)
+    await client.connect()
+    await client.start()
+    client.start_mic()
+    await client.wait_audio(0.6)
+    no_tracebacks(caplog)
+    assert "synthesis failed" not in caplog.text
+    await client.hangup_and_wait()
+    await client.close()

@@ -63,3 +63,17 @@ async def test_the_loop_keeps_running_while_children_run() -> None:
     finally:
         task.cancel()
     assert ticks > 20  # the wait did not block the loop
+
+
+async def test_stdin_bytes_larger_than_an_argument_may_be() -> None:
+    data = bytes(range(256)) * 2048  # 512 KB: argv would refuse 128 KB in one argument
+    child = await spawn(["cat"], stdin=data)
+    assert await child.stdout.read() == data  # written as the child reads, then closed
+    assert await child.wait() == 0
+
+
+async def test_a_child_killed_before_reading_its_stdin() -> None:
+    child = await spawn(["sleep", "30"], stdin=b"x" * (1 << 20))  # more than the pipe holds
+    child.kill()
+    assert await child.wait() == -signal.SIGKILL
+    await asyncio.sleep(0.05)  # the broken pipe ends the write quietly

@@ -43,8 +43,8 @@ def spawned(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     procs: list[Any] = []
     real = tts_espeak.spawn
 
-    async def spy(argv: list[str]) -> Any:
-        proc = await real(argv)
+    async def spy(argv: list[str], stdin: bytes | None = None) -> Any:
+        proc = await real(argv, stdin=stdin)
         procs.append(proc)
         return proc
 
