@@ -29,6 +29,7 @@ from agent.events import SDKSystemInitEvent
 from agent.session import AgentSession
 from gateway.call import Call, CallSettings, Transport
 from gateway.gc_pacing import collect_on_schedule
+from gateway.logtext import printable
 from gateway.media_tick import MediaTick
 from gateway.remote_agent import RemoteSession
 from gateway.settings import Settings, configure_logging
@@ -405,7 +406,9 @@ class AtomsApp:
         count or a recording."""
         self._check_room()
         key = self._new_key()
-        call_id = call_id or key
+        # the caller's id as the call's logs, utterance labels and session id show it:
+        # printable and bounded (the id as sent stays in `context` and `init_event`)
+        call_id = printable(call_id, MAX_CALL_ID_CHARS) if call_id else key
         label = call_label(call_id, key)
         init_event = init_event or SDKSystemInitEvent()
         if call_settings is None:
@@ -612,6 +615,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 MAX_NAME_CHARS = 64  # of the caller's id in a recording's name
 _LOG_CHARS = 80
+MAX_CALL_ID_CHARS = 128  # of a caller's id as a call shows it (`open_call`)
 
 
 def recording_name(call_id: str, gateway_id: str) -> str:
@@ -626,10 +630,8 @@ def recording_name(call_id: str, gateway_id: str) -> str:
 
 def call_label(call_id: str, gateway_id: str) -> str:
     """How a call is named in log lines: the caller's id (control characters escaped,
-    bounded), and the gateway's id when it differs."""
-    shown = call_id[:_LOG_CHARS].encode("unicode_escape").decode("ascii")
-    if len(call_id) > _LOG_CHARS:
-        shown += "..."
+    bounded: `printable`), and the gateway's id when it differs."""
+    shown = printable(call_id, _LOG_CHARS)
     return shown if call_id == gateway_id else f"{shown} [{gateway_id}]"
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from gateway.logtext import printable
 from media.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,14 @@ _EMPTY = np.zeros(0, dtype=np.int16)
 
 def _nothing() -> None:
     return None
+
+
+def _shown(item: str | np.ndarray) -> str:
+    """What failed to speak, for a log line: the text's start (escaped), or the audio's
+    length."""
+    if isinstance(item, str):
+        return f"'{printable(item, 80)}'"
+    return f"{len(item)} samples of audio"
 
 
 class Speaker:
@@ -93,10 +102,11 @@ class Speaker:
             except asyncio.CancelledError:
                 raise
             except RuntimeError as exc:  # the engine's own report (a server's error, ...)
-                log.error("call %s: speech synthesis failed for %r: %s", self._call_id,
-                          item, exc)
+                log.error("call %s: speech synthesis failed for %s: %s", self._call_id,
+                          _shown(item), printable(exc))
             except Exception:
-                log.exception("call %s: speech synthesis failed for %r", self._call_id, item)
+                log.exception("call %s: speech synthesis failed for %s", self._call_id,
+                              _shown(item))
             finally:
                 self._active = False
         self._on_audio()  # wake the ticker: a pending hang-up may now run

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gateway.logtext import LogRation
 from gateway.sip.auth import AddressAllowlist, AuthFailures, DigestAuth
 from gateway.sip.message import (
     MAGIC_COOKIE,
@@ -327,6 +328,9 @@ class SipUas:
         self.allowlist = AddressAllowlist(config.allow)
         self._timers: Timers[Action] = Timers()
         self._auth_failures = AuthFailures()  # wrong passwords per source: 403 for a while
+        # lines about what we drop or refuse: anyone who reaches the port can send garbage
+        # at line rate, and must not write the log at that rate
+        self._dropped_log = LogRation(log, "malformed or refused SIP messages")
         self._server_txns: dict[tuple[object, ...], _ServerTxn] = {}
         self._client_txns: dict[str, _ClientTxn] = {}
         self._dialogs: dict[tuple[str, str], SipCall] = {}
@@ -357,15 +361,25 @@ class SipUas:
             try:
                 msg = parse_message(bytes(data))
             except SipParseError as exc:
-                return self._malformed(exc, addr, transport)
+                return self._malformed(exc, addr, transport, now)
         if isinstance(msg, SipResponse):
-            return self._on_response(msg, addr)
+            return self._on_response(msg, addr, now)
         assert isinstance(msg, SipRequest)
         try:
             return self._on_request(msg, addr, now, transport)
         except SipParseError as exc:  # a header the checks up front did not cover
-            log.info("dropped %s from %s: %s", msg.method, addr[0], exc)
+            self._dropped(now, "dropped %s from %s: %s", msg.method, addr[0], exc)
             return []
+
+    def _dropped(self, now: float, msg: str, *args: object, level: int = logging.INFO) -> None:
+        """A line about a message we drop or refuse: rationed (`LogRation`: 10 a minute,
+        then one line saying how many more), its text from the wire escaped."""
+        if self._dropped_log.log(now, level, msg, *args):
+            self._timers.schedule(self._dropped_log.window_end, self._flush_dropped)
+
+    def _flush_dropped(self, when: float) -> list[Action]:
+        self._dropped_log.flush(when)
+        return []
 
     def ring(self, call: SipCall, *, now: float) -> list[Action]:
         """Send 180 Ringing for a call not answered yet."""
@@ -456,15 +470,17 @@ class SipUas:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _malformed(self, exc: SipParseError, addr: Addr, transport: str) -> list[Action]:
+    def _malformed(self, exc: SipParseError, addr: Addr, transport: str,
+                   now: float) -> list[Action]:
         partial = exc.partial
         if not isinstance(partial, SipRequest) or partial.method == "ACK":
-            log.info("dropped malformed SIP from %s:%s: %s", addr[0], addr[1], exc)
+            self._dropped(now, "dropped malformed SIP from %s:%s: %s", addr[0], addr[1], exc)
             return []
         if not self.allowlist.allows(addr[0]) or "Via" not in partial.headers:
-            log.info("dropped malformed SIP from %s:%s: %s", addr[0], addr[1], exc)
+            self._dropped(now, "dropped malformed SIP from %s:%s: %s", addr[0], addr[1], exc)
             return []
-        log.info("400 to malformed %s from %s:%s: %s", partial.method, addr[0], addr[1], exc)
+        self._dropped(now, "400 to malformed %s from %s:%s: %s", partial.method, addr[0],
+                      addr[1], exc)
         return [Send(self._bad_request(partial, str(exc), addr), addr, transport)]
 
     def _bad_request(self, req: SipRequest, detail: str, addr: Addr) -> SipResponse:
@@ -482,7 +498,7 @@ class SipUas:
             try:
                 return self._on_ack(req, now)
             except SipParseError as exc:
-                log.info("dropped malformed ACK from %s: %s", addr[0], exc)
+                self._dropped(now, "dropped malformed ACK from %s: %s", addr[0], exc)
                 return []
         try:
             key = _txn_key(req)
@@ -496,13 +512,14 @@ class SipUas:
                 raise SipParseError("From without tag")
         except SipParseError as exc:
             if "Via" not in req.headers:
-                log.info("dropped %s without Via from %s", req.method, addr[0])
+                self._dropped(now, "dropped %s without Via from %s", req.method, addr[0])
                 return []
-            log.info("400 to %s from %s: %s", req.method, addr[0], exc)
+            self._dropped(now, "400 to %s from %s: %s", req.method, addr[0], exc)
             return [Send(self._bad_request(req, str(exc), addr), addr, transport)]
 
         if not self.allowlist.allows(addr[0]):
-            log.warning("403 to %s from %s: not in the allowlist", req.method, addr[0])
+            self._dropped(now, "403 to %s from %s: not in the allowlist", req.method, addr[0],
+                          level=logging.WARNING)
             resp = make_response(req, 403, to_tag=_token())
             self._fix_via(resp, addr)
             return [Send(resp, addr, transport)]
@@ -557,7 +574,8 @@ class SipUas:
                             self._auth_failures.window)
                 return self._respond(txn, 403, now, tag=True)
             if verdict != "ok":
-                log.info("401 to INVITE %s from %s (%s)", req.call_id, addr[0], verdict)
+                self._dropped(now, "401 to INVITE %s from %s (%s)", req.call_id, addr[0],
+                              verdict)
                 challenge = auth.challenge(now, stale=verdict == "stale")
                 return self._respond(
                     txn, 401, now, headers=[("WWW-Authenticate", challenge)], tag=True
@@ -719,12 +737,12 @@ class SipUas:
 
     # -- responses to our requests ------------------------------------------------------------
 
-    def _on_response(self, resp: SipResponse, addr: Addr) -> list[Action]:
+    def _on_response(self, resp: SipResponse, addr: Addr, now: float) -> list[Action]:
         try:
             branch = resp.top_via.branch or ""
             _, method = resp.cseq
         except SipParseError as exc:
-            log.info("dropped malformed response from %s: %s", addr[0], exc)
+            self._dropped(now, "dropped malformed response from %s: %s", addr[0], exc)
             return []
         txn = self._client_txns.get(branch)
         if txn is None or txn.request.method != method:

@@ -23,6 +23,7 @@ from agent.session import AgentSession
 from gateway.app import CallRefused
 from gateway.audio_edge import audio_problem
 from gateway.idle import IdleTimer
+from gateway.logtext import printable
 
 if TYPE_CHECKING:
     from gateway.app import AtomsApp
@@ -140,7 +141,7 @@ async def _serve(app: AtomsApp, ws: web.WebSocketResponse, init: SDKSystemInitEv
                 if problem is not None:
                     raise ValueError(problem)
             except ValueError as exc:
-                log.warning("%s: bad event from peer: %s", session_id, exc)
+                log.warning("%s: bad event from peer: %s", session_id, printable(exc))
                 await send_error(ws, f"bad event: {exc}", severity="warning")
                 continue
             await session.deliver(event)

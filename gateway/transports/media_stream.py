@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from agent.events import SDKEvent, SDKSystemInitEvent
-from gateway.app import CallRefused
+from gateway.app import CallRefused, call_label
 from gateway.call import Call
 from gateway.idle import IdleTimer
+from gateway.logtext import printable
 from gateway.media_tick import TickedStream
 from gateway.protocols.common import (
     AudioIn,
@@ -202,7 +203,8 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
                 elif isinstance(ev, CallEnded):
                     reason, ended = ev.reason or "stream stopped", True
                 elif isinstance(ev, ProviderError):
-                    log.warning("%s: provider reported: %s", _cid(call, provider), ev.message)
+                    log.warning("%s: provider reported: %s", _cid(call, provider),
+                                printable(ev.message))
             if ended or (call is not None and call.closed):
                 break
     except ProtocolError as exc:
@@ -226,4 +228,6 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
 
 
 def _cid(call: Call | None, provider: str) -> str:
-    return call.call_id if call is not None else f"{provider} (no call yet)"
+    """The call as log lines name it (the provider's id escaped: `call_label`)."""
+    return (call_label(call.call_id, call.gateway_id) if call is not None
+            else f"{provider} (no call yet)")

@@ -443,3 +443,85 @@ async def test_agent_speak_longer_than_an_argument_may_be(gateway_factory, caplo
     assert "synthesis failed" not in caplog.text
     await client.hangup_and_wait()
     await client.close()
+
+
+# ------------------------------------------------------------------ defect 12: log forging
+
+FORGED = "\n2025-01-01 00:00:00 ERROR gateway.app: forged\r\x1b[2K\x00"
+
+
+def forged_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Log messages that hold a line break or another control character."""
+    return [r.getMessage() for r in caplog.records
+            if any(not c.isprintable() for c in r.getMessage())]
+
+
+async def test_text_from_the_network_cannot_forge_log_lines(gateway_factory, caplog):
+    caplog.set_level(logging.DEBUG)
+    gw = await gateway_factory()
+    canary = await canary_call(gw)
+    async with aiohttp.ClientSession() as http:
+        for body in (f'{{"status": "answered", "uuid": "{FORGED}"}}', FORGED * 1000):
+            async with http.post(f"{gw.http}/vonage/event", data=body.encode()) as resp:
+                assert resp.status == 200
+    # a provider's id and a provider's error report
+    telnyx = CLIENTS["telnyx"](HOST, gw.port, call_id="v3:" + FORGED)
+    await telnyx.connect()
+    await telnyx.start()
+    telnyx.start_mic()
+    await telnyx.wait_audio(0.1)
+    await telnyx.send_json({"event": "error", "payload": {"code": 1, "title": FORGED,
+                                                         "detail": FORGED}})
+    await telnyx.send_json({"event": "media", "media": "not an object"})  # closes it
+    await asyncio.wait_for(telnyx.closed.wait(), 5)
+    await telnyx.close()
+    # an Atoms peer's bad event
+    peer = AtomsPeer(gw)
+    await peer.connect()
+    await peer.wait_for("agent.ready")
+    await peer.send(json.dumps({"type": "agent." + FORGED}).encode())
+    await until(lambda: peer.errors(), 5, "the peer's warning")
+    await peer.close()
+    await until(lambda: len(gw.app.calls) == 1 and not gw.app.sessions, 5, "calls to end")
+    await canary_keeps_its_audio(canary)
+    assert any("vonage event" in r.getMessage() for r in caplog.records)
+    assert any("provider reported" in r.getMessage() for r in caplog.records)
+    assert not forged_lines(caplog), forged_lines(caplog)[:3]
+    assert max(len(r.getMessage()) for r in caplog.records) < 2000  # bounded, too
+    await canary.hangup_and_wait()
+    await canary.close()
+
+
+# ------------------------------------------------------------------ defect 14: SIP garbage
+
+
+async def test_garbage_datagrams_do_not_write_a_log_line_each(gateway_factory, caplog):
+    caplog.set_level(logging.DEBUG, logger="gateway")
+    gw = await gateway_factory(sip_port=0)
+    canary = await canary_call(gw)
+    loop = asyncio.get_running_loop()
+    transport, peer = await loop.create_datagram_endpoint(SipPeer, local_addr=(HOST, 0))
+    to = (HOST, gw.app.sip_port)
+    sent = 500
+    try:
+        for i in range(sent):
+            garbage = [b"\x00\xff" * 10, b"INVITE\r\n\r\n", f"OPTIONS x{FORGED}".encode(),
+                       b"SIP/2.0 200 OK\r\nVia: nope\r\n\r\n"][i % 4]
+            transport.sendto(garbage, to)
+            if i % 50 == 49:
+                await asyncio.sleep(0.01)
+        # then a well-formed request: the server heard everything before it
+        options = invite(peer.port, to[1], 9999, None).replace(b"INVITE", b"OPTIONS")
+        answer = await peer.request(options, to)
+        assert answer.startswith("SIP/2.0 200"), answer
+    finally:
+        transport.close()
+    sip = [r for r in caplog.records if r.name.startswith("gateway.sip")]
+    shown = [r for r in sip if r.levelno >= logging.INFO]
+    held = [r for r in sip if r.levelno == logging.DEBUG and "malformed" in r.getMessage()]
+    assert len(shown) <= 12, [r.getMessage() for r in shown]  # a burst of 10, no more
+    assert len(held) >= sent - 20  # the rest at DEBUG, counted for a summary line
+    assert not forged_lines(caplog)
+    await canary_keeps_its_audio(canary)
+    await canary.hangup_and_wait()
+    await canary.close()

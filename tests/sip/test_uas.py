@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import pytest
 
@@ -543,3 +544,21 @@ def test_repeated_wrong_passwords_block_the_source_for_a_while() -> None:
     actions = uas.receive(guesser.invite(headers=[f"Authorization: {fresh}"]), guesser.addr,
                           now=later + 1)
     assert statuses(actions) == [100]
+
+
+def test_garbage_is_logged_ten_times_a_minute_then_summed_up(caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="gateway.sip.uas")
+    uas = make_uas()
+    for i in range(50):
+        assert uas.receive(b"\x00garbage\r\n\x1b[2K", ("198.51.100.7", 5060), now=i * 0.1) == []
+    shown = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(shown) == 10 and all("\\x00" in r.getMessage() for r in shown)
+    assert sum(r.levelno == logging.DEBUG for r in caplog.records) == 40
+    # the summary comes when the minute is up, even if nothing else arrives
+    deadline = uas.next_deadline()
+    assert deadline is not None and deadline == pytest.approx(60.0)
+    uas.on_timer(deadline)
+    assert caplog.records[-1].getMessage().startswith("40 more malformed or refused SIP")
+    caplog.clear()
+    uas.receive(b"\x00again", ("198.51.100.7", 5060), now=61.0)  # a new minute: shown
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
