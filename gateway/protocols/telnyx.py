@@ -11,6 +11,7 @@ Facts from https://developers.telnyx.com/api-reference/websockets/stream-call-me
 - With bidirectional RTP mode we may send `media` {media: {payload}} (PCMU, PCMA, G722, OPUS,
   AMR-WB, L16; 20 ms to 30 s per message), `mark` {mark: {name}} and `clear`.
 - L16 as an RTP payload is network byte order (RFC 3551 section 4.5.11), hence `l16be`.
+- Rates: PCMU and PCMA at 8000 Hz, L16 at 16000 Hz; a `start` naming any other is refused.
 - Telnyx sets the stream up through Call Control (`stream_url`, `stream_bidirectional_mode:
   "rtp"`) or TeXML `<Connect><Stream url bidirectionalMode="rtp" bidirectionalCodec
   bidirectionalSamplingRate>` (https://developers.telnyx.com/docs/voice/programmable-voice/
@@ -53,6 +54,8 @@ from gateway.protocols.jsonstream import JsonMediaStream
 __all__ = ["TelnyxProtocol", "telnyx_texml"]
 
 _CODECS = {"PCMU": "pcmu", "PCMA": "pcma", "L16": "l16be"}
+# the rates Telnyx streams each codec at: G.711 is 8 kHz, its L16 16 kHz
+_RATES = {"pcmu": (8000,), "pcma": (8000,), "l16be": (16000,)}
 
 
 class TelnyxProtocol(JsonMediaStream):
@@ -114,7 +117,8 @@ def _parse_start(msg: dict[str, Any]) -> CallStarted:
         codec = _CODECS.get(encoding.upper()) if isinstance(encoding, str) else None
         if codec is None:
             raise ProtocolError(f"telnyx start: unsupported encoding {show(encoding)}")
-        rate = parse_rate(fmt.get("sample_rate", 8000), None, "telnyx start")
+        rate = parse_rate(fmt.get("sample_rate", _RATES[codec][0]), _RATES[codec],
+                          "telnyx start")
         channels = fmt.get("channels", 1)
         if channels not in (1, "1"):
             raise ProtocolError(f"telnyx start: {show(channels)} channels, only mono is supported")

@@ -49,8 +49,10 @@ from gateway.protocols.jsonstream import JsonMediaStream
 
 __all__ = ["TwilioProtocol", "twilio_twiml"]
 
-# mediaFormat.encoding values we can decode (Twilio documents only audio/x-mulaw at 8000 Hz)
+# mediaFormat.encoding values we can decode (Twilio documents only audio/x-mulaw at 8000 Hz),
+# and the only rate G.711 has
 _ENCODINGS = {"audio/x-mulaw": "pcmu", "audio/x-alaw": "pcma"}
+_RATES = (8000,)
 
 
 class TwilioProtocol(JsonMediaStream):
@@ -107,7 +109,7 @@ def _parse_start(msg: dict[str, Any]) -> CallStarted:
         codec = _ENCODINGS.get(encoding) if isinstance(encoding, str) else None
         if codec is None:
             raise ProtocolError(f"twilio start: unsupported encoding {show(encoding)}")
-        rate = parse_rate(fmt.get("sampleRate", 8000), None, "twilio start")
+        rate = parse_rate(fmt.get("sampleRate", 8000), _RATES, "twilio start")
         wire = WireFormat(codec, rate)  # type: ignore[arg-type]
     params = str_params(start.get("customParameters"), "twilio start")
     return CallStarted(call_id=call_sid, stream_id=stream_sid, wire=wire, params=params)

@@ -525,3 +525,39 @@ async def test_garbage_datagrams_do_not_write_a_log_line_each(gateway_factory, c
     await canary_keeps_its_audio(canary)
     await canary.hangup_and_wait()
     await canary.close()
+
+
+# ------------------------------------------------------------------ defect 14: wire rates
+
+
+async def test_provider_streams_only_at_documented_rates(gateway_factory):
+    gw = await gateway_factory()
+    canary = await canary_call(gw)
+    refused = [("twilio", "audio/x-mulaw", r) for r in (1000, 16000, 192000)]
+    refused += [("telnyx", enc, r) for enc, r in (("PCMU", 1000), ("PCMA", 192000),
+                                                  ("L16", 8000), ("L16", 48000))]
+    for provider, encoding, rate in refused:
+        client = CLIENTS[provider](HOST, gw.port)
+        await client.connect()
+        if provider == "twilio":
+            await client.send_json({"event": "connected", "protocol": "Call", "version": "1"})
+            await client.send_json({
+                "event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
+                "start": {"streamSid": "MZ1", "callSid": "CArate",
+                          "mediaFormat": {"encoding": encoding, "sampleRate": rate,
+                                          "channels": 1}}})
+        else:
+            await client.send_json({"event": "connected", "version": "1.0.0"})
+            await client.send_json({
+                "event": "start", "sequence_number": "1", "stream_id": "s1",
+                "start": {"call_control_id": "v3:rate",
+                          "media_format": {"encoding": encoding, "sample_rate": rate,
+                                           "channels": 1}}})
+        await asyncio.wait_for(client.closed.wait(), 5)
+        assert client.close_code == UNSUPPORTED_DATA, (provider, encoding, rate)
+        assert "sample rate" in client.close_reason, client.close_reason
+        await client.close()
+    assert len(gw.app.calls) == 1  # none of them became a call
+    await canary_keeps_its_audio(canary)
+    await canary.hangup_and_wait()
+    await canary.close()

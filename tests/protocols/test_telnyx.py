@@ -131,6 +131,16 @@ def test_media_formats(encoding: str, rate: int, wire: WireFormat) -> None:
     assert isinstance(event, CallStarted) and event.wire == wire
 
 
+@pytest.mark.parametrize(
+    ("encoding", "rate"),
+    [("PCMU", 1000), ("PCMU", 16000), ("PCMA", 192000), ("L16", 8000), ("L16", 44100),
+     ("pcmu", 48000)],
+)
+def test_each_codec_only_at_its_documented_rate(encoding: str, rate: int) -> None:
+    with pytest.raises(ProtocolError, match="sample rate"):
+        TelnyxProtocol().receive_text(j(start_frame(encoding, rate)))
+
+
 def test_custom_parameters_as_name_value_list() -> None:
     frame = start_frame()
     frame["start"]["custom_parameters"] = [{"name": "a", "value": "1"}, {"name": "b", "value": 2}]

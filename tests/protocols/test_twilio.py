@@ -196,6 +196,15 @@ def test_unsupported_media_format_is_refused() -> None:
         TwilioProtocol().receive_text(j(start))
 
 
+@pytest.mark.parametrize("rate", [1000, 16000, 48000, 192000, "7999", 0])
+@pytest.mark.parametrize("encoding", ["audio/x-mulaw", "audio/x-alaw"])
+def test_g711_only_at_8000_hz(encoding: str, rate: object) -> None:
+    start = json.loads(j(START))
+    start["start"]["mediaFormat"] = {"encoding": encoding, "sampleRate": rate, "channels": 1}
+    with pytest.raises(ProtocolError, match="sample rate"):
+        TwilioProtocol().receive_text(j(start))
+
+
 def test_binary_message_is_refused() -> None:
     with pytest.raises(ProtocolError, match="binary"):
         started().receive_bytes(b"\xff" * 160)
