@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.bargein_calls                  # dev and holdout
     .venv/bin/python -m benchmarks.bargein_calls holdout          # one split
     .venv/bin/python -m benchmarks.bargein_calls dev --kinds speech,backchannel --list
+    .venv/bin/python -m benchmarks.bargein_calls dev --resume-ms 240     # other settings
 
 Every flow of `tests/bargein_call_flows.py` is a whole call replayed twice under the virtual
 clock with the demo agent (no greeting: the caller speaks first), a scripted recogniser and
@@ -22,7 +23,10 @@ Per split:
 - backchannels: resumed with no interrupt / total; from the sound's end to the resume
   p50/p90/max and how many within 300 ms; the reply played whole;
 - per line and caller level for the real barge-ins.
-`--list` prints every flow's outcome; `--json PATH` writes them.
+`--list` prints every flow's outcome; `--json PATH` writes them; `--confirm-ms` and
+`--resume-ms` run the calls with other `CallSettings.bargein_confirm_ms` /
+`bargein_resume_ms`. Piper's synthesis is random (holdout's piper flows differ a little
+from run to run); everything else is the same every run.
 """
 
 from __future__ import annotations

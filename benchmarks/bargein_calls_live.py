@@ -1,7 +1,7 @@
 """Barge-in on conversation flows LIVE, over the Twilio Media Streams protocol, against replay.
 
     .venv/bin/python -m benchmarks.bargein_calls_live                 # 16 flows per split
-    .venv/bin/python -m benchmarks.bargein_calls_live dev --n 8 --list
+    .venv/bin/python -m benchmarks.bargein_calls_live dev --n 8 --list --keep /tmp/recs
 
 A subset of the flows of `tests/bargein_call_flows.py` (real barge-ins, backchannels,
 non-speech, echo alone; both splits) runs three ways:
@@ -177,7 +177,7 @@ async def _recording(folder: Path, call_id: str) -> tuple[Path, dict[str, Any]]:
 
 
 async def live_flow(port: int, router: _Router, folder: Path, replayed: Outcome
-                    ) -> tuple[Outcome, Outcome]:
+                    ) -> tuple[Outcome, Outcome, Path]:
     """The flow live (and its recording replayed): outcomes on the live call's clock."""
     flow = replayed.flow
     assert replayed.channel is not None
@@ -210,7 +210,7 @@ async def live_flow(port: int, router: _Router, folder: Path, replayed: Outcome
     # (the recorded agent plays at its live moments: the reply starts where it did live)
     again = _scored(flow, r.events, agent_ms, live.onset_ms, live.end_ms,
                     start=live.reply_start_ms)
-    return live, again
+    return live, again, wav
 
 
 def pick(flows: list[CallFlow], n: int) -> list[CallFlow]:
@@ -271,10 +271,12 @@ def summary(tag: str, outs: list[Outcome]) -> None:
           f"{'' if len(ok) == len(outs) else f'; {len(outs) - len(ok)} did not run'}")
 
 
-async def run(splits: list[str], n: int, show: bool, cal: Calibration) -> None:
+async def run(splits: list[str], n: int, show: bool, cal: Calibration, keep: str = "") -> None:
     from gateway.app import AtomsApp
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = keep or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         router = _Router()
         app = AtomsApp(setup_handler=caller_first_demo, record_dir=tmp, host=HOST)
         app.stt = router
@@ -290,7 +292,7 @@ async def run(splits: list[str], n: int, show: bool, cal: Calibration) -> None:
                     if not rep.ok:
                         print(f"  {f.name}: replay setup: {rep.problem}")
                         continue
-                    live, again = await live_flow(port, router, Path(tmp), rep)
+                    live, again, wav = await live_flow(port, router, Path(tmp), rep)
                     rows.append((rep, live, again))
                     pairs = (("pause", rep.pause_latency_ms, live.pause_latency_ms),
                              ("interrupt", rep.interrupt_latency_ms, live.interrupt_latency_ms))
@@ -304,6 +306,8 @@ async def run(splits: list[str], n: int, show: bool, cal: Calibration) -> None:
                         print(_line("replay", rep))
                         print(_line("live", live))
                         print(_line("re-play", again), flush=True)
+                        if keep:
+                            print(f"    recording {wav}")
                 print(f"[{split}] {len(rows)} flows, replay / live / live recording replayed")
                 for rep, live, _ in rows:
                     if not live.ok:
@@ -332,11 +336,13 @@ def main() -> None:
     ap.add_argument("splits", nargs="*", default=["dev", "holdout"])
     ap.add_argument("--n", type=int, default=16, help="flows per split")
     ap.add_argument("--list", action="store_true", help="print every flow")
+    ap.add_argument("--keep", default="", help="keep the live calls' recordings here (each "
+                    "replays with `atoms-gateway replay REC.wav --agent-channel`)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     t0 = time.perf_counter()
     cal = calibrate()
-    asyncio.run(run(args.splits, args.n, args.list, cal))
+    asyncio.run(run(args.splits, args.n, args.list, cal, args.keep))
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 
