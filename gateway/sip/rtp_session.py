@@ -9,9 +9,16 @@ payload types and garbage; `pop_frame()` gives the codec payload for this 20 ms 
 sending queued DTMF in place of audio and nothing while the caller holds us.
 
 Symmetric RTP: we send to the SDP address until the caller's first valid packet
-arrives, then to wherever their packets come from (NAT), re-latching when a new
-SSRC appears. Anyone who can reach our port with the negotiated payload type could
-steer this; the RTP port range should be firewalled to the trunk's media addresses.
+arrives, then to wherever their packets come from (NAT), and play only packets from
+that source. A new SSRC from the same address is the same far end (a new stream after
+a transfer, music on hold) and is taken at once, as is a packet from the SDP address.
+Another address takes the media over only after a burst of `LATCH_BURST` packets in a
+row from it while the latched source has been quiet for `LATCH_QUIET_POPS` frames
+(a caller whose NAT binding moved; about 200 ms of their audio is lost); until then its
+packets are dropped (`unlatched`). So a stranger who reaches our port cannot take a
+talking caller's media over by sending packets, however fast; one who races the caller's
+very first packet, or talks while the caller is silent, still can: the RTP port range
+should be firewalled to the trunk's media addresses.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
 COMFORT_NOISE_PT = 13
+LATCH_BURST = 10  # packets in a row from a new address before the media moves there ...
+LATCH_QUIET_POPS = 10  # ... while the latched source sent nothing for this many frames
 
 
 class RtpSession:
@@ -46,9 +55,13 @@ class RtpSession:
         self.dtmf_ms = dtmf_ms
         self.sender: RtpSender | None = None
         self.ignored = 0  # RTCP, stray or malformed datagrams
+        self.unlatched = 0  # valid packets dropped: from a source we have not latched to
         self._session_id = secrets.randbelow(2**31)
         self._version = 0
-        self._latched_ssrc: int | None = None
+        self._source: tuple[Addr, int] | None = None  # latched (address, SSRC)
+        self._quiet = 0  # frames popped since the latched source's last packet
+        self._candidate: tuple[Addr, int] | None = None  # another source, and ...
+        self._candidate_run = 0  # ... its packets in a row
         self._dtmf_out: deque[bytes | None] = deque()
         self._digits_waiting: deque[str] = deque()
 
@@ -69,7 +82,7 @@ class RtpSession:
             neg.remote_port,
         ):
             self.remote_addr = (neg.remote_host, neg.remote_port)
-            self._latched_ssrc = None  # the far end moved: latch again
+            self._source = self._candidate = None  # the far end moved: latch again
         if self.sender is None:
             self.sender = RtpSender(neg.codec.payload_type)
         elif self.sender.payload_type != neg.codec.payload_type:
@@ -99,11 +112,9 @@ class RtpSession:
         if pkt.payload_type not in wanted:
             self.ignored += 1
             return []
-        if pkt.ssrc != self._latched_ssrc:
-            if self._latched_ssrc is not None:
-                log.info("RTP source changed to %s:%s (ssrc %08x)", addr[0], addr[1], pkt.ssrc)
-            self._latched_ssrc = pkt.ssrc
-            self.remote_addr = addr
+        if not self._from_source(addr, pkt.ssrc, (neg.remote_host, neg.remote_port)):
+            self.unlatched += 1
+            return []
         if pkt.payload_type == neg.dtmf_payload_type:
             self.jitter.push(pkt, payload=b"")  # holds its slot: silence, not a loss
             try:
@@ -116,8 +127,37 @@ class RtpSession:
             self.jitter.push(pkt)
         return []
 
+    def _from_source(self, addr: Addr, ssrc: int, sdp_addr: Addr) -> bool:
+        """Is a valid packet from `addr` with `ssrc` the caller's (latching as the module
+        says)? False: drop it."""
+        source = self._source
+        if source is not None and addr == source[0]:
+            if ssrc != source[1]:
+                log.info("RTP from %s:%s: new stream (ssrc %08x)", addr[0], addr[1], ssrc)
+                self._source = (addr, ssrc)
+            self._quiet = 0
+            self._candidate, self._candidate_run = None, 0
+            return True
+        if source is not None and addr != sdp_addr:
+            key = (addr, ssrc)
+            if key != self._candidate:
+                self._candidate, self._candidate_run = key, 0
+            self._candidate_run += 1
+            if self._candidate_run < LATCH_BURST or self._quiet < LATCH_QUIET_POPS:
+                return False
+        if source is not None:
+            log.info("RTP source moved to %s:%s (ssrc %08x)%s", addr[0], addr[1], ssrc,
+                     " (the SDP address)" if addr == sdp_addr else
+                     f" after {self._candidate_run} packets in a row")
+        self._source = (addr, ssrc)
+        self.remote_addr = addr
+        self._quiet = 0
+        self._candidate, self._candidate_run = None, 0
+        return True
+
     def pop_frame(self) -> bytes | Lost | None:
         """This tick's codec payload, `LOST` (conceal one frame) or None (play silence)."""
+        self._quiet += 1
         frame = self.jitter.pop()
         return None if frame == b"" else frame
 

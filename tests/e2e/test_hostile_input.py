@@ -246,21 +246,25 @@ class SipPeer(asyncio.DatagramProtocol):
                 return text
 
 
-def invite(peer_port: int, gw_port: int, n: int, authorization: str | None) -> bytes:
+def invite(peer_port: int, gw_port: int, n: int, authorization: str | None,
+           body: bytes = b"", method: str = "INVITE", cseq: int = 1, to_tag: str = "",
+           branch: str = "") -> bytes:
     lines = [
-        f"INVITE sip:agent@{HOST}:{gw_port} SIP/2.0",
-        f"Via: SIP/2.0/UDP {HOST}:{peer_port};branch=z9hG4bK-hostile-{n};rport",
+        f"{method} sip:agent@{HOST}:{gw_port} SIP/2.0",
+        f"Via: SIP/2.0/UDP {HOST}:{peer_port};branch=z9hG4bK-hostile-{n}{branch};rport",
         "Max-Forwards: 70",
         f"From: <sip:caller@{HOST}>;tag=hostile{n}",
-        f"To: <sip:agent@{HOST}:{gw_port}>",
+        f"To: <sip:agent@{HOST}:{gw_port}>" + (f";tag={to_tag}" if to_tag else ""),
         f"Call-ID: hostile-{n}@{HOST}",
-        "CSeq: 1 INVITE",
+        f"CSeq: {cseq} {method}",
         f"Contact: <sip:caller@{HOST}:{peer_port}>",
     ]
     if authorization is not None:
         lines.append(f"Authorization: {authorization}")
-    lines.append("Content-Length: 0")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
 
 
 def header(response: str, name: str) -> str:
@@ -561,3 +565,79 @@ async def test_provider_streams_only_at_documented_rates(gateway_factory):
     await canary_keeps_its_audio(canary)
     await canary.hangup_and_wait()
     await canary.close()
+
+
+# ------------------------------------------------------------------ defect 14: RTP latching
+
+
+class RtpSocket(asyncio.DatagramProtocol):
+    """A UDP socket on 127.0.0.1 that counts the RTP packets it receives."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if len(data) >= 12 and data[0] >> 6 == 2:
+            self.packets += 1
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+
+def pcmu_packet(ssrc: int, seq: int) -> bytes:
+    header = bytes([0x80, 0]) + (seq & 0xFFFF).to_bytes(2, "big")
+    return header + (seq * 160 & 0xFFFFFFFF).to_bytes(4, "big") + ssrc.to_bytes(4, "big") + (
+        b"\xff" * 160)
+
+
+async def test_a_stranger_cannot_take_over_a_sip_calls_media(gateway_factory):
+    gw = await gateway_factory(sip_port=0)
+    loop = asyncio.get_running_loop()
+    sig_t, sip = await loop.create_datagram_endpoint(SipPeer, local_addr=(HOST, 0))
+    caller_t, caller = await loop.create_datagram_endpoint(RtpSocket, local_addr=(HOST, 0))
+    stranger_t, stranger = await loop.create_datagram_endpoint(RtpSocket, local_addr=(HOST, 0))
+    to = (HOST, gw.app.sip_port)
+    sdp = (f"v=0\r\no=caller 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+           f"m=audio {caller.port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n").encode()
+    talking: asyncio.Task[None] | None = None
+    try:
+        ok = await sip.request(invite(sip.port, to[1], 7001, None, body=sdp), to)
+        assert ok.startswith("SIP/2.0 200"), ok
+        tag = header(ok, "To").split("tag=")[1].split(";")[0]
+        body = ok.split("\r\n\r\n", 1)[1]
+        media_port = int(body.split("m=audio ")[1].split()[0])
+        assert sig_t is not None
+        sig_t.sendto(invite(sip.port, to[1], 7001, None, method="ACK", to_tag=tag,
+                            branch="-ack"), to)
+
+        async def talk() -> None:  # the caller sends a packet every 20 ms
+            for seq in range(100_000):
+                caller_t.sendto(pcmu_packet(1234, seq), (HOST, media_port))
+                await asyncio.sleep(FRAME_S)
+
+        talking = asyncio.create_task(talk())
+        await until(lambda: caller.packets >= 25, 10, "the agent's audio at the caller")
+        # the stranger blasts valid packets of the call's codec at the call's media port
+        before = caller.packets
+        for burst in range(20):
+            for seq in range(30):
+                stranger_t.sendto(pcmu_packet(666, burst * 30 + seq), (HOST, media_port))
+            await asyncio.sleep(FRAME_S)
+        await until(lambda: caller.packets >= before + 40, 10, "more audio at the caller")
+        assert stranger.packets == 0  # the media never moved to the stranger
+        assert talking is not None
+        talking.cancel()
+        bye = invite(sip.port, to[1], 7001, None, method="BYE", cseq=2, to_tag=tag,
+                     branch="-bye")
+        assert (await sip.request(bye, to)).startswith("SIP/2.0 200")
+    finally:
+        if talking is not None:
+            talking.cancel()
+        for t in (sig_t, caller_t, stranger_t):
+            t.close()

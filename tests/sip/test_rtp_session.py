@@ -9,7 +9,7 @@ import pytest
 from gateway.sip.dtmf import DtmfDecoder, dtmf_packets
 from gateway.sip.jitter import LOST
 from gateway.sip.rtp import RtpSender, parse_rtp
-from gateway.sip.rtp_session import RtpSession
+from gateway.sip.rtp_session import LATCH_BURST, RtpSession
 from gateway.sip.sdp import NoCommonCodec, parse_sdp
 from tests.sip import samples
 
@@ -104,3 +104,54 @@ def test_hold_stops_sending_and_resume_restarts() -> None:
     assert b"a=sendrecv" in s.answer(samples.ASTERISK_SDP.encode())
     out = s.next_packet(b"\xd5" * 160)
     assert out is not None and parse_rtp(out[0]).marker
+
+
+STRANGER = ("198.51.100.66", 5004)
+
+
+def test_a_stranger_cannot_take_a_talking_callers_media() -> None:
+    s = session()
+    caller = RtpSender(8, ssrc=5, sequence=100, timestamp=0)
+    stranger = RtpSender(8, ssrc=666, sequence=1, timestamp=0)
+    for _ in range(50):  # the caller talks, one packet a frame; the stranger blasts
+        s.receive(caller.packet(b"\x01" * 160), NATTED)
+        for _ in range(40):
+            s.receive(stranger.packet(b"\x66" * 160), STRANGER)
+        assert s.pop_frame() in (b"\x01" * 160, LOST, None)
+        out = s.next_packet(b"\xd5" * 160)
+        assert out is not None and out[1] == NATTED
+    assert s.unlatched == 50 * 40
+    # its key presses are not the caller's either
+    for data in dtmf_packets(stranger, "9", 101, duration_ms=60):
+        assert s.receive(data, STRANGER) == []
+
+
+def test_a_caller_whose_address_moved_is_followed_after_a_burst() -> None:
+    s = session()
+    caller = RtpSender(8, ssrc=5, sequence=100, timestamp=0)
+    for _ in range(5):
+        s.receive(caller.packet(b"\x01" * 160), NATTED)
+        s.pop_frame()
+    moved = ("203.0.113.9", 50000)  # the NAT binding changed: same stream, new port
+    played = []
+    for i in range(30):
+        s.receive(caller.packet(bytes([i]) * 160), moved)
+        played.append(s.pop_frame())
+        target = s.next_packet(b"\xd5" * 160)
+        assert target is not None
+    assert s.remote_addr == moved  # followed: its first LATCH_BURST - 1 packets dropped
+    assert s.unlatched == LATCH_BURST - 1
+    heard = {f[0] for f in played if isinstance(f, bytes) and f[0] != 1}
+    assert heard and min(heard) == LATCH_BURST - 1, heard
+    # a new stream from the same address (a transfer, music on hold) is taken at once
+    other = RtpSender(8, ssrc=9, sequence=7, timestamp=0)
+    s.receive(other.packet(b"\x02" * 160), moved)
+    assert s.unlatched == LATCH_BURST - 1 and s.remote_addr == moved
+
+
+def test_the_sdp_address_is_always_the_callers() -> None:
+    s = session()
+    s.receive(RtpSender(8, ssrc=1).packet(b"\x01" * 160), STRANGER)  # raced the caller
+    assert s.remote_addr == STRANGER
+    s.receive(RtpSender(8, ssrc=2).packet(b"\x02" * 160), CALLER_RTP)
+    assert s.remote_addr == CALLER_RTP
