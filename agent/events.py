@@ -337,8 +337,15 @@ def event_class(name: str) -> type[SDKEvent]:
     """The event class for a type name (aliases accepted); ValueError names an unknown type."""
     cls = _REGISTRY.get(canonical_type(name))
     if cls is None or name in ("base", "system.base", "agent.base"):
-        raise ValueError(f"unknown event type {name!r}")
+        raise ValueError(f"unknown event type {_shown(name, 60)}")
     return cls
+
+
+def _shown(text: str, limit: int = 300) -> str:
+    """Text from the wire inside an error message (which ends up in log lines and close
+    reasons): ASCII, control characters escaped, at most `limit` characters."""
+    out = ascii(text)[1:-1]
+    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 def event_to_dict(event: SDKEvent) -> dict[str, Any]:
@@ -409,7 +416,7 @@ def decode_event(data: str | bytes | dict[str, Any]) -> SDKEvent:
             where = ".".join(str(p) for p in err["loc"]) or "(event)"
             what = "missing field" if err["type"] == "missing" else err["msg"]
             problems.append(f"{what} {where!r}" if err["type"] == "missing" else f"{where}: {what}")
-        raise ValueError(f"invalid {cls.type} event: {'; '.join(problems)}") from None
+        raise ValueError(_shown(f"invalid {cls.type} event: {'; '.join(problems)}")) from None
 
 
 def all_event_types() -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from agent.events import SDKEvent, SDKSystemInitEvent, decode_event, parse_json
 from gateway.audio_edge import AUDIO_RATES, audio_problem
-from gateway.protocols.common import DTMF_DIGITS, ProtocolError
+from gateway.protocols.common import DTMF_DIGITS, ProtocolError, show
 
 RATES = AUDIO_RATES
 
@@ -121,7 +121,7 @@ class WebClientProtocol:
     def _start(self, msg: dict[str, Any]) -> WebStart:
         rate = msg.get("sample_rate", 16000)
         if isinstance(rate, bool) or not isinstance(rate, int) or rate not in RATES:
-            raise ProtocolError(f"start: sample_rate must be one of {RATES}, got {rate!r}")
+            raise ProtocolError(f"start: sample_rate must be one of {RATES}, got {show(rate)}")
         context = msg.get("context", {})
         if not isinstance(context, dict):
             raise ProtocolError("start: context must be an object")
@@ -132,7 +132,7 @@ class WebClientProtocol:
         if kind == "dtmf":
             digit = msg.get("digit")
             if not isinstance(digit, str) or digit.upper() not in DTMF_DIGITS:
-                raise ProtocolError(f"dtmf: {digit!r} is not a DTMF digit")
+                raise ProtocolError(f"dtmf: {show(digit)} is not a DTMF digit")
             return [WebDtmf(digit.upper())]
         if kind == "text":
             text = msg.get("text")
@@ -143,7 +143,7 @@ class WebClientProtocol:
             return [WebHangup()]
         if kind.startswith(("system.", "agent.")):
             return [WebEvent(self._event(msg))]
-        raise ProtocolError(f"unknown message type {kind!r}")
+        raise ProtocolError(f"unknown message type {show(kind)}")
 
     @staticmethod
     def _event(msg: dict[str, Any]) -> SDKEvent:

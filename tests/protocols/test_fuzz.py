@@ -9,16 +9,27 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.events import (
+    MAX_JSON_DEPTH,
+    all_event_types,
+    decode_event,
+    encode_event,
+    event_to_dict,
+    parse_json,
+    too_deep,
+)
 from gateway.protocols import (
     AudioSocketProtocol,
     ClearAudio,
     CommandError,
     ExotelProtocol,
     Hangup,
+    MarkPlayed,
     PlivoProtocol,
     ProtocolError,
     SendAudio,
@@ -28,6 +39,10 @@ from gateway.protocols import (
     VonageProtocol,
 )
 from gateway.protocols.audiosocket import encode_message
+from gateway.protocols.webclient import WebClientProtocol
+from gateway.transports.media_stream import parse_mark
+from gateway.transports.webrtc import parse_offer
+from media.playout import PlayoutBuffer
 from tests.protocols import test_exotel, test_plivo, test_telnyx, test_twilio, test_vonage
 from tests.protocols._util import EVENT_TYPES, j
 
@@ -350,3 +365,186 @@ def test_audiosocket_encode(commands: list) -> None:
         except CommandError:
             continue
         assert isinstance(out, bytes)
+
+
+# ------------------------------------------------------------------ deep nesting, non-ASCII
+# `/ws` (web clients and Atoms peers), the Atoms events, `/webrtc/offer`, far-end marks.
+
+
+@st.composite
+def deeply_nested(draw: st.DrawFn) -> str:
+    """JSON text nested from a few to a hundred thousand levels: arrays, objects or both,
+    whole or cut short, alone or as a field of an otherwise valid message."""
+    depth = draw(st.sampled_from([1, 63, 64, 65, 500, 999, 1000, 1001, 5000, 100_000])
+                 | st.integers(1, 3000))
+    kind = draw(st.sampled_from(["array", "object", "mixed"]))
+    opens = {"array": "[", "object": '{"k":', "mixed": '[{"k":'}[kind]
+    closes = {"array": "]", "object": "}", "mixed": "}]"}[kind]
+    reps = depth if kind != "mixed" else max(depth // 2, 1)
+    inner = draw(st.sampled_from(["1", '"x"', "null", "[]", "{}"]))
+    text = opens * reps + inner + (closes * reps if draw(st.booleans()) else "")
+    wrapper = draw(st.sampled_from([
+        "{}", '{{"type": "system.user.joined", "x": {}}}', '{{"type": "text", "text": "a", "x": {}}}',
+        '{{"type": "start", "context": {}}}', '{{"type": "agent.speak", "text": {}}}',
+        '{{"type": "system.init", "session_context": {{"initial_variables": {}}}}}',
+        '{{"type": "offer", "sdp": "v=0", "context": {}}}',
+    ]))
+    return text if wrapper == "{}" else wrapper.format(text)
+
+
+lone_surrogates = st.integers(0xD800, 0xDFFF).map(lambda c: f'"\\u{c:04x}"')
+non_ascii_text = st.text(alphabet=st.characters(min_codepoint=0x80), min_size=1, max_size=40)
+wild_text = st.text(max_size=200) | non_ascii_text | st.text(
+    alphabet=st.characters(max_codepoint=0x1F), max_size=20)
+
+
+def _wire_message(exc: Exception) -> None:
+    """An error's text goes into a close reason, an `agent.error` and a log line: ASCII,
+    no control characters, bounded."""
+    text = str(exc)
+    assert text and text.isascii() and text.isprintable() and len(text) <= 400, text
+
+
+def web_outcome(proto: WebClientProtocol, item: str | bytes) -> list | None:
+    try:
+        out = proto.receive_bytes(item) if isinstance(item, bytes) else proto.receive_text(item)
+    except ProtocolError as exc:
+        _wire_message(exc)
+        return None
+    assert isinstance(out, list)
+    return out
+
+
+WEB_TYPES = ["start", "text", "dtmf", "hangup", "stop", *all_event_types()]
+web_jsonish = st.dictionaries(
+    st.sampled_from(["type", "text", "digit", "sample_rate", "context", "pcm", "role",
+                     "content", "messages", "session_context", "version"]) | non_ascii_text,
+    json_values | non_ascii_text | lone_surrogates.map(json.loads), max_size=6,
+).flatmap(lambda d: st.sampled_from(WEB_TYPES).map(lambda t: {**d, "type": t}) | st.just(d))
+
+
+@FUZZ
+@given(started=st.booleans(), item=wild_text | deeply_nested() | st.binary(max_size=400))
+def test_web_client_any_message(started: bool, item: str | bytes) -> None:
+    proto = WebClientProtocol()
+    if started:
+        web_outcome(proto, json.dumps({"type": "start", "sample_rate": 16000}))
+    web_outcome(proto, item)
+
+
+@FUZZ
+@given(started=st.booleans(), msg=web_jsonish)
+def test_web_client_jsonish_messages(started: bool, msg: dict) -> None:
+    proto = WebClientProtocol()
+    if started:
+        web_outcome(proto, json.dumps({"type": "start"}))
+    try:
+        text = json.dumps(msg, allow_nan=True)
+    except (ValueError, UnicodeEncodeError):
+        return
+    web_outcome(proto, text)
+    web_outcome(proto, text.encode("utf-8", "surrogatepass"))
+
+
+@FUZZ
+@given(text=deeply_nested())
+def test_web_client_refuses_deep_nesting_with_a_reason(text: str) -> None:
+    try:
+        depth_ok = not too_deep(json.loads(text))
+    except (ValueError, RecursionError):
+        depth_ok = False
+    out = web_outcome(WebClientProtocol(), text)
+    if out is None and not depth_ok:
+        return
+    assert depth_ok  # a message nested deeper than the limit is never taken
+
+
+@FUZZ
+@given(data=wild_text | deeply_nested() | st.binary(max_size=300)
+       | web_jsonish.map(lambda m: json.dumps(m)))
+def test_atoms_events_decode_or_raise_value_error(data: str | bytes) -> None:
+    for item in (data, data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data):
+        try:
+            event = decode_event(item)
+        except ValueError as exc:  # (never RecursionError, TypeError, UnicodeError ...)
+            _wire_message(exc)
+            continue
+        assert event.type in all_event_types()
+        assert not too_deep(event_to_dict(event), MAX_JSON_DEPTH + 2)
+        encode_event(event)  # what was taken can be sent on
+
+
+@FUZZ
+@given(body=wild_text | deeply_nested() | st.binary(max_size=300) | web_jsonish.map(
+    lambda m: json.dumps({**m, "type": "offer", "sdp": "v=0\r\nm=audio 9 RTP/AVP 0\r\n"})))
+def test_webrtc_offer_bodies_parse_or_raise_value_error(body: str | bytes) -> None:
+    data = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
+    try:
+        sdp, context = parse_offer(parse_json(data))  # as the route does, then HTTP 400
+    except ValueError:
+        return
+    assert sdp.startswith("v=0") and isinstance(context, dict) and not too_deep(context)
+
+
+marks = (wild_text | st.builds(lambda u, ms: f"{u}@{ms}", st.text(max_size=20), st.one_of(
+    st.sampled_from(["inf", "-inf", "nan", "1e999", "-5", "0x10", " 7", "", "\u0661", "+3",
+                     "1_000", "9" * 400, "3.5", "1e3"]),
+    st.integers(-(2**70), 2**70).map(str), st.floats().map(str))))
+
+
+@FUZZ
+@given(name=marks, pushed=st.integers(0, 3))
+def test_mark_names_confirm_or_are_ignored(name: str, pushed: int) -> None:
+    playout = PlayoutBuffer(far_end_confirms=True)
+    for i in range(pushed):
+        playout.push(f"u{i}", np.zeros(320 * (i + 1), dtype=np.int16), final=True)
+    while playout.pop() is not None:
+        pass
+    mark = parse_mark(name)
+    if mark is not None:
+        uid, ms = mark
+        assert "@" + str(int(ms)) in name and 0 <= ms < 1e9
+        playout.confirm(uid, ms)
+    for uid in ("u0", name, name.rpartition("@")[0]):
+        for ms in (float("inf"), float("-inf"), float("nan"), 1e308, -1.0):
+            playout.confirm(uid, ms)  # never an OverflowError or ValueError
+
+
+@pytest.mark.parametrize("name", ["twilio", "telnyx", "exotel", "vonage", "plivo"])
+@FUZZ
+@given(mark=marks)
+def test_mark_messages_of_every_provider(name: str, mark: str) -> None:
+    proto = primed(name, 2)
+    message = {
+        "twilio": {"event": "mark", "streamSid": test_twilio.SID, "mark": {"name": mark}},
+        "telnyx": {"event": "mark", "mark": {"name": mark}},
+        "exotel": {"event": "mark", "mark": {"name": mark}},
+        "vonage": {"event": "websocket:notify", "payload": {"mark": mark}},
+        "plivo": {"event": "playedStream", "streamId": test_plivo.SID, "name": mark},
+    }[name]
+    try:
+        text = json.dumps(message)
+    except UnicodeEncodeError:
+        return
+    for event in outcome(proto, text) or []:
+        if isinstance(event, MarkPlayed):
+            parse_mark(event.name)  # None or a position, never an exception
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+@FUZZ
+@given(params=deeply_nested())
+def test_deeply_nested_start_parameters(name: str, params: str) -> None:
+    """Custom parameters (Twilio, Telnyx, Exotel), extra headers (Plivo) or connected
+    fields (Vonage) nested deeply: a ProtocolError, never a RecursionError."""
+    factory, msgs = VALID[name]
+    proto = factory()
+    for item in msgs[:1] if name not in ("plivo", "vonage") else []:
+        outcome(proto, item)
+    start = copy.deepcopy(msgs[0 if name in ("plivo", "vonage") else 1])
+    assert isinstance(start, dict)
+    target = start.get("start", start) if name != "vonage" else start
+    key = {"twilio": "customParameters", "telnyx": "custom_parameters",
+           "exotel": "custom_parameters", "plivo": "extra_headers", "vonage": "x"}[name]
+    target[key] = "__deep__"
+    outcome(proto, j(start).replace('"__deep__"', params, 1))
