@@ -110,6 +110,7 @@ class EchoCanceller:
         self.explained = False  # the last frame's residual correlates with the reference
         self._explained_before = False  # ... and the frame before it
         self._explained_run = 0  # tested frames in a row that were explained
+        self._suspect = False  # the last residual was over the expected echo (not learned)
         self.peak_ratio = 0.0  # ... that strongly (0: not tested)
         self._gacc = np.zeros(_GCC)
         self._gpair = np.zeros((2, _GCC), np.float32)
@@ -242,12 +243,17 @@ class EchoCanceller:
         self._explained_before = self.explained
         self.explained = False
         self.peak_ratio = 0.0
-        if (explain and e_e > _SUSPECT_E and loudest > _AUDIBLE_E
-                and e_e > _SUSPECT_MARGIN * self._expected):
+        self._suspect = (e_e > _SUSPECT_E and loudest > _AUDIBLE_E
+                         and e_e > _SUSPECT_MARGIN * self._expected)
+        if explain and self._suspect:
             self.peak_ratio = self._explained_peak()
             self.explained = self.peak_ratio >= self.explained_ratio
             self._explained_run = self._explained_run + 1 if self.explained else 0
-            if self.explained and self._explained_before:
+            # (a filter is seeded, or dropped, only on residuals explained far better
+            # than the caller's voice ever is by chance: one seeded on the caller would
+            # teach the estimate that the caller is echo)
+            sure = self._explained_before and self.peak_ratio >= _SEED_FIT
+            if self.explained and sure:
                 lo, hi, _ = self._fit
                 if self.h is None:
                     self._seed(m_e)
@@ -262,9 +268,9 @@ class EchoCanceller:
         if loudest > _AUDIBLE_E and (self.delay is None
                                      or (self._welch_n < _CONVERGED and not self._seeded)):
             ratio = max(_db(e_e / loudest), _NO_ECHO_DB)
-            if self.explained and self._explained_before:
-                # (two frames in a row: the caller's voice is explained by chance now and
-                # then, one frame at a time; echo is explained frame after frame)
+            if self.explained and self._explained_before and self.peak_ratio >= _SEED_FIT:
+                # (two frames in a row, the second one explained well: the caller's voice is
+                # explained by chance now and then, barely; echo frame after frame, mostly)
                 self.raw_leak_db += 0.5 * (ratio - self.raw_leak_db)
             elif ratio < self.raw_leak_db:
                 self.raw_leak_db += 0.02 * (ratio - self.raw_leak_db)
@@ -373,7 +379,7 @@ class EchoCanceller:
             return
         if self.delay is not None:
             r_db = _db(e_e / ref_e)
-            if not self.explained and r_db > self.leak_db + 10.0:
+            if not self.explained and (self._suspect or r_db > self.leak_db + 10.0):
                 return  # the caller (or a noise) is louder than echo: double talk
             if ref_e > _N * _FULL * 10**-4.5:
                 self.leak_db += (0.3 if self.explained else 0.05) * (r_db - self.leak_db)
@@ -442,6 +448,7 @@ _CONVERGED = 20  # filter updates before the echo estimate is trusted
 _NCC = 640  # residual samples (40 ms) tested against the reference
 _FIT_TAPS, _FIT_PRE = 24, 8  # the filter fitted around the best lag, taps before it
 _SEED_KEEP = 12  # Welch updates before its estimate replaces a seeded filter
+_SEED_FIT = 0.7  # the share explained (two frames in a row) that seeds or drops a filter
 _NO_ECHO_DB = -60.0  # the echo estimate of a line with no evidence of echo
 _AUDIBLE_E = _N * _FULL * 10**-4.5  # a reference frame over -45 dBFS: echo would show
 _SUSPECT_E = _N * _FULL * 10**-5.2  # a residual over -52 dBFS may be the caller: test it
