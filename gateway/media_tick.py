@@ -12,7 +12,7 @@ keep their arrival times, so the echo pairing (`media.far_end_clock`) sees the n
 timing, not the tick's.
 
 While the calls hear their audio the tick gives the event loop a turn every `LOOP_TURN_S`
-(`with_loop_turns`): a call's reply (a recogniser's answer, the agent's events, the first
+of its work: a call's reply (a recogniser's answer, the agent's events, the first
 frame of its speech) then waits for a slice of the tick, not for all of it (13 ms at 200
 calls).
 
@@ -37,8 +37,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,19 +62,6 @@ MAX_INBOX_FRAMES = 100  # 2 s of caller audio waiting: a peer sending faster tha
 # reply lag by 80-100 ms at the same CPU; 2 ms (and turns between catch-up ticks) cost
 # 10-20 % more CPU (benchmarks/README.md).
 LOOP_TURN_S = 0.005
-
-T = TypeVar("T")
-
-
-async def with_loop_turns(items: Iterable[T]) -> AsyncIterator[T]:
-    """`items`, with a turn of the event loop whenever `LOOP_TURN_S` of work has passed
-    since the last one."""
-    last = time.perf_counter()
-    for item in items:
-        if time.perf_counter() - last > LOOP_TURN_S:
-            await asyncio.sleep(0)
-            last = time.perf_counter()
-        yield item
 
 
 class TickPacer:
@@ -324,9 +311,15 @@ class MediaTick:
                     out.append(frame)
         payloads = self.edges.encode(slots, codecs, out)
         for m, frame in own:
-            await _guarded(m.send_frame(frame), m)
+            try:
+                await m.send_frame(frame)
+            except Exception:
+                _send_failed(m)
         for m, payload in zip(batched, payloads, strict=True):
-            await _guarded(m.send_payload(payload), m)
+            try:
+                await m.send_payload(payload)
+            except Exception:
+                _send_failed(m)
         return failed
 
     async def _hear(self, members: list[TickedStream], failed: set[int]) -> None:
@@ -357,8 +350,12 @@ class MediaTick:
                 continue
             for i, frame in zip(idx, self.edges.decode(slots, codecs, batch), strict=True):
                 heard[i][0][r] = frame
-        async for i, (m, (frames, times)) in with_loop_turns(
-                enumerate(zip(members, heard, strict=True))):
+        last = time.perf_counter()
+        for i, (m, (frames, times)) in enumerate(zip(members, heard, strict=True)):
+            if time.perf_counter() - last > LOOP_TURN_S:  # a turn for the event loop
+                # (inline: an async generator cost more per call and tick)
+                await asyncio.sleep(0)
+                last = time.perf_counter()
             call = m.call
             if call is None or call.closed or i in failed:
                 continue
@@ -409,5 +406,9 @@ async def _guarded(send: Any, member: TickedStream) -> None:
     try:
         await send
     except Exception:
-        call = member.call
-        log.exception("call %s: sending audio failed", call.call_id if call else "?")
+        _send_failed(member)
+
+
+def _send_failed(member: TickedStream) -> None:
+    call = member.call
+    log.exception("call %s: sending audio failed", call.call_id if call else "?")

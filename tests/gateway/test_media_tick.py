@@ -15,10 +15,17 @@ import numpy as np
 from agent.events import SDKAgentAudioEvent
 from gateway.audio_edge import AudioEdge
 from gateway.call import Call
-from gateway.media_tick import LOOP_TURN_S, MAX_FRAMES_PER_TICK, MAX_INBOX_FRAMES, MediaTick
+from gateway.media_tick import (
+    LOOP_TURN_S,
+    MAX_FRAMES_PER_TICK,
+    MAX_INBOX_FRAMES,
+    MediaTick,
+    TickedStream,
+)
 from gateway.protocols.twilio import TwilioProtocol
 from gateway.transports.media_stream import MediaStreamTransport
 from gateway.transports.webclient import WebClientTransport
+from media.batch_edge import BatchEdge, codec_index
 from media.clock import VirtualClock
 from media.codecs import WireFormat
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
@@ -312,3 +319,52 @@ async def test_a_web_client_in_odd_chunks_goes_through_its_own_edge():
     await tick.tick([web])
     sent = [m["data"] for m in ws.sent if m.get("event") == "binary"]
     assert [len(d) for d in sent] == [2 * FRAME_SAMPLES] * 2  # 20 ms of PCM16 each
+
+
+class _LoggedCall:
+    """What the tick asks of a call, written down."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.log: list = []
+
+    async def play_tick(self) -> None:
+        self.log.append("play")
+
+    async def dtmf(self, digit: str) -> None:
+        self.log.append(("dtmf", digit))
+
+    async def caller_frame(self, frame: np.ndarray, arrived: float | None = None) -> None:
+        self.log.append(("frame", frame.copy(), arrived))
+
+
+async def test_a_none_payload_is_heard_as_silence_and_digits_come_before_the_audio():
+    """A member's None payload (SIP: no RTP came for the tick) is heard as a silent frame
+    without decoding; its digits reach the call before the tick's audio; `after_play` runs
+    right after the call played its frame."""
+    tick = MediaTick(VirtualClock(start=5.0))
+    payload = MULAW_8K.encode(tone(440, 8)[:160])
+    order: list[str] = []
+
+    class Member(TickedStream):
+        def take_payloads(self):
+            return [None, payload], [5.0, 5.0]
+
+        def take_digits(self):
+            return ["5"]
+
+        def after_play(self):
+            order.append("after_play")
+
+    m = Member()
+    m.slot, m.codec, m._tick = tick.edges.acquire(), codec_index("pcmu"), tick
+    m.call = call = _LoggedCall()  # type: ignore[assignment]
+    await tick.tick([m])
+    assert call.log[0] == "play" and order == ["after_play"]
+    assert call.log[1] == ("dtmf", "5")
+    (_, silent, t0), (_, heard, t1) = call.log[2:]
+    assert not silent.any() and t0 == t1 == 5.0
+    edges = BatchEdge()  # the same payload in a fresh slot: the tick decoded it as such
+    want = edges.decode([edges.acquire()], [codec_index("pcmu")], [payload])[0]
+    assert np.array_equal(heard, want) and heard.any()
