@@ -111,7 +111,7 @@ class EchoCanceller:
         self._explained_before = False  # ... and the frame before it
         self._explained_run = 0  # tested frames in a row that were explained
         self._suspect = False  # the last residual was over the expected echo (not learned)
-        self.peak_ratio = 0.0  # ... that strongly (0: not tested)
+        self.explained_share = 0.0  # ... the share of it explained (0: not tested)
         self._gacc = np.zeros(_GCC)
         self._gpair = np.zeros((2, _GCC), np.float32)
         self._wpair = np.zeros((2, _WELCH), np.float32)
@@ -235,42 +235,41 @@ class EchoCanceller:
             loudest = self.ref_energy
             self._expected = 10.0 ** (self.leak_db / 10.0) * self.ref_energy
         # A residual that would pass the gate is tested against the reference: if the
-        # agent's audio explains it (a clear peak in their whitened cross-correlation at an
-        # echo lag), it is echo the estimate missed (a line not learned yet, a path that
+        # agent's audio explains it (a short filter at the best-matching lag reproduces
+        # most of it), it is echo the estimate missed (a line not learned yet, a path that
         # moved), not the caller. Only such frames teach the estimate that there is echo:
         # the caller's own voice, which the reference does not explain, never does (it may
         # by chance: about 1 frame in 25 of the dev flows' caller frames is taken as echo).
         self._explained_before = self.explained
         self.explained = False
-        self.peak_ratio = 0.0
+        self.explained_share = 0.0
         self._suspect = (e_e > _SUSPECT_E and loudest > _AUDIBLE_E
                          and e_e > _SUSPECT_MARGIN * self._expected)
         if explain and self._suspect:
-            self.peak_ratio = self._explained_peak()
-            self.explained = self.peak_ratio >= self.explained_ratio
+            self.explained_share = self._explained_share()
+            self.explained = self.explained_share >= self.explained_ratio
             self._explained_run = self._explained_run + 1 if self.explained else 0
-            # (a filter is seeded, or dropped, only on residuals explained far better
-            # than the caller's voice ever is by chance: one seeded on the caller would
-            # teach the estimate that the caller is echo)
-            sure = self._explained_before and self.peak_ratio >= _SEED_FIT
-            if self.explained and sure:
-                lo, hi, _ = self._fit
-                if self.h is None:
-                    self._seed(m_e)
-                elif self._explained_run >= 3 and not (
-                        self.start <= (lo + hi) // 2 < self.start + self.taps):
-                    # the echo comes from lags the filter does not cover: the path moved.
-                    # Start over (conservative until explained frames seed a new filter).
-                    self._relock(None)
-                    self._gacc[:] = 0.0
-                    self._gcc_n = 0
-                    self.raw_leak_db = max(self.raw_leak_db, self.leak_db + 6.0)
+        # Sure echo: explained two frames in a row, the second far better than the caller's
+        # voice ever is by chance. Only it seeds or drops a filter and raises the estimate
+        # (one seeded on the caller would teach the estimate that the caller is echo).
+        sure = (self.explained and self._explained_before
+                and self.explained_share >= _SEED_FIT)
+        if sure:
+            lo, hi, _ = self._fit
+            if self.h is None:
+                self._seed(m_e)
+            elif self._explained_run >= 3 and not (
+                    self.start <= (lo + hi) // 2 < self.start + self.taps):
+                # the echo comes from lags the filter does not cover: the path moved.
+                # Start over (conservative until explained frames seed a new filter).
+                self._relock(None)
+                self._gacc[:] = 0.0
+                self._gcc_n = 0
+                self.raw_leak_db = max(self.raw_leak_db, self.leak_db + 6.0)
         if loudest > _AUDIBLE_E and (self.delay is None
                                      or (self._welch_n < _CONVERGED and not self._seeded)):
             ratio = max(_db(e_e / loudest), _NO_ECHO_DB)
-            if self.explained and self._explained_before and self.peak_ratio >= _SEED_FIT:
-                # (two frames in a row, the second one explained well: the caller's voice is
-                # explained by chance now and then, barely; echo frame after frame, mostly)
+            if sure:
                 self.raw_leak_db += 0.5 * (ratio - self.raw_leak_db)
             elif ratio < self.raw_leak_db:
                 self.raw_leak_db += 0.02 * (ratio - self.raw_leak_db)
@@ -280,7 +279,7 @@ class EchoCanceller:
         self._learn(m_e, e_e)
         return e
 
-    def _explained_peak(self) -> float:
+    def _explained_share(self) -> float:
         """How much of the newest residual the reference explains (0..1): the share of its
         last 40 ms that a 24-tap filter around the best-matching echo lag reproduces from
         the reference (least squares). On the dev flows the caller's voice scores 0.15
