@@ -474,13 +474,7 @@ async def replay_async(
     spurts = _agent_spurts(right, media) if agent_channel and right is not None else []
     player = asyncio.create_task(_play_spurts(call, clock, spurts)) if spurts else None
     try:
-        while not call.closed:
-            await _settle(call)
-            nxt = clock.next_deadline()
-            if nxt is None or nxt > end_t:
-                break
-            clock.advance_to(nxt)
-        await _settle(call)
+        await run_until(clock, call, end_t)
     finally:
         tick.leave(stream)
         await tick.stop()
@@ -530,6 +524,18 @@ def replay(audio: str | Path | np.ndarray, app: Any = None, agent_channel: bool 
            **kwargs: Any) -> ReplayResult:
     """Replay a call recording (path or 16 kHz int16 array) and return what happened."""
     return asyncio.run(replay_async(audio, app=app, agent_channel=agent_channel, **kwargs))
+
+
+async def run_until(clock: VirtualClock, call: Call, end_t: float) -> None:
+    """Move virtual time on, deadline by deadline (the tick's and the call's), until `end_t`
+    or the call ends, letting the call settle at each."""
+    while not call.closed:
+        await _settle(call)
+        nxt = clock.next_deadline()
+        if nxt is None or nxt > end_t:
+            break
+        clock.advance_to(nxt)
+    await _settle(call)
 
 
 async def _settle(call: Call) -> None:

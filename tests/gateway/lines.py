@@ -11,13 +11,13 @@ import numpy as np
 
 from gateway.call import Call
 from gateway.media_tick import MediaTick, TickedStream
-from gateway.testing import _settle
-from media.clock import VirtualClock
+from gateway.testing import run_until
 from media.frames import split_frames
 
 
 class SilentLine:
     def __init__(self) -> None:
+        super().__init__()
         self.frames = 0
 
     async def send_audio(self, frame: np.ndarray) -> None:
@@ -36,7 +36,7 @@ class SilentLine:
         return None
 
 
-class TickedLine(TickedStream):
+class TickedLine(SilentLine, TickedStream):
     """A line on a media tick (`gateway.media_tick`), as every live transport is: the tick
     plays the call's frames (counted) and hears the caller frames given to `speak`, one a
     tick. With a `VirtualClock`, `run_until` drives it as `replay` drives a recording."""
@@ -44,7 +44,6 @@ class TickedLine(TickedStream):
     def __init__(self, tick: MediaTick) -> None:
         super().__init__()
         self._tick = tick
-        self.frames = 0
         self._caller: deque[np.ndarray] = deque()
 
     def join(self, call: Call) -> None:
@@ -65,29 +64,5 @@ class TickedLine(TickedStream):
             return [], []
         return [self._caller.popleft()], [self._tick.clock.now()]
 
-    async def send_audio(self, frame: np.ndarray) -> None:
-        self.frames += 1
 
-    async def clear_audio(self) -> None:
-        return None
-
-    async def hangup(self) -> None:
-        return None
-
-    async def transfer(self, target: str) -> None:
-        return None
-
-    async def send_event(self, event: object) -> None:
-        return None
-
-
-async def run_until(clock: VirtualClock, call: Call, end_t: float) -> None:
-    """Move virtual time on, deadline by deadline (the tick's and the call's), until `end_t`
-    or the call ends, letting the call settle at each."""
-    while not call.closed:
-        await _settle(call)
-        nxt = clock.next_deadline()
-        if nxt is None or nxt > end_t:
-            break
-        clock.advance_to(nxt)
-    await _settle(call)
+__all__ = ["SilentLine", "TickedLine", "run_until"]
