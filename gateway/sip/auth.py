@@ -6,6 +6,15 @@ qop=auth or none) and verifies `Authorization`. Nonces are stateless: an injecte
 time plus an HMAC over it with a per-process secret, valid for `nonce_ttl` seconds;
 an expired but genuine nonce gets a fresh challenge with `stale=true`.
 
+Replays: a nonce that has been used is remembered for the rest of its life with the
+highest `nc` accepted under it. A response with qop=auth must carry a higher `nc` than
+the last one accepted for its nonce (RFC 7616 3.4.5: a repeated or smaller count is a
+replay); a response without qop (RFC 2069, no counter) may use its nonce once. So a
+captured `Authorization` header, sent again (with a new Call-ID, from another port or
+another host), is refused ('replay'), and the response covers `nc`, so a replayer cannot
+raise it without the password. Only verified responses are remembered: a guess cannot
+spend somebody's nonce.
+
 The digest's `uri` must name the Request-URI's host and port; its user part may
 differ or be missing (sipp, for one, signs `sip:host:port` by default, and a proxy
 may rewrite the user part of the Request-URI after the client signed it).
@@ -17,6 +26,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
 from gateway.sip.message import SipParseError, parse_uri
@@ -116,11 +126,17 @@ class DigestAuth:
         *,
         nonce_ttl: float = 300.0,
         secret: bytes | None = None,
+        max_used_nonces: int = 100_000,
     ) -> None:
         self.realm = realm
         self.users = dict(users)
         self.nonce_ttl = nonce_ttl
+        self.max_used_nonces = max_used_nonces
         self._secret = secret or secrets.token_bytes(32)
+        # nonce -> (when it was issued, highest nc accepted; 0: used without qop), in order
+        # of first use: entries leave once their nonce has expired (or past the cap,
+        # oldest first: more genuine logins within one nonce life than that is no trunk)
+        self._used: OrderedDict[str, tuple[float, int]] = OrderedDict()
 
     def _sign(self, stamp: str) -> str:
         data = stamp.encode("utf-8", "surrogateescape")
@@ -129,6 +145,10 @@ class DigestAuth:
     def make_nonce(self, now: float) -> str:
         stamp = f"{int(now * 1000):x}"
         return f"{stamp}.{self._sign(stamp)}"
+
+    @staticmethod
+    def _issued(nonce: str) -> float:
+        return int(nonce.partition(".")[0], 16) / 1000
 
     def _nonce_state(self, nonce: str, now: float) -> str:
         stamp, _, sig = nonce.partition(".")
@@ -142,6 +162,32 @@ class DigestAuth:
             return "bad"
         return "ok" if 0 <= now - issued <= self.nonce_ttl else "stale"
 
+    def _forget_expired(self, now: float) -> None:
+        while self._used:
+            nonce, (issued, _) = next(iter(self._used.items()))
+            if now - issued <= self.nonce_ttl and len(self._used) < self.max_used_nonces:
+                return
+            del self._used[nonce]
+
+    def _fresh_count(self, nonce: str, nc: str | None, now: float) -> bool:
+        """Record a verified response's use of `nonce` (with count `nc`, or None without
+        qop); False when it repeats an earlier one (a replay)."""
+        self._forget_expired(now)
+        seen = self._used.get(nonce)
+        if nc is None:
+            if seen is not None:
+                return False
+            count = 0
+        else:
+            try:
+                count = int(nc, 16) if len(nc) == 8 and nc.isascii() else -1
+            except ValueError:
+                count = -1
+            if count <= 0 or (seen is not None and count <= seen[1]):
+                return False
+        self._used[nonce] = (seen[0] if seen else self._issued(nonce), count)
+        return True
+
     def challenge(self, now: float, *, stale: bool = False) -> str:
         """A `WWW-Authenticate` value."""
         value = (
@@ -153,7 +199,8 @@ class DigestAuth:
     def check(
         self, method: str, authorization: str | None, now: float, request_uri: str | None = None
     ) -> str:
-        """'ok', 'stale' (re-challenge with stale=true) or 'fail' (challenge again).
+        """'ok', 'stale' (re-challenge with stale=true), 'replay' (a genuine response sent
+        again: a repeated or lower `nc`) or 'fail' (challenge again).
 
         With `request_uri`, the digest's uri must name its host and port (`same_target`)."""
         if not authorization:
@@ -186,7 +233,11 @@ class DigestAuth:
             return "fail"
         if not _same(expected, response.lower()):
             return "fail"
-        return "ok" if state == "ok" else "stale"
+        if state != "ok":
+            return "stale"
+        if not self._fresh_count(nonce, p.get("nc") if qop is not None else None, now):
+            return "replay"
+        return "ok"
 
 
 class AuthFailures:

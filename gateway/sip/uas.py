@@ -16,7 +16,8 @@ application for a new answer; REFER with implicit-subscription NOTIFYs (sipfrag)
 and once a NOTIFY reports the transfer's 2xx we end our leg with BYE (RFC 5589 6.1);
 INFO DTMF; OPTIONS 200. Unsupported methods get 405 with Allow, requests for unknown
 dialogs 481, malformed requests 400 (or are dropped when too broken to answer).
-Admission: CIDR allowlist (403), optional digest auth on INVITE (401; a source that sends
+Admission: CIDR allowlist (403), optional digest auth on INVITE (401; a replayed header,
+its nonce and nc used before, is a wrong credential; a source that sends
 five wrong credentials in a minute gets 403 for five minutes), call limit
 (503). In-dialog requests we send go to the address the INVITE came from (symmetric
 signalling, which is what NAT needs) with the Record-Route route set.
@@ -568,7 +569,10 @@ class SipUas:
                 return self._respond(txn, 403, now, tag=True)
             credentials = req.headers.get("Authorization")
             verdict = auth.check("INVITE", credentials, now, request_uri=req.uri)
-            if verdict == "fail" and credentials and self._auth_failures.record(addr[0], now):
+            # 'replay': a genuine header sent again (its nonce and nc used before), i.e.
+            # captured: as wrong as a bad password
+            if (verdict in ("fail", "replay") and credentials
+                    and self._auth_failures.record(addr[0], now)):
                 log.warning("403 to %s for %.0f s: %d wrong credentials in %.0f s", addr[0],
                             self._auth_failures.block, self._auth_failures.limit,
                             self._auth_failures.window)

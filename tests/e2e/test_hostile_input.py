@@ -8,6 +8,7 @@ counted, never timed."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import xml.etree.ElementTree as ET
@@ -299,6 +300,71 @@ async def test_non_ascii_digest_nonce_or_response_gets_a_401(gateway_factory):
             assert "Digest" in header(answer, "WWW-Authenticate")
     finally:
         transport.close()
+    await canary_keeps_its_audio(canary)
+    await canary.hangup_and_wait()
+    await canary.close()
+
+
+# ------------------------------------------------------------------ defect 10: digest replay
+
+
+def digest(nonce: str, uri: str, nc: int, password: str = "s3cret") -> str:
+    """A client's RFC 2617 digest (qop=auth) for INVITE, computed here independently."""
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    count, cnonce = f"{nc:08x}", "c0ffee42"
+    ha1 = md5(f"agent:atoms-gateway:{password}")
+    response = md5(f"{ha1}:{nonce}:{count}:{cnonce}:auth:{md5(f'INVITE:{uri}')}")
+    return (f'Digest username="agent", realm="atoms-gateway", nonce="{nonce}", uri="{uri}", '
+            f'response="{response}", algorithm=MD5, qop=auth, nc={count}, cnonce="{cnonce}"')
+
+
+async def test_a_replayed_digest_header_starts_no_call(gateway_factory):
+    """A captured `Authorization` header, sent again with a new Call-ID, from the same
+    port or another, gets a 401 (403 once the source has failed too often) and starts no
+    call; the same nonce with the next nc (an honest client reusing it) still works."""
+    gw = await gateway_factory(sip_port=0, sip_user="agent", sip_password="s3cret")
+    canary = await canary_call(gw)
+    loop = asyncio.get_running_loop()
+    first_t, first = await loop.create_datagram_endpoint(SipPeer, local_addr=(HOST, 0))
+    other_t, other = await loop.create_datagram_endpoint(SipPeer, local_addr=(HOST, 0))
+    to = (HOST, gw.app.sip_port)
+    uri = f"sip:agent@{HOST}:{to[1]}"
+    try:
+        challenge = await first.request(invite(first.port, to[1], 8001, None), to)
+        assert challenge.startswith("SIP/2.0 401"), challenge
+        nonce = header(challenge, "WWW-Authenticate").split('nonce="')[1].split('"')[0]
+        captured = digest(nonce, uri, 1)
+        ok = await first.request(invite(first.port, to[1], 8002, captured), to)
+        assert ok.startswith("SIP/2.0 200"), ok
+        await until(lambda: len(gw.app.calls) == 2, 10, "the genuine call to start")
+        replays = [(first, 8003), (other, 8004), (other, 8005)]  # new Call-IDs, two ports
+        for peer, n in replays:
+            answer = await peer.request(invite(peer.port, to[1], n, captured), to)
+            assert answer.split(" ")[1] in ("401", "403"), answer
+        repeat_nc = await other.request(invite(other.port, to[1], 8006, captured), to)
+        assert repeat_nc.split(" ")[1] in ("401", "403"), repeat_nc
+        # an honest client counting on: nc 2 under the same nonce (from a clean source)
+        third_t, third = await loop.create_datagram_endpoint(SipPeer, local_addr=("127.0.0.2", 0))
+        try:
+            again = invite(third.port, to[1], 8007, digest(nonce, uri, 2)).replace(
+                f"{HOST}:{third.port}".encode(), f"127.0.0.2:{third.port}".encode())
+            honest = await third.request(again, to)
+            assert honest.startswith("SIP/2.0 200"), honest
+            # and a lower count than the highest seen is a replay too
+            lower = invite(third.port, to[1], 8008, digest(nonce, uri, 1)).replace(
+                f"{HOST}:{third.port}".encode(), f"127.0.0.2:{third.port}".encode())
+            refused = await third.request(lower, to)
+            assert refused.startswith("SIP/2.0 401"), refused
+        finally:
+            third_t.close()
+        await until(lambda: len(gw.app.calls) == 3, 10, "the honest call to start")
+        await asyncio.sleep(0.2)
+        assert len(gw.app.calls) == 3  # canary, the genuine call, the honest one: no replay
+    finally:
+        first_t.close()
+        other_t.close()
     await canary_keeps_its_audio(canary)
     await canary.hangup_and_wait()
     await canary.close()

@@ -562,3 +562,57 @@ def test_garbage_is_logged_ten_times_a_minute_then_summed_up(caplog) -> None:
     caplog.clear()
     uas.receive(b"\x00again", ("198.51.100.7", 5060), now=61.0)  # a new minute: shown
     assert [r.levelno for r in caplog.records] == [logging.INFO]
+
+
+def _digest_nc(nonce: str, nc: str, qop: bool = True) -> str:
+    """A correct response for user trunk / s3cret with count `nc` (or no qop at all)."""
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    uri = "sip:agent@192.0.2.10:5060"
+    ha1, ha2 = md5("trunk:gw.example:s3cret"), md5(f"INVITE:{uri}")
+    if not qop:
+        return (f'Digest username="trunk", realm="gw.example", nonce="{nonce}", uri="{uri}", '
+                f'response="{md5(f"{ha1}:{nonce}:{ha2}")}"')
+    response = md5(f"{ha1}:{nonce}:{nc}:c1:auth:{ha2}")
+    return (f'Digest username="trunk", realm="gw.example", nonce="{nonce}", uri="{uri}", '
+            f'response="{response}", qop=auth, nc={nc}, cnonce="c1"')
+
+
+def test_digest_nc_must_grow_and_a_qopless_nonce_is_used_once() -> None:
+    auth = DigestAuth("gw.example", {"trunk": "s3cret"}, nonce_ttl=60)
+    nonce = auth.make_nonce(10.0)
+    uri = "sip:agent@192.0.2.10:5060"
+    check = lambda header, now=11.0: auth.check("INVITE", header, now, request_uri=uri)  # noqa: E731
+    assert check(_digest_nc(nonce, "00000001")) == "ok"
+    assert check(_digest_nc(nonce, "00000001")) == "replay"  # the same header again
+    assert check(_digest_nc(nonce, "00000003")) == "ok"  # counting on (gaps allowed)
+    assert check(_digest_nc(nonce, "00000002")) == "replay"  # lower than the highest
+    assert check(_digest_nc(nonce, "00000000")) == "replay"  # counts start at 1
+    other = auth.make_nonce(10.5)
+    assert check(_digest_nc(other, "", qop=False)) == "ok"
+    assert check(_digest_nc(other, "", qop=False)) == "replay"
+    # a wrong password never spends a nonce: the genuine first use still works
+    fresh = auth.make_nonce(10.8)
+    wrong = _digest_nc(fresh, "00000001").replace('response="', 'response="0', 1)
+    assert check(wrong) == "fail"
+    assert check(_digest_nc(fresh, "00000001")) == "ok"
+    # used nonces are forgotten once expired (an expired nonce is stale anyway)
+    assert check(_digest_nc(nonce, "00000009"), 75.0) == "stale"
+    check(_digest_nc(auth.make_nonce(80.0), "00000001"), 80.5)
+    assert nonce not in auth._used and other not in auth._used
+
+
+def test_a_replayed_authorization_gets_401_and_starts_no_call() -> None:
+    uas = make_uas(auth=DigestAuth("gw.example", {"trunk": "s3cret"}))
+    phone = Phone()
+    (challenge,) = responses(uas.receive(phone.invite(), phone.addr, now=100.0))
+    phone.cseq += 1
+    good = _digest(challenge.headers.get("WWW-Authenticate") or "", "trunk", "s3cret",
+                   "sip:agent@192.0.2.10:5060")
+    actions = uas.receive(phone.invite(headers=[f"Authorization: {good}"]), phone.addr, now=100.1)
+    assert of_type(actions, CallOffered)
+    thief = Phone(("10.9.9.9", 5099))  # another host and port, its own Call-ID
+    actions = uas.receive(thief.invite(headers=[f"Authorization: {good}"]), thief.addr, now=100.2)
+    assert statuses(actions) == [401] and not of_type(actions, CallOffered)
+    assert len(uas.calls) == 1
