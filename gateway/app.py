@@ -34,7 +34,7 @@ from gateway.media_tick import MediaTick
 from gateway.remote_agent import RemoteSession
 from gateway.settings import Settings, configure_logging
 from media.clock import Clock
-from media.recording import CallRecorder
+from media.recording_stream import StreamingRecorder
 
 log = logging.getLogger(__name__)
 
@@ -427,6 +427,7 @@ class AtomsApp:
                         settings=call_settings, call_id=call_id, clock=clock)
             call.gateway_id = key
             self.calls[key] = call
+            await self._start_recording(call)
             self._limit_duration(call, clock)
             await call.start()  # system.init connects to the agent server
             log.info("%s: call started with remote agent %s (%d active)", label,
@@ -437,6 +438,7 @@ class AtomsApp:
                     settings=call_settings, call_id=call_id, clock=clock)
         call.gateway_id = key
         self.calls[key] = call
+        await self._start_recording(call)
         setup = asyncio.create_task(self._run_setup(call, session), name=f"setup:{key}")
         self._background.add(setup)
         setup.add_done_callback(self._background.discard)
@@ -445,6 +447,7 @@ class AtomsApp:
         started.cancel()
         if not session.is_started:
             self.calls.pop(key, None)
+            await self._stop_recording(call)
             raise CallRefused(f"{label}: the setup handler failed before starting the session")
         self._limit_duration(call, clock)
         await call.start()
@@ -474,6 +477,35 @@ class AtomsApp:
 
     def remove_session(self, key: str) -> None:
         self.sessions.pop(key, None)
+
+    async def _start_recording(self, call: Call) -> None:
+        """With `record_dir`: the call's recording streams to disk from now on
+        (`media.recording_stream`), named by `recording_name`. A recording that cannot be
+        opened is logged and the call goes on unrecorded."""
+        if not self.settings.record_dir or not call.settings.record:
+            return
+        label = call_label(call.call_id, call.gateway_id)
+        recorder = StreamingRecorder(Path(self.settings.record_dir),
+                                     recording_name(call.call_id, call.gateway_id),
+                                     max_seconds=call.settings.max_duration_s)
+        try:
+            await recorder.open()
+        except Exception:
+            log.exception("%s: cannot record this call", label)
+            call.recorder = None
+            return
+        call.recorder = recorder
+
+    async def _stop_recording(self, call: Call) -> None:
+        """Finish a streamed recording: the rest written, the WAV's sizes patched, the
+        timeline made `.json` (in a worker thread: never on the loop)."""
+        recorder = call.recorder
+        if isinstance(recorder, StreamingRecorder):
+            try:
+                await recorder.close()
+            except Exception:
+                log.exception("%s: could not finish the call recording",
+                              call_label(call.call_id, call.gateway_id))
 
     def _limit_duration(self, call: Call, clock: Clock | None) -> None:
         """Hang up `call` once it has lasted `max_call_duration` (live calls: a call on an
@@ -532,16 +564,9 @@ class AtomsApp:
                 await call.close(reason)
             except Exception:
                 log.exception("%s: closing the call failed", label)
+            await self._stop_recording(call)
             if self.calls.get(key) is not call:
                 return
-            if self.settings.record_dir and call.recorder is not None:
-                try:  # a thread: writing a 10-minute call takes 0.1-0.2 s, which every
-                    # call's audio would wait for on the loop (no non-blocking file I/O)
-                    await asyncio.to_thread(_write_recording, call.recorder,
-                                            Path(self.settings.record_dir),
-                                            recording_name(call.call_id, key))
-                except Exception:
-                    log.exception("%s: could not write the call recording", label)
         finally:
             self._ending.discard(key)
             if self.calls.get(key) is call:
@@ -633,13 +658,4 @@ def call_label(call_id: str, gateway_id: str) -> str:
     bounded: `printable`), and the gateway's id when it differs."""
     shown = printable(call_id, _LOG_CHARS)
     return shown if call_id == gateway_id else f"{shown} [{gateway_id}]"
-
-
-def _write_recording(recorder: CallRecorder, folder: Path, name: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for suffix, write in ((".wav", recorder.write_wav), (".json", recorder.write_timeline)):
-        path = folder / f"{name}{suffix}"
-        if path.parent != folder or _UNSAFE_NAME.search(name):  # (recording_name's names)
-            raise ValueError(f"unsafe recording name {name!r}")
-        write(path)
 

@@ -22,9 +22,7 @@ same talkspurts from the same moments, so its barge-ins fall where the live call
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +35,9 @@ from gateway.call import Call, CallSettings
 from gateway.media_tick import TICK_S, MediaTick, TickedStream
 from media.clock import VirtualClock
 from media.frames import FRAME_MS, FRAME_S, FRAME_SAMPLES, SAMPLE_RATE, rms_dbfs, split_frames
-from media.recording import frame_positions
+from media.recording import frame_positions, read_timeline, timeline_path
 from media.resample import StreamResampler
+from media.wavstream import read_pcm
 
 ECHO_ALLOWANCE_DB = 6.0
 QUIET_ROUNDS = 6  # event-loop rounds without news that count as settled
@@ -192,11 +191,7 @@ class _RecordedAgent:
 
 def load_wav(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(caller, agent-or-None) as 16 kHz int16 from a mono or stereo 16-bit WAV."""
-    with wave.open(str(path)) as w:
-        if w.getsampwidth() != 2:
-            raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
-        rate, channels = w.getframerate(), w.getnchannels()
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    data, rate, channels = read_pcm(path)  # (a recording cut short by a crash reads too)
     if channels not in (1, 2):
         raise ValueError(f"{path}: expected 1 or 2 channels, got {channels}")
     chans = [data[c::channels].copy() for c in range(channels)]
@@ -311,11 +306,11 @@ def speech_onset_ms(caller: np.ndarray, at_ms: float,
 
 def load_media_timeline(path: str | Path) -> dict[str, Any] | None:
     """The `media` lists of a recording's timeline (`media.recording`), if it has them."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:  # (`.json` when the call finished; `.jsonl` as it was when the process died)
+        doc = read_timeline(path)
     except (OSError, ValueError):
         return None
-    media = doc.get("media") if isinstance(doc, dict) else None
+    media = doc.get("media")
     if not isinstance(media, dict) or not media.get("caller"):
         return None
     return {**media, "events": doc.get("events") or []}
@@ -433,8 +428,8 @@ async def replay_async(
         caller, right = audio, agent_audio
     else:
         caller, right = load_wav(audio)
-        if timeline is None and Path(audio).with_suffix(".json").exists():
-            timeline = Path(audio).with_suffix(".json")
+        if timeline is None:
+            timeline = timeline_path(audio)
     if agent_channel and right is None:
         raise ValueError("--agent-channel needs a stereo file (caller left, agent right)")
     media = load_media_timeline(timeline) if timeline is not None else None

@@ -10,6 +10,9 @@ a burst of caller frames, or a talkspurt's first frame played between two media 
 so no audio is lost. `write_timeline` writes
 `{"events": [{"t_ms": ..., "type": ..., ...fields}], "media": {...}}` sorted by time.
 
+`media.recording_stream.StreamingRecorder` is the same recorder writing to disk while the
+call runs (`--record-dir`); `read_timeline` reads its `.jsonl` as well as a `.json`.
+
 `media` is what replay needs to drive a call exactly as it was driven live
 (`gateway.testing`): `caller` lists, per caller frame in order, `[t_ms, heard_ms]` (the
 frame's start as recorded, and when the voice loop heard it: its media tick), `agent`
@@ -25,13 +28,15 @@ import json
 import math
 import os
 import wave
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from media.frames import SAMPLE_RATE
 
-__all__ = ["MAX_EVENTS", "CallRecorder", "frame_positions"]
+__all__ = ["MAX_EVENTS", "CallRecorder", "frame_positions", "read_timeline", "timeline_doc",
+           "timeline_path"]
 
 MAX_EVENTS = 200_000  # events a recording keeps at most (a busy hour has about 20,000)
 
@@ -56,6 +61,8 @@ class CallRecorder:
         self.dropped = 0  # frames and events not kept (over the bounds)
         self._caller_times: list[list[float]] = []  # [t_ms, heard_ms] per caller frame
         self._agent_times: list[float] = []  # t_ms per agent frame
+        self._ends = {"caller": 0, "agent": 0}  # sample after each side's last frame
+        self._kept_events = 0
 
     def caller(self, frame: np.ndarray, t: float, heard: float | None = None) -> None:
         """A frame from the caller, starting at `t` seconds, which the voice loop heard at
@@ -79,21 +86,21 @@ class CallRecorder:
         if "t_ms" in fields:
             raise ValueError("event field name 't_ms' is reserved for the event's time")
         t = _check_t(t)
-        if len(self._events) >= self.max_events or (
+        if self._kept_events >= self.max_events or (
                 self.max_seconds is not None and t >= self.max_seconds):
             self.dropped += 1
             return
+        self._kept_events += 1
         self._events.append({"t_ms": round(t * 1000, 3), "type": type, **fields})
 
     @property
     def duration(self) -> float:
         """Seconds from the call start to the end of the last recorded frame."""
-        ends = [start + len(f) for track in (self._caller, self._agent) for start, f in track]
-        return max(ends, default=0) / SAMPLE_RATE
+        return max(self._ends.values()) / SAMPLE_RATE
 
     def timeline(self) -> list[dict[str, Any]]:
         """Events in time order (stable for equal times)."""
-        return sorted(self._events, key=lambda e: e["t_ms"])
+        return timeline_doc(self._events, [], [])["events"]
 
     def stereo(self) -> np.ndarray:
         """(n, 2) int16: caller left, agent right, time-aligned."""
@@ -113,10 +120,8 @@ class CallRecorder:
 
     def write_timeline(self, path: str | os.PathLike[str]) -> None:
         with open(path, "w", encoding="utf-8") as f:
-            doc: dict[str, Any] = {"events": self.timeline()}
-            if self._caller_times or self._agent_times:
-                doc["media"] = {"caller": self._caller_times, "agent": self._agent_times}
-            json.dump(doc, f, indent=1, default=str)
+            json.dump(timeline_doc(self._events, self._caller_times, self._agent_times), f,
+                      indent=1, default=str)
             f.write("\n")
 
     def _add(self, track: list[tuple[int, np.ndarray]], frame: np.ndarray, t: float,
@@ -128,14 +133,63 @@ class CallRecorder:
                 f"{type(frame).__name__}{getattr(frame, 'dtype', '')}"
                 f"{getattr(frame, 'shape', '')}"
             )
-        start = int(round(_check_t(t) * SAMPLE_RATE))
-        if track:
-            start = max(start, track[-1][0] + len(track[-1][1]))
+        start = max(int(round(_check_t(t) * SAMPLE_RATE)), self._ends[side])
         if self.max_seconds is not None and start >= self.max_seconds * SAMPLE_RATE:
             self.dropped += 1
             return False
         track.append((start, frame.copy()))
+        self._ends[side] = start + len(frame)
         return True
+
+
+def timeline_doc(events: list[dict[str, Any]], caller_times: list[list[float]],
+                 agent_times: list[float]) -> dict[str, Any]:
+    """A recording's timeline as the `.json` file holds it: events in time order (stable
+    for equal times), and the `media` lists when there are frames."""
+    doc: dict[str, Any] = {"events": sorted(events, key=lambda e: e["t_ms"])}
+    if caller_times or agent_times:
+        doc["media"] = {"caller": caller_times, "agent": agent_times}
+    return doc
+
+
+def read_timeline(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A timeline file as `timeline_doc` gives it: a finished recording's `.json`, or the
+    `.jsonl` a recording writes while its call runs (`media.recording_stream`: one event
+    per line, and `{"media": {"caller": [...], "agent": [...]}}` lines), complete or cut
+    short by a crash (a line it could not finish is skipped)."""
+    text = Path(path).read_text(encoding="utf-8")
+    if Path(path).suffix != ".jsonl":
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path}: not a recording's timeline")
+        return doc
+    events: list[dict[str, Any]] = []
+    caller: list[list[float]] = []
+    agent: list[float] = []
+    for line in text.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue  # (the line being written when the process died)
+        if not isinstance(item, dict):
+            continue
+        media = item.get("media")
+        if isinstance(media, dict):
+            caller.extend(media.get("caller") or [])
+            agent.extend(media.get("agent") or [])
+        elif isinstance(item.get("type"), str) and isinstance(item.get("t_ms"), int | float):
+            events.append(item)
+    return timeline_doc(events, caller, agent)
+
+
+def timeline_path(wav: str | os.PathLike[str]) -> Path | None:
+    """The timeline beside a recording's WAV: `.json` once finished, else the `.jsonl`
+    of a call still running or cut short; None when there is neither."""
+    for suffix in (".json", ".jsonl"):
+        path = Path(wav).with_suffix(suffix)
+        if path.exists():
+            return path
+    return None
 
 
 def frame_positions(times_ms: list[float], frame_samples: int) -> list[int]:

@@ -7,21 +7,21 @@ import wave
 
 import numpy as np
 
-from media.recording import CallRecorder
+from media.recording_stream import StreamingRecorder
 from tests.e2e.clients import WebClient
 from tests.e2e.harness import HOST, listed
 from tests.speechgen import speech, trim_silence
 
 
 async def test_record_dir_writes_stereo_wav_and_timeline(gateway_factory, tmp_path, monkeypatch):
-    writers = []  # threads that wrote a WAV: not the event loop's (it serves every call)
-    real_write = CallRecorder.write_wav
+    writers = []  # threads that wrote the recording: not the loop's (it serves every call)
+    real_write = StreamingRecorder._write
 
-    def write_wav(self, path):
+    def write(self, batch):
         writers.append(threading.get_ident())
-        real_write(self, path)
+        real_write(self, batch)
 
-    monkeypatch.setattr(CallRecorder, "write_wav", write_wav)
+    monkeypatch.setattr(StreamingRecorder, "_write", write)
     gw = await gateway_factory(record_dir=str(tmp_path))
     client = WebClient(HOST, gw.port)
     await client.connect()
