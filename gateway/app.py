@@ -31,6 +31,7 @@ from gateway.call import Call, CallSettings, Transport
 from gateway.gc_pacing import collect_on_schedule
 from gateway.logtext import printable
 from gateway.media_tick import MediaTick
+from gateway.read_limits import GuardedHttpServer, PendingGate, body_timeout_middleware
 from gateway.remote_agent import RemoteSession
 from gateway.settings import Settings, configure_logging
 from media.clock import Clock
@@ -84,7 +85,10 @@ class AtomsApp:
         self.stt: Any = None
         self.tts: Any = None
         self.engines: dict[str, str] = {}  # "stt", "tts": what `load_engines` made
-        self.web = web.Application(client_max_size=self.settings.max_message_bytes)
+        self.web = web.Application(
+            client_max_size=self.settings.max_message_bytes,
+            middlewares=[body_timeout_middleware(self.settings.body_timeout)])
+        self.http_gate: PendingGate | None = None  # HTTP connections without a request yet
         self.web.router.add_get("/health", self._health)
         self.web.router.add_get("/ready", self._ready)
         self._runner: web.AppRunner | None = None
@@ -232,8 +236,16 @@ class AtomsApp:
             await self.dry_run()
         # /ready says ready once every listener is up and the start-up lines are out
         dry_run_reason, self.ready_reason = self.ready_reason, "starting listeners"
-        self._runner = web.AppRunner(self.web, handle_signals=False, access_log=None)
+        # a connection has `header_timeout` to send a complete request (aiohttp's
+        # keep-alive timer runs from the connection's start); an unread body is not
+        # lingered over (bodies are read within `body_timeout`, `body_timeout_middleware`)
+        self._runner = web.AppRunner(self.web, handle_signals=False, access_log=None,
+                                     keepalive_timeout=self.settings.header_timeout,
+                                     lingering_time=0)
         await self._runner.setup()
+        self.http_gate = PendingGate("HTTP", self.settings.max_pending_connections)
+        self._runner._server = GuardedHttpServer(  # type: ignore[assignment]
+            self._runner.server, self.http_gate)  # (type: ignore: a stand-in of the Server)
         listen_host = host or self.settings.host
         listen_port = self.settings.port if port is None else port
         site = web.TCPSite(self._runner, listen_host, listen_port)

@@ -47,6 +47,12 @@ class Settings:
     max_agent_audio: float = 60.0  # seconds of agent.audio a call may have queued to play
     drain_timeout: float = 30.0  # SIGTERM: how long active calls may finish
     max_message_bytes: int = 256 * 1024
+    header_timeout: float = 10.0  # a new connection's first request (HTTP headers, a SIP-
+    # over-TCP message, AudioSocket's first frame) must be complete within this; HTTP
+    # keep-alive idle too
+    body_timeout: float = 10.0  # an HTTP request's body must be complete within this
+    max_pending_connections: int = 256  # per listener: connections not yet past their
+    # first complete request; more are closed at once
     text_turns_per_s: float = 2.0  # typed turns (`/ws` {"type": "text"}) a call may send ...
     text_turn_burst: int = 10  # ... after a burst of this many; more are refused
     ws_token: str | None = None  # bearer token for /ws and /webrtc
@@ -153,7 +159,8 @@ def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
 # numeric settings that must be 0 or more, and those that must be more than 0
 _AT_LEAST_0 = ("max_calls", "max_call_duration", "max_agent_audio", "drain_timeout",
                "text_turns_per_s", "text_turn_burst", "sip_ring_ms")
-_ABOVE_0 = ("idle_timeout", "max_message_bytes", "stt_pool", "agent_handshake_timeout")
+_ABOVE_0 = ("idle_timeout", "max_message_bytes", "stt_pool", "agent_handshake_timeout",
+            "header_timeout", "body_timeout", "max_pending_connections")
 _PORTS = ("port", "audiosocket_port", "sip_port")  # 0: any free port
 
 

@@ -21,6 +21,7 @@ from gateway.protocols.common import (
     ProtocolError,
     SendAudio,
 )
+from gateway.read_limits import PendingGate, read_before
 from gateway.transports.media_stream import call_context
 
 if TYPE_CHECKING:
@@ -64,19 +65,35 @@ class AudioSocketTransport(TickedStream):
 
 
 async def serve_audiosocket(app: AtomsApp, reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter) -> None:
-    """Run one AudioSocket call until hang-up; bad input closes only this connection."""
+                            writer: asyncio.StreamWriter, gate: PendingGate) -> None:
+    """Run one AudioSocket call until hang-up; bad input closes only this connection.
+
+    Until the call starts (Asterisk's first frame, the call's UUID) the connection counts
+    against `max_pending_connections` and has `header_timeout` in all to send it: a
+    garbage or half-sent header is closed then. After that, `idle_timeout` applies."""
     peer = writer.get_extra_info("peername")
+    if not gate.admit(peer):
+        writer.transport.abort()
+        return
+    pending = True
     protocol = AudioSocketProtocol()
     transport = AudioSocketTransport(writer, protocol)
     call: Call | None = None
     reason = "caller hung up"
+    loop = asyncio.get_running_loop()
+    first_by = loop.time() + app.settings.header_timeout
     try:
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(4096), app.settings.idle_timeout)
+                if call is None:
+                    data = await read_before(reader, first_by, 4096)
+                else:
+                    data = await asyncio.wait_for(reader.read(4096), app.settings.idle_timeout)
             except TimeoutError:
-                reason = "idle timeout"
+                reason = "idle timeout" if call is not None else "no call started in time"
+                if call is None:
+                    log.info("audiosocket %s: no call started within %g s; closing", peer,
+                             app.settings.header_timeout)
                 break
             events = protocol.feed(data) if data else protocol.closed()
             for ev in events:
@@ -85,6 +102,9 @@ async def serve_audiosocket(app: AtomsApp, reader: asyncio.StreamReader,
                 elif isinstance(ev, CallStarted):
                     transport.open_audio(protocol.wire, app.media_tick)
                     context, init = call_context(ev, "audiosocket")
+                    if pending:
+                        pending = False
+                        gate.done()
                     call = await app.open_call(transport, context=context, init_event=init,
                                                call_id=ev.call_id)
                     transport.call = call
@@ -105,6 +125,8 @@ async def serve_audiosocket(app: AtomsApp, reader: asyncio.StreamReader,
     except ConnectionError as exc:
         reason = f"connection lost: {exc}"
     finally:
+        if pending:
+            gate.done()
         app.media_tick.leave(transport)
         if call is not None:
             await app.end_call(call, reason)
@@ -116,6 +138,8 @@ async def serve_audiosocket(app: AtomsApp, reader: asyncio.StreamReader,
 def add_audiosocket_listener(app: AtomsApp) -> None:
     """Listen for AudioSocket connections on `settings.audiosocket_port` (when set)."""
     server: asyncio.Server | None = None
+    gate = PendingGate("AudioSocket", app.settings.max_pending_connections)
+    app.audiosocket_gate = gate  # type: ignore[attr-defined]
 
     async def start() -> None:
         nonlocal server
@@ -123,7 +147,7 @@ def add_audiosocket_listener(app: AtomsApp) -> None:
         if port is None:
             return
         server = await asyncio.start_server(
-            lambda r, w: serve_audiosocket(app, r, w), app.settings.host, port)
+            lambda r, w: serve_audiosocket(app, r, w, gate), app.settings.host, port)
         app.audiosocket_port = server.sockets[0].getsockname()[1]
         log.info("AudioSocket listening on %s:%s", app.settings.host, app.audiosocket_port)
 

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from agent.events import SDKSystemInitEvent
 from gateway.app import CallRefused
+from gateway.logtext import LogRation
+from gateway.read_limits import PendingGate, read_before
 from gateway.sip.auth import DigestAuth
 from gateway.sip.message import SipParseError, SipStreamParser
 from gateway.sip.rtp_session import RtpSession
@@ -143,6 +145,9 @@ class SipServer:
         self._housekeeping: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ended = SendStats()  # outbound RTP of the calls that have ended
+        # TCP connections that have not sent a complete message yet (capped)
+        self.tcp_gate = PendingGate("SIP over TCP", s.max_pending_connections)
+        self._tcp_timeouts = LogRation(log, "SIP-over-TCP read timeouts")
         self.calls_total = 0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -311,22 +316,49 @@ class SipServer:
 
     async def _serve_stream(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
+        """One SIP-over-TCP connection. Until its first complete message it counts
+        against `max_pending_connections` (beyond it, it is closed at once), and each
+        message must be complete within `header_timeout` of its first byte (the first one
+        within that of the connection's opening): a half-open connection, sending part of
+        a message or a Content-Length it never meets, is closed. Between messages a
+        connection may stay quiet (a trunk's connection lasts as long as its calls)."""
         peer = writer.get_extra_info("peername")
         addr: Addr = (peer[0], peer[1])
+        if not self.tcp_gate.admit(addr):
+            writer.transport.abort()
+            return
+        pending = True
         self._streams[addr] = writer
         parser = SipStreamParser()
+        limit = self.app.settings.header_timeout
+        loop = asyncio.get_running_loop()
+        deadline: float | None = loop.time() + limit  # (None: between messages)
         try:
-            while data := await reader.read(65536):
+            while data := await read_before(reader, deadline):
                 try:
                     messages = parser.feed(data)
                 except SipParseError as exc:
                     log.info("SIP over TCP from %s:%s out of sync (%s); closing", *addr, exc)
                     break
+                if messages and pending:
+                    pending = False
+                    self.tcp_gate.done()
+                if not parser.buffered:  # between messages: no limit (once one came)
+                    if not pending:
+                        deadline = None
+                elif messages or deadline is None:  # a new message has begun
+                    deadline = loop.time() + limit
                 for msg in messages:
                     self.received(msg, addr, "TCP")
+        except TimeoutError:
+            self._tcp_timeouts.log(loop.time(), logging.INFO,
+                                   "SIP over TCP from %s:%s: no complete message within %g s; "
+                                   "closing", addr[0], addr[1], limit)
         except ConnectionError:
             pass
         finally:
+            if pending:
+                self.tcp_gate.done()
             self._streams.pop(addr, None)
             writer.close()
 

@@ -1,0 +1,239 @@
+"""Read timeouts and the cap on half-open connections (issue 23, item 9), over 127.0.0.1
+sockets: HTTP slowloris (headers never finished, a body never sent in full), SIP over TCP
+(partial headers, a Content-Length never met, nothing at all) and AudioSocket (a garbage
+header, no first frame) are closed after the gateway's (here short) timeouts; beyond
+`max_pending_connections` a new half-open connection is closed at once. A well-behaved
+Twilio call alongside (the canary) keeps its audio: its frames are counted, never timed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from tests.e2e.clients import CallClient, TwilioClient
+from tests.e2e.harness import HOST, Gateway
+
+SHORT = 0.5  # the timeouts these gateways run with, in seconds
+PATIENT = 30.0  # long enough that nothing is closed by a timeout during a test
+
+
+async def canary_call(gw: Gateway) -> CallClient:
+    """A well-behaved Twilio call that hears the demo agent's greeting."""
+    client = TwilioClient(HOST, gw.port)
+    await client.connect()
+    await client.start()
+    client.start_mic()
+    await client.wait_audio(0.2)
+    return client
+
+
+async def canary_keeps_its_audio(canary: CallClient, seconds: float = 0.4) -> None:
+    await canary.wait_audio(seconds, after=canary.loop.time())
+    assert not canary.problems, canary.problems
+    await canary.hangup_and_wait()
+    await canary.close()
+
+
+async def until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def connect(port: int, first: bytes = b"") -> tuple[asyncio.StreamReader,
+                                                           asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    if first:
+        writer.write(first)
+        await writer.drain()
+    return reader, writer
+
+
+async def closed_by_peer(reader: asyncio.StreamReader, within: float) -> bytes:
+    """Everything the gateway sent until it closed the connection; AssertionError if it
+    is still open after `within` seconds."""
+    got = b""
+    try:
+        async with asyncio.timeout(within):
+            while chunk := await reader.read(65536):
+                got += chunk
+    except TimeoutError:
+        raise AssertionError(f"still open after {within} s (sent {got[:200]!r})") from None
+    except ConnectionError:
+        pass
+    return got
+
+
+async def still_open(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     for_s: float) -> bool:
+    """True when the gateway has not closed the connection within `for_s` seconds."""
+    try:
+        data = await asyncio.wait_for(reader.read(1), for_s)
+    except TimeoutError:
+        return not writer.is_closing()
+    except ConnectionError:
+        return False
+    return data != b""
+
+
+def close_all(writers: list[asyncio.StreamWriter]) -> None:
+    for writer in writers:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+async def health(gw: Gateway) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(f"{gw.http}/health") as resp:
+        return dict(await resp.json())
+
+
+# ------------------------------------------------------------------------------ HTTP
+
+
+async def test_http_slowloris_is_closed_after_the_timeouts(gateway_factory):
+    gw = await gateway_factory(header_timeout=SHORT, body_timeout=SHORT)
+    canary = await canary_call(gw)
+    partial_headers = [await connect(gw.port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: ")
+                       for _ in range(20)]
+    nothing = [await connect(gw.port) for _ in range(10)]
+    short_body = [await connect(gw.port, b"POST /twilio/voice HTTP/1.1\r\nHost: x\r\n"
+                                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                                b"Content-Length: 1000\r\n\r\nCallSid=CA1&")
+                  for _ in range(20)]
+    try:
+        for reader, _ in partial_headers + nothing:
+            assert await closed_by_peer(reader, 10) == b""  # no request: no answer
+        for reader, _ in short_body:
+            answer = await closed_by_peer(reader, 10)
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert (await health(gw))["status"] == "ok"
+    finally:
+        close_all([w for _, w in partial_headers + nothing + short_body])
+    await canary_keeps_its_audio(canary)
+    await until(lambda: gw.app.http_gate.pending == 0, 5, "no HTTP connection pending")
+
+
+async def test_http_half_open_connections_beyond_the_cap_are_closed_at_once(gateway_factory):
+    gw = await gateway_factory(header_timeout=PATIENT, max_pending_connections=8)
+    canary = await canary_call(gw)
+    held = [await connect(gw.port, b"GET / HTTP/1.1\r\nHo") for _ in range(8)]
+    await until(lambda: gw.app.http_gate.pending == 8, 5, "8 pending HTTP connections")
+    try:
+        extra, _ = await connect(gw.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert await closed_by_peer(extra, 5) == b""  # refused before its request is read
+        assert gw.app.http_gate.refused >= 1
+        for reader, writer in held[:2]:  # the held ones are not closed early by the cap
+            assert await still_open(reader, writer, 0.2)
+    finally:
+        close_all([w for _, w in held])
+    await until(lambda: gw.app.http_gate.pending == 0, 5, "the held connections to go")
+    assert (await health(gw))["status"] == "ok"  # new connections are welcome again
+    await canary_keeps_its_audio(canary)
+
+
+# ------------------------------------------------------------------------------ SIP over TCP
+
+
+def options(n: int, port: int, body_claim: int = 0, body: bytes = b"") -> bytes:
+    return (f"OPTIONS sip:agent@{HOST}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/TCP {HOST}:5099;branch=z9hG4bK-tcp-{n}\r\n"
+            f"From: <sip:probe@{HOST}>;tag=t{n}\r\nTo: <sip:agent@{HOST}>\r\n"
+            f"Call-ID: tcp-{n}@{HOST}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+            f"Content-Length: {body_claim}\r\n\r\n").encode() + body
+
+
+async def sip_response(reader: asyncio.StreamReader) -> str:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    return head.decode()
+
+
+async def test_sip_over_tcp_half_open_connections_are_closed(gateway_factory):
+    gw = await gateway_factory(sip_port=0, header_timeout=SHORT)
+    canary = await canary_call(gw)
+    port = gw.app.sip_port
+    whole = options(1, port)
+    half_open = [await connect(port, whole[: len(whole) // 2]) for _ in range(10)]
+    unmet = [await connect(port, options(2 + i, port, body_claim=500, body=b"v=0\r\n"))
+             for i in range(10)]
+    nothing = [await connect(port) for _ in range(10)]
+    # a client that sends a complete message and then stays quiet is not half-open
+    reader, writer = await connect(port, options(99, port))
+    try:
+        assert (await sip_response(reader)).startswith("SIP/2.0 200")
+        for r, _ in half_open + unmet + nothing:
+            assert await closed_by_peer(r, 10) == b""
+        # ... after longer than the timeout it is still there, and answered
+        assert await still_open(reader, writer, 3 * SHORT)
+        writer.write(options(100, port))
+        assert (await sip_response(reader)).startswith("SIP/2.0 200")
+        # a message begun on it must be finished in time too
+        writer.write(options(101, port)[:30])
+        assert await closed_by_peer(reader, 10) == b""
+    finally:
+        close_all([w for _, w in half_open + unmet + nothing] + [writer])
+    await until(lambda: gw.app.sip.tcp_gate.pending == 0, 5, "no SIP connection pending")
+    await canary_keeps_its_audio(canary)
+
+
+async def test_sip_over_tcp_half_open_connections_beyond_the_cap_are_closed(gateway_factory):
+    gw = await gateway_factory(sip_port=0, header_timeout=PATIENT, max_pending_connections=5)
+    canary = await canary_call(gw)
+    port = gw.app.sip_port
+    held = [await connect(port, b"OPTIONS sip:x SIP/2.0\r\n") for _ in range(5)]
+    await until(lambda: gw.app.sip.tcp_gate.pending == 5, 5, "5 pending SIP connections")
+    try:
+        extra, _ = await connect(port, options(7, port))
+        assert await closed_by_peer(extra, 5) == b""  # closed without an answer
+    finally:
+        close_all([w for _, w in held])
+    await until(lambda: gw.app.sip.tcp_gate.pending == 0, 5, "the held connections to go")
+    reader, writer = await connect(port, options(8, port))
+    try:
+        assert (await sip_response(reader)).startswith("SIP/2.0 200")  # welcome again
+    finally:
+        writer.close()
+    await canary_keeps_its_audio(canary)
+
+
+# ------------------------------------------------------------------------------ AudioSocket
+
+
+async def test_audiosocket_without_a_first_frame_is_closed(gateway_factory):
+    gw = await gateway_factory(audiosocket_port=0, header_timeout=SHORT, idle_timeout=PATIENT)
+    canary = await canary_call(gw)
+    port = gw.app.audiosocket_port
+    garbage = [await connect(port, bytes((0x10, 0xFF, 0xFF)) + b"\x00" * 100)
+               for _ in range(10)]  # an audio header promising 65535 bytes, and no UUID
+    half_header = [await connect(port, b"\x01\x00") for _ in range(5)]
+    nothing = [await connect(port) for _ in range(5)]
+    try:
+        for reader, _ in garbage + half_header + nothing:
+            await closed_by_peer(reader, 10)
+    finally:
+        close_all([w for _, w in garbage + half_header + nothing])
+    assert not any(c.call_id.startswith("audiosocket") for c in gw.app.calls.values())
+    await until(lambda: gw.app.audiosocket_gate.pending == 0, 5, "no AudioSocket pending")
+    await canary_keeps_its_audio(canary)
+
+
+async def test_audiosocket_half_open_connections_beyond_the_cap_are_closed(gateway_factory):
+    gw = await gateway_factory(audiosocket_port=0, header_timeout=PATIENT,
+                               max_pending_connections=4)
+    port = gw.app.audiosocket_port
+    held = [await connect(port, b"\x01") for _ in range(4)]
+    await until(lambda: gw.app.audiosocket_gate.pending == 4, 5, "4 pending connections")
+    try:
+        extra, _ = await connect(port)
+        await closed_by_peer(extra, 5)
+        for reader, writer in held[:2]:
+            assert await still_open(reader, writer, 0.2)
+    finally:
+        close_all([w for _, w in held])
+    await until(lambda: gw.app.audiosocket_gate.pending == 0, 5, "the held connections to go")
