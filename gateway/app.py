@@ -31,6 +31,7 @@ from gateway.call import Call, CallSettings, Transport
 from gateway.gc_pacing import collect_on_schedule
 from gateway.logtext import printable
 from gateway.media_tick import MediaTick
+from gateway.observability import Observability
 from gateway.read_limits import GuardedHttpServer, PendingGate, body_timeout_middleware
 from gateway.remote_agent import RemoteSession
 from gateway.settings import Settings, configure_logging
@@ -101,6 +102,7 @@ class AtomsApp:
         from gateway.routes import add_routes
 
         add_routes(self)
+        self.observe = Observability(self)  # /metrics, conversation logs, traces
 
     # -- start-up ------------------------------------------------------------------------
     def load_engines(self) -> None:
@@ -320,6 +322,8 @@ class AtomsApp:
         log.debug("settings: %s", ", ".join(
             f"{k}={'***' if v and any(w in k for w in secret) else v!r}"
             for k, v in dataclasses.asdict(self.settings).items()))
+        for line in self.observe.startup_lines():
+            log.info("%s", line)
         log.info("speech recognition: %s", self.engines.get("stt") or _engine_name(self.stt))
         log.info("text-to-speech: %s", self.engines.get("tts") or _engine_name(self.tts))
 
@@ -368,7 +372,7 @@ class AtomsApp:
         """Serve until SIGINT/SIGTERM (blocking). Logging goes to stderr at the `log_level`
         setting, as with `atoms-gateway serve`, unless the program has set it up itself. A
         server that cannot start (a port in use) logs why in one line and exits with 1."""
-        configure_logging(self.settings.log_level)
+        configure_logging(self.settings.log_level, self.settings.log_format)
         try:
             self._run(host, port)
         except StartupError as exc:
@@ -416,7 +420,11 @@ class AtomsApp:
         the logs. The registry keys the call by an id of the gateway's own
         (`Call.gateway_id`), so duplicate or hostile caller ids cannot share a slot, a
         count or a recording."""
-        self._check_room()
+        try:
+            self._check_room()
+        except CallRefused:
+            self.observe.refused(transport, context)
+            raise
         key = self._new_key()
         # the caller's id as the call's logs, utterance labels and session id show it:
         # printable and bounded (the id as sent stays in `context` and `init_event`)
@@ -438,6 +446,7 @@ class AtomsApp:
             call = Call(transport, remote, self.stt, self.tts, init_event=init_event,
                         settings=call_settings, call_id=call_id, clock=clock)
             call.gateway_id = key
+            self.observe.attach(call, context)
             self.calls[key] = call
             await self._start_recording(call)
             self._limit_duration(call, clock)
@@ -449,6 +458,7 @@ class AtomsApp:
         call = Call(transport, session, self.stt, self.tts, init_event=init_event,
                     settings=call_settings, call_id=call_id, clock=clock)
         call.gateway_id = key
+        self.observe.attach(call, context)
         self.calls[key] = call
         await self._start_recording(call)
         setup = asyncio.create_task(self._run_setup(call, session), name=f"setup:{key}")
@@ -480,7 +490,11 @@ class AtomsApp:
     def add_session(self, session: EventSession) -> str:
         """Register an Atoms event session (CallRefused when there is no room); returns the
         gateway's id for it, to give to `remove_session` when it ends."""
-        self._check_room()
+        try:
+            self._check_room()
+        except CallRefused:
+            self.observe.refused("atoms")
+            raise
         key = f"session-{uuid.uuid4().hex[:12]}"
         while key in self.sessions:
             key = f"session-{uuid.uuid4().hex[:12]}"
@@ -488,7 +502,8 @@ class AtomsApp:
         return key
 
     def remove_session(self, key: str) -> None:
-        self.sessions.pop(key, None)
+        if self.sessions.pop(key, None) is not None:
+            self.observe.session_ended()
 
     async def _start_recording(self, call: Call) -> None:
         """With `record_dir`: the call's recording streams to disk from now on
@@ -583,6 +598,7 @@ class AtomsApp:
             self._ending.discard(key)
             if self.calls.get(key) is call:
                 del self.calls[key]
+                self.observe.removed(call)
                 log.info("%s: call ended (%s); %d active", label, call.end_reason or reason,
                          len(self.calls))
 
@@ -670,4 +686,3 @@ def call_label(call_id: str, gateway_id: str) -> str:
     bounded: `printable`), and the gateway's id when it differs."""
     shown = printable(call_id, _LOG_CHARS)
     return shown if call_id == gateway_id else f"{shown} [{gateway_id}]"
-

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from agent.clients.openai import first_token_observer
 from agent.events import (
     SDKAgentEndCallEvent,
     SDKAgentSpeakEvent,
@@ -39,6 +40,7 @@ from agent.events import (
 )
 from gateway.audio_edge import audio_problem
 from gateway.speaker import Speaker
+from gateway.turns import CallTurns
 from media.bargein import BargeInConfig, BargeInDetector
 from media.clock import Clock, RealClock
 from media.dtmf_tones import dtmf_tones
@@ -215,11 +217,13 @@ class Call:
         self._audio_dropped = 0  # agent.audio chunks refused (bad rate, over the queue cap)
         self._audio_uid: str | None = None  # utterance built from agent.audio chunks
         self._turn_task: asyncio.Task[None] | None = None  # awaiting a network transcript
+        self.turns = CallTurns(self.call_id)  # the per-turn record (`gateway.turns`)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         """Bind the session's output and announce the caller: init, then joined."""
         self._t0 = self.clock.now()
+        self.turns.started()
         self.session.set_output(self._on_agent_event)
         await self._deliver(self.init_event)
         await self._deliver(SDKSystemUserJoinedEvent())
@@ -234,6 +238,7 @@ class Call:
         self.closed = True
         self._closed.set()
         self._mark("call.end", reason=reason)
+        self.turns.call_ended(self.elapsed(), reason)
         await self.speaker.close()
         await cancel_and_wait(self._turn_task)
         await cancel_and_wait(self._action)  # (not when it is this hang-up itself)
@@ -281,6 +286,9 @@ class Call:
             # The barge-in detector decides. The VAD sits this out: it would hear the
             # agent's echo as speech, and it runs again once the agent stops.
             fired = self.bargein.caller_frame(frame, (n + 1) * FRAME_S)
+            last = self.bargein.last  # (where the caller's sound began: barge-in latency)
+            self.turns.detector_frame(last is not None and last.active,
+                                      (now if arrived is None else arrived) - self._t0 - FRAME_S)
             if self._pause is None and not fired:
                 self._preroll.append(frame)
                 return
@@ -316,6 +324,8 @@ class Call:
 
         if vad == "stop" and self.user_speaking:
             self.user_speaking = False
+            self.turns.caller_stopped(  # (the VAD stops `stop_ms` after it)
+                self.elapsed() - -(-self.settings.vad.stop_ms // FRAME_MS) * FRAME_S)
             await self._deliver(SDKSystemUserStoppedSpeakingEvent())
         if self.turn.process(self.vad.speaking):
             await self._end_of_turn()
@@ -331,6 +341,7 @@ class Call:
             return False
         self.user_speaking = False
         self._vad_confirmed = True
+        self.turns.caller_stopped(self.elapsed() - self._unvoiced_run * FRAME_S)
         await self._deliver(SDKSystemUserStoppedSpeakingEvent())
         await self._end_of_turn()
         return True
@@ -342,11 +353,13 @@ class Call:
         for f in list(self._preroll)[-preroll:] if preroll > 0 else ():
             self.stt.feed(f)
         self._preroll.clear()
+        self.turns.caller_started(self.elapsed())
         await self._deliver(SDKSystemUserStartedSpeakingEvent())
 
     async def _end_of_turn(self) -> None:
         if self.closed:  # hung up during an await of this frame: the recogniser is gone
             return
+        self.turns.turn_ended(self.elapsed())
         if isinstance(self.stt, AsyncEndOfTurn):
             # A network engine: the turn closes now, its transcript arrives later; caller
             # frames keep flowing meanwhile, and turns are reported in order.
@@ -373,6 +386,7 @@ class Call:
     async def _turn_result(self, result: Transcript | None) -> None:
         text = (getattr(result, "text", "") or "").strip()
         self._mark("turn.end", text=text)
+        self.turns.transcript(self.elapsed())
         if not text:
             log.info("call %s: turn ended with no words recognised", self.call_id)
             return
@@ -380,6 +394,7 @@ class Call:
 
     async def user_said(self, text: str) -> None:
         """A user turn in words (from STT, or typed by a web client)."""
+        self.turns.caller_said(text, self.elapsed())
         self._remember("user", text)
         await self._deliver(SDKAgentTranscriptUpdateEvent(role="user", content=text))
         await self._deliver(SDKSystemLLMRequestEvent(messages=list(self.conversation)))
@@ -405,6 +420,7 @@ class Call:
         self.playout.pause()
         self._pause = pause = _Pause(self.elapsed(), self._words_confirm)
         self._mark("bargein.pause")
+        self.turns.paused(pause.t)
         words = False
         if pause.words:  # the recogniser hears the caller from 500 ms before the fire
             for f in list(self._preroll)[-BARGE_IN_PREROLL_FRAMES:]:
@@ -464,6 +480,7 @@ class Call:
             return
         self.playout.resume()
         self.bargein.reset()  # (so that the caller's next words can barge in again)
+        self.turns.resumed(self.elapsed())
         self._mark("bargein.resume", reason=reason,
                    paused_ms=round((self.elapsed() - pause.t) * 1000, 1))
         if pause.words and not self.closed:
@@ -502,6 +519,7 @@ class Call:
             self._mark("bargein.pause")
         self._mark("interrupt", paused_ms=round((self.elapsed() - pause.t) * 1000, 1))
         self.interrupts.append(pause.t)
+        self.turns.interrupted(pause.t)
         heard = self._silence()
         try:
             await self.transport.clear_audio()
@@ -545,6 +563,7 @@ class Call:
 
     async def _heard(self, utterance_id: str, text: str) -> None:
         self._mark("agent.heard", utterance=utterance_id, text=text)
+        self.turns.heard(text, self.elapsed(), not self.agent_active)
         if text:
             self._remember("assistant", text)
         await self._deliver(SDKAgentTranscriptUpdateEvent(role="assistant", content=text))
@@ -566,6 +585,7 @@ class Call:
         etype = event.type
         if etype == "agent.transcript.update":
             return  # our own transcripts coming back through the graph: already shown
+        self.turns.agent_event(etype, event, self.elapsed())
         if etype.startswith("agent."):
             self._mark(etype, **_brief(event))
             await self._show(event)
@@ -656,6 +676,8 @@ class Call:
     def _wake_ticker(self) -> None:
         """Agent audio was queued: after a dry spell, the transport's media tick plays the
         talkspurt's first frame at once, not at its next tick (up to 20 ms later)."""
+        if self.turns.awaiting_reply and self.playout.is_playing:
+            self.turns.audio_ready(self.elapsed())
         if self._dry and self.playout.is_playing:
             play_now = getattr(self.transport, "play_now", None)
             if play_now is not None:
@@ -691,6 +713,8 @@ class Call:
                 await self.transport.send_audio(frame)
             except Exception:
                 log.exception("call %s: transport could not send audio", self.call_id)
+            if self.turns.awaiting_reply:
+                self.turns.frame_out(self.elapsed())
         elif self.playout.paused:
             self._stall_t = None  # held audio is not lost audio: no "assumed played" timeout
         elif not self.speaker.busy:
@@ -756,10 +780,14 @@ class Call:
         self._mark(event.type, **_brief(event))
         if event.type != "system.init":
             await self._show(event)
+        # (tasks the session starts meanwhile report their LLM's first token to this call)
+        token = first_token_observer.set(self.turns.llm_first_token)
         try:
             await self.session.deliver(event)
         except Exception:
             log.exception("call %s: delivering %s failed", self.call_id, event.type)
+        finally:
+            first_token_observer.reset(token)
 
     def _mark(self, kind: str, **fields: Any) -> None:
         t = self.elapsed()

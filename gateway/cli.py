@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn, cast
 
 from gateway.settings import (
+    LOG_FORMATS,
     LOG_LEVELS,
     STT_ENGINES,
     TTS_ENGINES,
@@ -175,6 +176,10 @@ def _serve(args: argparse.Namespace) -> None:
         settings["rtp_port_min"], settings["rtp_port_max"] = args.rtp_ports
     if args.log_level:
         settings["log_level"] = args.log_level
+    if args.log_format:
+        settings["log_format"] = args.log_format
+    if args.log_redact:
+        settings["log_redact"] = True
     try:
         app = AtomsApp(setup_handler=handler,
                        **{k: v for k, v in settings.items() if v is not None})
@@ -191,7 +196,7 @@ def _setting_problem(exc: SettingError) -> str:
     """A bad setting, named as the user gave it: the flag, or the ATOMS_* variable."""
     flags = {name: flag for flag, name, _, _ in _SERVE_FLAGS}
     flags.update(rtp_port_min="--rtp-ports", rtp_port_max="--rtp-ports",
-                 log_level="--log-level")
+                 log_level="--log-level", log_format="--log-format")
     if exc.env or exc.name not in flags:
         return str(exc)
     value = exc.value
@@ -263,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "ATOMS_RTP_PORT_MIN, ATOMS_RTP_PORT_MAX)")
     serve.add_argument("--log-level", type=_log_level, default=argparse.SUPPRESS,
                        metavar="LEVEL", help=level_help)
+    serve.add_argument("--log-format", choices=LOG_FORMATS, default=None,
+                       help="text lines, or json: one JSON object per line for log shippers "
+                            "(default: text; env ATOMS_LOG_FORMAT)")
+    serve.add_argument("--log-redact", action="store_true", default=None,
+                       help="conversation log lines without what the caller and the agent "
+                            "said (default: off; env ATOMS_LOG_REDACT=1)")
     serve.set_defaults(func=_serve)
 
     rep = sub.add_parser("replay", help="run a recorded call through the voice loop",
@@ -293,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     if level.strip().lower() not in LOG_LEVELS:
         _fail(prog, f"ATOMS_LOG_LEVEL={level!r}: unknown log level: use "
                     f"{', '.join(LOG_LEVELS)}")
-    configure_logging(level)
+    fmt = getattr(args, "log_format", None) or os.environ.get("ATOMS_LOG_FORMAT") or "text"
+    configure_logging(level, fmt if fmt.strip().lower() in LOG_FORMATS else "text")
     try:
         args.func(args)
     except UsageError as exc:

@@ -72,6 +72,7 @@ class TickPacer:
         self.clock: Clock = clock or RealClock()
         self.lag_max_ms = 0.0  # worst lateness of a tick (an overload sign)
         self.busy_lag_ms = 0.0  # the same since `restart`
+        self.last_lag = 0.0  # seconds the last tick ran late
         self._next: float | None = None  # when the last tick was due (None: not started)
 
     def restart(self) -> None:
@@ -101,6 +102,7 @@ class TickPacer:
             await clock.sleep_until(due)
         now = clock.now()
         lag = now - due
+        self.last_lag = lag
         self.lag_max_ms = max(self.lag_max_ms, lag * 1000)
         self.busy_lag_ms = max(self.busy_lag_ms, lag * 1000)
         if lag <= TICK_S:
@@ -248,6 +250,8 @@ class MediaTick:
         self._task: asyncio.Task[None] | None = None
         self._playing_now: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # told each tick's lateness in seconds (`gateway.metrics`); None: nobody asked
+        self.on_lag: Callable[[float], None] | None = None
 
     def join(self, member: TickedStream) -> None:
         self._members[id(member)] = member
@@ -267,6 +271,8 @@ class MediaTick:
     async def _run(self) -> None:
         while True:
             n = await self.pacer.next(bool(self._members), self._wake, "media streams")
+            if self.on_lag is not None:
+                self.on_lag(max(0.0, self.pacer.last_lag))
             members = list(self._members.values())
             for _ in range(n):
                 try:

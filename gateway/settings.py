@@ -17,6 +17,7 @@ from typing import Any
 STT_ENGINES = ("pocketsphinx", "deepgram", "openai", "pulse")
 TTS_ENGINES = ("espeak", "piper", "openai", "waves")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -89,6 +90,8 @@ class Settings:
     sip_realm: str = "atoms-gateway"
     sip_ring_ms: int = 0  # send 180 Ringing and wait this long before answering
     log_level: str | int = "info"  # `run()` and `serve` set up logging at this level
+    log_format: str = "text"  # "json": one JSON object per log line (`gateway.convlog`)
+    log_redact: bool = False  # conversation logs without the callers' or agent's words
 
     def __post_init__(self) -> None:
         for name, problem in _problems(self):
@@ -118,9 +121,10 @@ class Settings:
             raise
 
 
-def configure_logging(level: str | int = "info") -> None:
-    """Log to stderr at `level`, as `atoms-gateway serve` does; a program that has set up
-    logging already keeps its own handlers (only the level changes, when given as text)."""
+def configure_logging(level: str | int = "info", fmt: str = "text") -> None:
+    """Log to stderr at `level`, as `atoms-gateway serve` does, as text lines or (`fmt`
+    "json") one JSON object per line; a program that has set up logging already keeps its
+    own handlers (only the level changes, when given as text)."""
     root = logging.getLogger()
     if isinstance(level, str):
         level = level.strip().upper()
@@ -128,6 +132,11 @@ def configure_logging(level: str | int = "info") -> None:
         root.setLevel(level)
         return
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    if fmt.strip().lower() == "json":
+        from gateway.convlog import JsonFormatter
+
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
@@ -198,6 +207,8 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
     if not (isinstance(level, int) or (isinstance(level, str)
                                        and level.strip().lower() in LOG_LEVELS)):
         found.append(("log_level", f"unknown log level: use {_either(LOG_LEVELS)}"))
+    if not isinstance(s.log_format, str) or s.log_format.strip().lower() not in LOG_FORMATS:
+        found.append(("log_format", f"unknown log format: use {_either(LOG_FORMATS)}"))
     return found
 
 

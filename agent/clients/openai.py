@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Generator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -38,6 +40,12 @@ DEFAULT_MODEL = "gpt-4o-mini"
 PLACEHOLDER_API_KEY = "not-needed"
 DEFAULT_TIMEOUT = openai.Timeout(60.0, connect=10.0)
 DEFAULT_MAX_RETRIES = 1
+
+# Told the seconds from a streamed request to its first content, for whoever runs the
+# agent (the gateway sets it, per call, for the tasks of that call's session; metrics and
+# traces take it from there). None: nobody asked.
+first_token_observer: ContextVar[Callable[[float], None] | None] = ContextVar(
+    "first_token_observer", default=None)
 
 
 def _env(*names: str) -> str | None:
@@ -176,6 +184,8 @@ class ChatStream:
     async def _run(self) -> AsyncIterator[ChatChunk]:
         api = self._client._api()
         where = self._client.base_url
+        observer = first_token_observer.get()
+        t0 = time.monotonic()
         try:
             stream = await api.chat.completions.create(**self._params)
         except openai.OpenAIError as err:
@@ -196,6 +206,11 @@ class ChatStream:
                     if delta is not None and delta.tool_calls:
                         assembler.add(delta.tool_calls)
                     if content:
+                        if observer is not None and not self.text:
+                            try:
+                                observer(time.monotonic() - t0)
+                            except Exception:
+                                logger.exception("first-token observer failed")
                         self.text += content
                     if choice.finish_reason:
                         self.finish_reason = choice.finish_reason
