@@ -7,6 +7,7 @@ declare -A pkg_for=(
   [baresip]=baresip
   [kamailio]=kamailio
   [chromium]=chromium
+  [systemd-analyze]=systemd
 )
 # data packages, by a file they install: recorded human voices (Asterisk's prompts) and
 # recorded music for the barge-in flows (tests/bargein_flows.py)
