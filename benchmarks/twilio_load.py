@@ -36,6 +36,9 @@ Then the largest N whose p99 lag is within 50 ms of the N=1 figure.
 server speaking Deepgram's live protocol, answering the script's question) on core 1, as a
 deployment with a cloud recogniser does; the default runs pocketsphinx on the gateway's core.
 
+`--server-env NAME=VALUE` (repeatable) sets a variable for the server, e.g.
+`ATOMS_METRICS=0` to compare a round without the Prometheus metrics.
+
 `--profile N` also runs one round of N calls while `py-spy` samples the server, and prints
 where its time goes (needs `.venv/bin/pip install py-spy`).
 """
@@ -74,6 +77,7 @@ QUESTION = "what time is it"
 ECHO_FRAMES = 2  # the line echoes the agent's audio two ticks (40 ms) later...
 ECHO_GAIN = 10 ** (-10 / 20)  # ...10 dB down, as the issue's phone line does
 SHOW_SERVER_LOG = False  # --server-log
+SERVER_ENV: dict[str, str] = {}  # --server-env
 STAGGER_S = 5.0  # call starts spread over this long, so callers do not all talk at once
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -286,7 +290,7 @@ async def start_server(port: int, stt_url: str | None = None) -> asyncio.subproc
             "--port", str(port), "--max-calls", "5000"]
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
-    env = dict(os.environ)
+    env = {**os.environ, **SERVER_ENV}
     if stt_url:
         from tests.deepgram_server import API_KEY
 
@@ -475,9 +479,14 @@ async def main() -> None:
                              "recogniser; pocketsphinx: recognition on the gateway's core")
     parser.add_argument("--server-log", action="store_true",
                         help="print the server's warnings after each round")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a variable for the server, e.g. ATOMS_METRICS=0 (repeatable)")
     args = parser.parse_args()
     global SHOW_SERVER_LOG
     SHOW_SERVER_LOG = args.server_log
+    for item in args.server_env:
+        name, _, value = item.partition("=")
+        SERVER_ENV[name] = value
     try:
         os.sched_setaffinity(0, {1})
     except (OSError, AttributeError):

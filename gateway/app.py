@@ -28,6 +28,7 @@ from aiohttp import web
 from agent.events import SDKSystemInitEvent
 from agent.session import AgentSession
 from gateway.call import Call, CallSettings, Transport
+from gateway.drain import SHUTDOWN_S, OpenRequests
 from gateway.gc_pacing import collect_on_schedule
 from gateway.logtext import printable
 from gateway.media_tick import MediaTick
@@ -89,6 +90,8 @@ class AtomsApp:
         self.web = web.Application(
             client_max_size=self.settings.max_message_bytes,
             middlewares=[body_timeout_middleware(self.settings.body_timeout)])
+        self.open_requests = OpenRequests()  # (a shutdown lets them finish: gateway.drain)
+        self.web.middlewares.append(self.open_requests.middleware)
         self.http_gate: PendingGate | None = None  # HTTP connections without a request yet
         self.web.router.add_get("/health", self._health)
         self.web.router.add_get("/ready", self._ready)
@@ -243,7 +246,7 @@ class AtomsApp:
         # lingered over (bodies are read within `body_timeout`, `body_timeout_middleware`)
         self._runner = web.AppRunner(self.web, handle_signals=False, access_log=None,
                                      keepalive_timeout=self.settings.header_timeout,
-                                     lingering_time=0)
+                                     lingering_time=0, shutdown_timeout=SHUTDOWN_S)
         await self._runner.setup()
         self.http_gate = PendingGate("HTTP", self.settings.max_pending_connections)
         self._runner._server = GuardedHttpServer(  # type: ignore[assignment]
@@ -363,6 +366,9 @@ class AtomsApp:
                 log.exception("%s: closing at shutdown failed", key)
             self.sessions.pop(key, None)
         if self._runner is not None:
+            # the sockets of calls that just ended finish their close handshakes first:
+            # the server's shutdown would drop the far end's close frame (gateway.drain)
+            await self.open_requests.settle()
             await self._runner.cleanup()
             self._runner = None
         for task in list(self._background):
@@ -461,7 +467,9 @@ class AtomsApp:
         self.observe.attach(call, context)
         self.calls[key] = call
         await self._start_recording(call)
+        bound = self.observe.bind(call)  # (the session's tasks report to this call)
         setup = asyncio.create_task(self._run_setup(call, session), name=f"setup:{key}")
+        self.observe.unbind(bound)
         self._background.add(setup)
         setup.add_done_callback(self._background.discard)
         started = asyncio.create_task(session.wait_until_started())

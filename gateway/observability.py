@@ -8,10 +8,12 @@ when one cannot be taken and `removed` when one leaves its registry.
 from __future__ import annotations
 
 import logging
+from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from agent.clients.openai import first_token_observer
 from gateway.convlog import ConversationLog
 from gateway.metrics import Metrics, transport_name
 from gateway.turns import TurnSink
@@ -31,14 +33,16 @@ class Observability:
         self.metrics = Metrics(self._live_calls)
         self.conversation = ConversationLog(redact=bool(app.settings.log_redact))
         self.tracing: Any = None
-        self.sinks: list[TurnSink] = [self.metrics, self.conversation]
+        self.sinks: list[TurnSink] = [self.conversation]
+        if app.settings.metrics:  # (off: no route, no metric work; the counts stay at 0)
+            self.sinks.append(self.metrics)
+            app.web.router.add_get("/metrics", self._scrape)
+            app.media_tick.on_lag = self.metrics.observe_tick_lag
         from gateway.tracing import provider_from_env
 
         provider = provider_from_env()
         if provider is not None:
             self.use_tracer_provider(provider)
-        app.web.router.add_get("/metrics", self._scrape)
-        app.media_tick.on_lag = self.metrics.observe_tick_lag
 
     def use_tracer_provider(self, provider: Any) -> None:
         """Trace calls on `provider` (an SDK `TracerProvider`; tests: one with an in-memory
@@ -67,7 +71,17 @@ class Observability:
         turns.transport = transport_name(call.transport, context)
         turns.sinks = self.sinks
 
+    def bind(self, call: Call) -> Token[Any]:
+        """Until `unbind`, tasks created here (the call's setup handler, and so its
+        session's nodes) report their `OpenAIClient`'s first token to `call`'s turns."""
+        return first_token_observer.set(call.turns.llm_first_token)
+
+    def unbind(self, token: Token[Any]) -> None:
+        first_token_observer.reset(token)
+
     def refused(self, transport: Any, context: dict[str, Any] | None = None) -> None:
+        if not self.app.settings.metrics:
+            return
         self.metrics.refused(transport if isinstance(transport, str)
                              else transport_name(transport, context))
 
@@ -79,7 +93,8 @@ class Observability:
 
     def startup_lines(self) -> list[str]:
         """What the start-up log says of observability."""
-        lines = ["metrics: GET /metrics (Prometheus)"]
+        lines = ["metrics: GET /metrics (Prometheus)" if self.app.settings.metrics
+                 else "metrics: off"]
         if self.tracing is not None:
             lines.append("traces: OpenTelemetry (OTEL_* settings)")
         lines.append("conversation log: one line per turn" +

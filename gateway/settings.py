@@ -92,6 +92,7 @@ class Settings:
     log_level: str | int = "info"  # `run()` and `serve` set up logging at this level
     log_format: str = "text"  # "json": one JSON object per log line (`gateway.convlog`)
     log_redact: bool = False  # conversation logs without the callers' or agent's words
+    metrics: bool = True  # Prometheus metrics at /metrics (off: no route, no metric work)
 
     def __post_init__(self) -> None:
         for name, problem in _problems(self):

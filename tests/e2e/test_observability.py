@@ -158,3 +158,45 @@ async def test_apps_in_one_process_keep_their_own_counts(gateway_factory):
                  outcome="refused") == 1
     assert value(await scrape(b), "atoms_calls_total", transport="twilio",
                  outcome="refused") is None
+
+
+async def test_an_openai_client_reports_its_first_token_per_call(gateway_factory,
+                                                                  memory_spans):
+    """A typed turn on /ws answered through `OpenAIClient` (a local OpenAI-protocol server):
+    the first token's latency reaches the histogram and the turn's `llm` span."""
+    from agent.clients.openai import OpenAIClient
+    from agent.nodes import OutputAgentNode
+    from tests.openai_server import Reply, openai_server
+
+    provider, exporter = memory_spans
+    async with openai_server(Reply.text("It is noon, and a fine day.")) as server:
+
+        class Agent(OutputAgentNode):
+            def __init__(self) -> None:
+                super().__init__(name="llm-agent")
+                self.llm = OpenAIClient(model="fake-gpt", api_key="x", base_url=server.url,
+                                        max_retries=0)
+
+        async def setup(session: Any) -> None:
+            session.add_node(Agent())
+            await session.start()
+            await session.wait_until_complete()
+
+        gw = await gateway_factory(setup)
+        gw.app.observe.use_tracer_provider(provider)
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"{gw.ws}/ws") as ws:
+            await ws.send_json({"type": "start", "sample_rate": 16000})
+            await ws.send_json({"type": "text", "text": "what time is it"})
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT and '"agent.llm.response.end"' in msg.data:
+                    break
+            await ws.send_json({"type": "hangup"})
+        await until(lambda: not gw.app.calls, 10, "the call to end")
+        assert server.requests, "the agent never asked the model"
+
+    samples = await scrape(gw)
+    assert value(samples, "atoms_llm_first_token_seconds_count") == 1
+    assert value(samples, "atoms_calls_total", transport="web", outcome="completed") == 1
+    llm = [s for s in exporter.get_finished_spans() if s.name == "llm"]
+    assert len(llm) == 1 and llm[0].attributes["atoms.first_token_ms"] >= 0
+    assert llm[0].attributes["atoms.transport"] == "web"
