@@ -35,6 +35,7 @@ from gateway.media_tick import MediaTick
 from gateway.observability import Observability
 from gateway.read_limits import GuardedHttpServer, PendingGate, body_timeout_middleware
 from gateway.remote_agent import RemoteSession
+from gateway.route_auth import is_loopback, open_routes
 from gateway.settings import Settings, configure_logging
 from media.clock import Clock
 from media.recording_stream import StreamingRecorder
@@ -231,9 +232,12 @@ class AtomsApp:
         """Start serving (for embedding and tests). Returns the bound HTTP port.
 
         `host` also becomes the address of the other listeners (SIP, AudioSocket) that
-        have none of their own."""
+        have none of their own. Routes without a credential (`gateway.route_auth`) are
+        logged, one line each, and refused (`StartupError`) on an address other than
+        loopback unless the `insecure` setting says so."""
         if host is not None:
             self.settings.host = host
+        self._check_exposure()
         self.load_engines()
         if self.settings.agent_url:
             self.ready_reason = None  # agents run on the agent server
@@ -272,6 +276,21 @@ class AtomsApp:
         self._log_startup(listen_host, bound)
         self.ready_reason = dry_run_reason
         return bound
+
+    def _check_exposure(self) -> None:
+        """Anyone who can reach an open route runs the agent (and its speech and LLM
+        bills): beyond loopback that takes `insecure`."""
+        exposed = [r for r in open_routes(self.settings) if not is_loopback(r.host)]
+        if not exposed:
+            return
+        for route in exposed:
+            (log.warning if self.settings.insecure else log.error)("%s", route.line())
+        if not self.settings.insecure:
+            hosts = ", ".join(sorted({r.host for r in exposed}))
+            raise StartupError(
+                f"refusing to listen on {hosts} with {len(exposed)} route(s) open to anyone "
+                "(above): set their secrets, listen on 127.0.0.1 (--host or ATOMS_HOST), or "
+                "accept it with --insecure (ATOMS_INSECURE=1)")
 
     def _listener_problem(self, hook: Callable[[], Awaitable[None]], exc: OSError) -> str:
         """One line for an extra listener that could not bind (SIP, AudioSocket)."""
@@ -321,7 +340,7 @@ class AtomsApp:
                     f"{getattr(handler, '__qualname__', repr(handler))}")
             log.info("agent: %s%s", name, " (the offline demo agent)"
                      if name == "gateway.demo:setup" else "")
-        secret = ("token", "password", "api_key")
+        secret = ("token", "password", "api_key", "secret")
         log.debug("settings: %s", ", ".join(
             f"{k}={'***' if v and any(w in k for w in secret) else v!r}"
             for k, v in dataclasses.asdict(self.settings).items()))

@@ -97,8 +97,23 @@ _SERVE_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--max-calls", "max_calls", int, "calls at once; more are refused cleanly"),
     ("--ws-token", "ws_token", str,
      "bearer token required on /ws and /webrtc (default: none, open)"),
+    ("--providers", "providers", lambda text: [p.strip().lower() for p in text.split(",")
+                                               if p.strip()],
+     "comma-separated providers whose webhook and stream routes are served, or none "
+     "(default: twilio,telnyx,plivo,exotel,vonage)"),
     ("--twilio-auth-token", "twilio_auth_token", str,
      "check X-Twilio-Signature with this token, 403 when wrong"),
+    ("--telnyx-public-key", "telnyx_public_key", str,
+     "check Telnyx's Ed25519 webhook signature with this public key (base64), and give "
+     "the stream a per-call token"),
+    ("--plivo-auth-token", "plivo_auth_token", str,
+     "check X-Plivo-Signature-V3 with this auth token, and give the stream a per-call token"),
+    ("--vonage-signature-secret", "vonage_signature_secret", str,
+     "check Vonage's signed webhooks (JWT) with this secret, and give the stream a "
+     "per-call token"),
+    ("--exotel-token", "exotel_token", str,
+     "require ?token=THIS on Exotel's answer URL (or its stream URL); the stream gets a "
+     "per-call token"),
     ("--audiosocket-port", "audiosocket_port", int,
      "answer Asterisk AudioSocket on this TCP port, 0 for any free one"),
     ("--agent-url", "agent_url", str,
@@ -180,6 +195,8 @@ def _serve(args: argparse.Namespace) -> None:
         settings["log_format"] = args.log_format
     if args.log_redact:
         settings["log_redact"] = True
+    if args.insecure:
+        settings["insecure"] = True
     try:
         app = AtomsApp(setup_handler=handler,
                        **{k: v for k, v in settings.items() if v is not None})
@@ -266,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rtp-ports", type=_port_range, default=None, metavar="LOW-HIGH",
                        help="RTP port range, e.g. 20000-30000 (default: 20000-30000; env "
                             "ATOMS_RTP_PORT_MIN, ATOMS_RTP_PORT_MAX)")
+    serve.add_argument("--insecure", action="store_true",
+                       help="listen on an address other than loopback even with routes "
+                            "that have no credential set (each is logged); without it "
+                            "the gateway refuses (default: off; env ATOMS_INSECURE=1)")
     serve.add_argument("--log-level", type=_log_level, default=argparse.SUPPRESS,
                        metavar="LEVEL", help=level_help)
     serve.add_argument("--log-format", choices=LOG_FORMATS, default=None,
@@ -316,7 +337,8 @@ def _metavar(kind: Callable[[str], Any], name: str) -> str:
     if name in _CHOICES:
         return "{" + ",".join(_CHOICES[name]) + "}"
     names = {"sip_advertise": "ADDRESS", "sip_allow": "CIDRS", "sip_host": "ADDRESS",
-             "host": "ADDRESS"}
+             "host": "ADDRESS", "providers": "NAMES", "telnyx_public_key": "KEY",
+             "vonage_signature_secret": "SECRET"}
     if name in names:
         return names[name]
     if kind is int:

@@ -1,9 +1,15 @@
 """HTTP routes of the gateway: each provider's answer webhook and media-stream WebSocket,
-the web-client WebSocket, and the AudioSocket listener."""
+the web-client WebSocket, and the AudioSocket listener.
+
+Each provider's routes check its own scheme once its secret is set (`gateway.route_auth`):
+a webhook without a valid signature gets 403, and the stream URL it answers with carries a
+per-call token that the stream's WebSocket upgrade must present (403 without it)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,10 +19,16 @@ from aiohttp import web
 from gateway.logtext import printable
 from gateway.protocols.exotel import ExotelProtocol, exotel_url_answer
 from gateway.protocols.plivo import PlivoProtocol, plivo_xml
+from gateway.protocols.provider_signatures import (
+    validate_plivo_v3,
+    verify_telnyx_signature,
+    verify_vonage_jwt,
+)
 from gateway.protocols.telnyx import TelnyxProtocol, telnyx_texml
 from gateway.protocols.twilio import TwilioProtocol, twilio_twiml
 from gateway.protocols.twilio_signature import validate_twilio_signature
 from gateway.protocols.vonage import VonageProtocol, vonage_ncco
+from gateway.route_auth import StreamTokens, same_secret
 from gateway.transports.audiosocket import add_audiosocket_listener
 from gateway.transports.media_stream import serve_media_stream
 from gateway.transports.sip import add_sip_listener
@@ -51,6 +63,17 @@ async def _form(request: web.Request) -> dict[str, str]:
     return dict(request.query)
 
 
+async def _json_form(request: web.Request) -> dict[str, str]:
+    """A JSON object body's top-level text and number fields (Vonage's answer POST)."""
+    try:
+        data = await request.json()
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items() if isinstance(v, str | int | float)}
+
+
 def _twilio_checked(app: AtomsApp, request: web.Request, params: dict[str, str],
                     websocket: bool) -> None:
     token = app.settings.twilio_auth_token
@@ -63,8 +86,67 @@ def _twilio_checked(app: AtomsApp, request: web.Request, params: dict[str, str],
         raise web.HTTPForbidden(text="invalid Twilio signature")
 
 
+def _refuse(request: web.Request, why: str) -> web.HTTPForbidden:
+    log.warning("rejected request to %s from %s: %s", printable(request.path, 80),
+                request.remote, why)
+    return web.HTTPForbidden(text=why)
+
+
 def add_routes(app: AtomsApp) -> None:
     r = app.web.router
+    s = app.settings
+    tokens = StreamTokens()  # per-call tokens of the stream URLs our answers give out
+    app.stream_tokens = tokens  # type: ignore[attr-defined]
+
+    def now() -> float:
+        return asyncio.get_running_loop().time()
+
+    def stream_url(request: web.Request, provider: str, secured: bool) -> str:
+        """Where the provider's stream goes: with a fresh per-call token when `secured`."""
+        url = external_url(app, request, f"/{provider}/stream", websocket=True)
+        return f"{url}?token={tokens.issue(now())}" if secured else url
+
+    async def telnyx_checked(request: web.Request) -> None:
+        if not s.telnyx_public_key:
+            return
+        body = await request.read()
+        if not verify_telnyx_signature(s.telnyx_public_key,
+                                       request.headers.get("telnyx-signature-ed25519"),
+                                       request.headers.get("telnyx-timestamp"), body,
+                                       time.time()):
+            raise _refuse(request, "invalid or missing Telnyx signature")
+
+    async def plivo_checked(request: web.Request) -> None:
+        if not s.plivo_auth_token:
+            return
+        form = await _form(request) if request.method == "POST" else None
+        if not validate_plivo_v3(s.plivo_auth_token, request.method, external_url(app, request),
+                                 form, request.headers.get("X-Plivo-Signature-V3-Nonce"),
+                                 request.headers.get("X-Plivo-Signature-V3")):
+            raise _refuse(request, "invalid or missing X-Plivo-Signature-V3")
+
+    async def vonage_checked(request: web.Request) -> None:
+        if not s.vonage_signature_secret:
+            return
+        body = await request.read()
+        if verify_vonage_jwt(s.vonage_signature_secret, request.headers.get("Authorization"),
+                             body, time.time()) is None:
+            raise _refuse(request, "invalid or missing Vonage signed JWT")
+
+    def exotel_checked(request: web.Request) -> None:
+        if s.exotel_token and not same_secret(request.query.get("token"), s.exotel_token):
+            raise _refuse(request, "missing or wrong token")
+
+    def token_checked(request: web.Request, provider: str, secret: str | None) -> None:
+        """A stream's upgrade: the per-call token our answer put in its URL (Exotel: or
+        its own `exotel_token`, for a stream URL set in the applet directly)."""
+        if not secret:
+            return
+        given = request.query.get("token")
+        if provider == "exotel" and same_secret(given, secret):
+            return
+        if not tokens.redeem(given, now()):
+            raise _refuse(request, f"{provider} stream without a valid per-call token")
 
     async def twilio_voice(request: web.Request) -> web.Response:
         form = await _form(request)
@@ -79,47 +161,64 @@ def add_routes(app: AtomsApp) -> None:
             app, request, TwilioProtocol(max_message=app.settings.max_message_bytes), "twilio")
 
     async def telnyx_voice(request: web.Request) -> web.Response:
-        url = external_url(app, request, "/telnyx/stream", websocket=True)
+        await telnyx_checked(request)
+        url = stream_url(request, "telnyx", bool(s.telnyx_public_key))
         return web.Response(text=telnyx_texml(url), content_type=XML)
 
     async def plivo_answer(request: web.Request) -> web.Response:
-        url = external_url(app, request, "/plivo/stream", websocket=True)
+        await plivo_checked(request)
+        url = stream_url(request, "plivo", bool(s.plivo_auth_token))
         return web.Response(text=plivo_xml(url), content_type=XML)
 
     async def exotel_answer(request: web.Request) -> web.Response:
-        url = external_url(app, request, "/exotel/stream", websocket=True)
+        exotel_checked(request)
+        url = stream_url(request, "exotel", bool(s.exotel_token))
         return web.Response(text=exotel_url_answer(url), content_type="application/json")
 
     async def vonage_answer(request: web.Request) -> web.Response:
-        form = await _form(request)
+        await vonage_checked(request)
+        form = await _form(request) if request.method == "POST" else dict(request.query)
+        if request.method == "POST" and not form and request.body_exists:
+            form = await _json_form(request)  # (Vonage POSTs JSON)
         headers = {k: form[k] for k in ("uuid", "from", "to") if k in form}
-        url = external_url(app, request, "/vonage/stream", websocket=True)
+        url = stream_url(request, "vonage", bool(s.vonage_signature_secret))
         return web.json_response(vonage_ncco(url, headers=headers))
+
+    secrets_of = {"telnyx": lambda: s.telnyx_public_key, "plivo": lambda: s.plivo_auth_token,
+                  "exotel": lambda: s.exotel_token, "vonage": lambda: s.vonage_signature_secret}
 
     def stream(factory: Callable[..., Any], provider: str) -> Callable[..., Any]:
         async def handler(request: web.Request) -> web.StreamResponse:
+            token_checked(request, provider, secrets_of[provider]())
             protocol = factory(max_message=app.settings.max_message_bytes)
             return await serve_media_stream(app, request, protocol, provider)
 
         return handler
 
-    r.add_post("/twilio/voice", twilio_voice)
-    r.add_get("/twilio/stream", twilio_stream)
-    r.add_route("*", "/telnyx/voice", telnyx_voice)
-    r.add_get("/telnyx/stream", stream(TelnyxProtocol, "telnyx"))
-    r.add_route("*", "/plivo/answer", plivo_answer)
-    r.add_get("/plivo/stream", stream(PlivoProtocol, "plivo"))
-    r.add_route("*", "/exotel/answer", exotel_answer)
-    r.add_get("/exotel/stream", stream(ExotelProtocol, "exotel"))
-    r.add_route("*", "/vonage/answer", vonage_answer)
-    r.add_get("/vonage/stream", stream(VonageProtocol, "vonage"))
+    on = set(s.providers)  # the providers whose routes are served
+    if "twilio" in on:
+        r.add_post("/twilio/voice", twilio_voice)
+        r.add_get("/twilio/stream", twilio_stream)
+    if "telnyx" in on:
+        r.add_route("*", "/telnyx/voice", telnyx_voice)
+        r.add_get("/telnyx/stream", stream(TelnyxProtocol, "telnyx"))
+    if "plivo" in on:
+        r.add_route("*", "/plivo/answer", plivo_answer)
+        r.add_get("/plivo/stream", stream(PlivoProtocol, "plivo"))
+    if "exotel" in on:
+        r.add_route("*", "/exotel/answer", exotel_answer)
+        r.add_get("/exotel/stream", stream(ExotelProtocol, "exotel"))
 
     async def vonage_event(request: web.Request) -> web.Response:
+        await vonage_checked(request)
         body = await request.text()  # (a line break in it must not forge a log line)
         log.info("vonage event: %s", printable(body, 500))
         return web.json_response({})
 
-    r.add_route("*", "/vonage/event", vonage_event)
+    if "vonage" in on:
+        r.add_route("*", "/vonage/answer", vonage_answer)
+        r.add_get("/vonage/stream", stream(VonageProtocol, "vonage"))
+        r.add_route("*", "/vonage/event", vonage_event)
 
     async def web_client(request: web.Request) -> web.StreamResponse:
         return await serve_web_client(app, request)

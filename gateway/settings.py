@@ -16,6 +16,7 @@ from typing import Any
 
 STT_ENGINES = ("pocketsphinx", "deepgram", "openai", "pulse")
 TTS_ENGINES = ("espeak", "piper", "openai", "waves")
+PROVIDERS = ("twilio", "telnyx", "plivo", "exotel", "vonage")  # their webhook and stream routes
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -57,7 +58,13 @@ class Settings:
     text_turns_per_s: float = 2.0  # typed turns (`/ws` {"type": "text"}) a call may send ...
     text_turn_burst: int = 10  # ... after a burst of this many; more are refused
     ws_token: str | None = None  # bearer token for /ws and /webrtc
-    twilio_auth_token: str | None = None
+    providers: list[str] = field(default_factory=lambda: list(PROVIDERS))  # routes served
+    twilio_auth_token: str | None = None  # X-Twilio-Signature (webhook and stream upgrade)
+    telnyx_public_key: str | None = None  # base64 Ed25519 key: telnyx-signature-ed25519
+    plivo_auth_token: str | None = None  # X-Plivo-Signature-V3
+    vonage_signature_secret: str | None = None  # signed webhooks (JWT, HS256)
+    exotel_token: str | None = None  # ?token= on Exotel's answer URL (or stream URL)
+    insecure: bool = False  # listen beyond loopback with routes open (no credential set)
     audiosocket_port: int | None = None
     stt: str = "pocketsphinx"  # recogniser: "pocketsphinx" (offline), "deepgram", "openai", "pulse"
     stt_url: str | None = None  # Deepgram or Pulse endpoint; openai: a compatible server's URL
@@ -95,6 +102,8 @@ class Settings:
     metrics: bool = True  # Prometheus metrics at /metrics (off: no route, no metric work)
 
     def __post_init__(self) -> None:
+        if isinstance(self.providers, list) and [p.lower() for p in self.providers] == ["none"]:
+            self.providers = []  # (ATOMS_PROVIDERS=none: no provider routes)
         for name, problem in _problems(self):
             raise SettingError(name, getattr(self, name), problem)
 
@@ -200,6 +209,11 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             found.append(("sip_allow", f"{cidr!r} is not an address or CIDR (e.g. 10.0.0.0/8)"))
+    unknown = [p for p in s.providers or [] if p not in PROVIDERS]
+    if unknown or not isinstance(s.providers, list):
+        what = unknown[0] if unknown else s.providers
+        found.append(("providers", f"unknown provider {what!r}: use some of "
+                                   f"{', '.join(PROVIDERS)} (or none)"))
     for name, engines in (("stt", STT_ENGINES), ("tts", TTS_ENGINES)):
         value = getattr(s, name)
         if not isinstance(value, str) or value.strip().lower() not in engines:
