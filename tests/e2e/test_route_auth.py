@@ -7,13 +7,17 @@ loopback while a route is open, unless told `insecure`."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import logging
+import os
 import re
+import sys
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -228,3 +232,26 @@ def test_insecure_or_loopback_starts_with_a_line_per_open_route(caplog) -> None:
     AtomsApp(host="0.0.0.0", providers=["none"], ws_token="x",
              stt_phrases=["hello"])._check_exposure()  # nothing open
     assert not [r for r in caplog.records if "open route" in r.getMessage()]
+
+
+CLI = Path(sys.executable).parent / "atoms-gateway"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
+async def test_serve_refuses_a_public_address_with_open_routes():
+    """The real command line, on 0.0.0.0 with no secrets and no --insecure: exit 1, one
+    line per open route and one saying why, no traceback (and nothing bound)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATOMS_")}
+    proc = await asyncio.create_subprocess_exec(
+        str(CLI), "serve", "--host", "0.0.0.0", "--port", "0", "--providers", "twilio,plivo",
+        "--sip-port", "0", "--sip-allow", "10.0.0.0/8", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    text = (out + err).decode()
+    assert proc.returncode == 1, text[-2000:]
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if "open route" in line]
+    assert len(lines) == 3, lines  # twilio, plivo, /ws (SIP has its allowlist)
+    assert any("--plivo-auth-token" in line for line in lines)
+    assert "refusing to listen on 0.0.0.0 with 3 route(s)" in text and "--insecure" in text
