@@ -89,6 +89,60 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+# ----------------------------------------------------------------------------- Kamailio
+
+KAMAILIO_CONFIG = SCENARIOS.parent / "kamailio" / "kamailio.cfg"
+
+
+def kamailio_config(tmp_path: Path, port: int, gateways: list[int]) -> Path:
+    """The example config (sip_examples/kamailio/), listening on 127.0.0.1:`port`,
+    dispatching to the gateways on 127.0.0.1:`gateways`."""
+    listed = tmp_path / "dispatcher.list"
+    listed.write_text("".join(f"1 sip:{LOCALHOST}:{p}\n" for p in gateways))
+    text = KAMAILIO_CONFIG.read_text()
+    assert "listen=udp:0.0.0.0:5060" in text and "/etc/kamailio/dispatcher.list" in text
+    text = text.replace("listen=udp:0.0.0.0:5060", f"listen=udp:{LOCALHOST}:{port}")
+    text = text.replace("/etc/kamailio/dispatcher.list", str(listed))
+    cfg = tmp_path / "kamailio.cfg"
+    cfg.write_text(text)
+    return cfg
+
+
+async def start_kamailio(tmp_path: Path, port: int, gateways: list[int],
+                         log: Path | None = None) -> asyncio.subprocess.Process:
+    """Kamailio in the foreground with that config (its log to `log`, else a pipe); fails
+    the test unless it answers OPTIONS."""
+    kamailio = require("kamailio")
+    cfg = kamailio_config(tmp_path, port, gateways)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    out: Any = asyncio.subprocess.PIPE if log is None else open(log, "wb")  # noqa: SIM115
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            kamailio, "-f", str(cfg), "-DD", "-E", "-Y", str(run_dir),
+            "-P", str(run_dir / "kamailio.pid"), stdout=out, stderr=asyncio.subprocess.STDOUT)
+    finally:
+        if log is not None:
+            out.close()
+    probe = await run_sipp("uac_options", port, tmp_path, timeout=15)  # the proxy is up
+    if probe.returncode != 0:
+        await stop_process(proc)
+        pytest.fail(f"Kamailio does not answer OPTIONS\n{probe.explain()}")
+    return proc
+
+
+async def stop_process(proc: asyncio.subprocess.Process | None, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds."""
+    if proc is None or proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
 # ----------------------------------------------------------------------------- sipp
 
 
