@@ -394,7 +394,8 @@ class Call:
 
     async def user_said(self, text: str) -> None:
         """A user turn in words (from STT, or typed by a web client)."""
-        self.turns.caller_said(text, self.elapsed())
+        pos = self.playout.position()  # (what plays on now is not the answer)
+        self.turns.caller_said(text, self.elapsed(), pos[0] if pos is not None else None)
         self._remember("user", text)
         await self._deliver(SDKAgentTranscriptUpdateEvent(role="user", content=text))
         await self._deliver(SDKSystemLLMRequestEvent(messages=list(self.conversation)))
@@ -714,7 +715,7 @@ class Call:
             except Exception:
                 log.exception("call %s: transport could not send audio", self.call_id)
             if self.turns.awaiting_reply:
-                self.turns.frame_out(self.elapsed())
+                self.turns.frame_out(self.elapsed(), self.playout.position())
         elif self.playout.paused:
             self._stall_t = None  # held audio is not lost audio: no "assumed played" timeout
         elif not self.speaker.busy:

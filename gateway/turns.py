@@ -87,7 +87,7 @@ class TurnSink(Protocol):
 
 
 # An end reason that means the call failed (anything else ended as a call normally does).
-_FAILED = ("error", "failed", "unreachable", "refused", "voice loop", "timed out")
+_FAILED = ("error", "failed", "unreachable", "refused", "voice loop", "timeout", "timed out")
 
 
 def outcome(reason: str, transferred: bool) -> str:
@@ -103,7 +103,7 @@ class CallTurns:
 
     __slots__ = ("call_id", "gateway_id", "transport", "sinks", "turns", "current",
                  "awaiting_reply", "transferred", "ended", "wall0", "_index", "_response_open",
-                 "_onset", "_gap", "_pause_t", "frames_dropped")
+                 "_onset", "_gap", "_pause_t", "frames_dropped", "_before")
 
     def __init__(self, call_id: str, transport: str = "unknown") -> None:
         self.call_id = call_id
@@ -121,6 +121,7 @@ class CallTurns:
         self._onset: float | None = None  # the barge-in detector's run of sound began
         self._gap = 0
         self._pause_t: float | None = None
+        self._before: str | None = None  # the utterance playing when the caller's words came
         self.frames_dropped: dict[str, int] = {}  # set by the app at the call's end
 
     # -- lifecycle --------------------------------------------------------------------
@@ -168,8 +169,10 @@ class CallTurns:
     def transcript(self, t: float) -> None:
         self._turn().transcript_at = t
 
-    def caller_said(self, text: str, t: float) -> None:
-        """The caller's words reach the agent (recognised, or typed on /ws)."""
+    def caller_said(self, text: str, t: float, playing: str | None = None) -> None:
+        """The caller's words reach the agent (recognised, or typed on /ws); `playing`: the
+        utterance the agent was playing (or last played) then, which is not the answer."""
+        self._before = playing
         turn = self.current
         if turn is not None and (turn.caller_text is not None or turn.agent_text):
             self._finish(t)  # (typed turns come with no speech start)
@@ -220,8 +223,11 @@ class CallTurns:
         if turn is not None and turn.tts_ready_at is None and turn.first_text_at is not None:
             turn.tts_ready_at = t
 
-    def frame_out(self, t: float) -> None:
-        """The first agent frame since the caller's words (or the turn's start) left."""
+    def frame_out(self, t: float, position: tuple[str, float] | None = None) -> None:
+        """An agent frame left (of the utterance in `position`) while an answer is
+        awaited: the answer's first frame, unless it is more of what played before."""
+        if position is not None and position[0] == self._before:
+            return
         self.awaiting_reply = False
         turn = self._turn()
         if turn.first_audio_out is None:

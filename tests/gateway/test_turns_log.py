@@ -102,11 +102,31 @@ def test_a_pause_inside_what_the_caller_says_stays_one_turn():
     assert sink.turns[0].caller_started == 1.0 and sink.turns[0].caller_stopped == 2.2
 
 
+def test_the_answer_is_not_what_was_still_playing():
+    """Typed words while the greeting plays on: its frames are not the answer's first."""
+    sink = Collect()
+    call = CallTurns("CA5")
+    call.sinks = [sink]
+    call.agent_event("agent.speak", speak("A long greeting."), 0.1)
+    call.frame_out(0.2, ("u1", 20.0))
+    call.caller_said("what time is it", 1.0, playing="u1")
+    call.frame_out(1.02, ("u1", 940.0))  # the greeting goes on
+    call.agent_event("agent.speak", speak("It is noon."), 1.3)
+    call.frame_out(1.5, ("u1", 1420.0))
+    call.frame_out(2.0, ("u2", 20.0))  # the answer's first frame
+    call.heard("It is noon.", 3.0, idle=True)
+    answer = sink.turns[-1]
+    assert answer.caller_text == "what time is it"
+    assert answer.first_audio_out == 2.0 and abs(answer.reply_latency - 1.0) < 1e-9
+
+
 def test_outcomes_and_errors():
     assert outcome("caller hung up", False) == "completed"
     assert outcome("agent hung up", True) == "transferred"
     assert outcome("protocol error: bad JSON", False) == "failed"
     assert outcome("voice loop failed", False) == "failed"
+    assert outcome("idle timeout", False) == "failed"
+    assert outcome("maximum call duration", False) == "completed"
     sink = Collect()
     call = CallTurns("CA3")
     call.sinks = [sink]
