@@ -93,3 +93,63 @@ async def _until_logged(served, text: str, timeout: float) -> None:
         if served.proc.returncode is not None or loop.time() > deadline:
             raise AssertionError(f"never logged {text!r}:\n{served.text()[-3000:]}")
         await asyncio.sleep(0.05)
+
+
+async def test_a_close_reply_that_comes_during_the_shutdown_is_heard():
+    """The race itself, in process: a Twilio caller whose close reply takes a round trip
+    (300 ms here) sends `stop` during the drain. Its handler must finish the close handshake
+    with the caller's 1000, not time out on a reply the server's shutdown dropped (1006,
+    10 s later)."""
+    import json
+    import uuid
+
+    import aiohttp
+
+    from gateway.app import AtomsApp
+    from tests.e2e.harness import demo_phrases
+
+    outcomes: list[tuple[str, int | None]] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler):
+        try:
+            resp = await handler(request)
+        except BaseException as exc:
+            outcomes.append((type(exc).__name__, None))
+            raise
+        outcomes.append(("returned", getattr(resp, "close_code", None)))
+        return resp
+
+    app = AtomsApp(host=HOST, stt_phrases=demo_phrases())
+    app.web.middlewares.append(record)
+    port = await app.start(HOST, 0)
+    stop: asyncio.Task[None] | None = None
+    sid, call_sid = "MZ" + uuid.uuid4().hex, "CA" + uuid.uuid4().hex
+    try:
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+                f"ws://{HOST}:{port}/twilio/stream", autoclose=False) as ws:
+            await ws.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+            await ws.send_json({"event": "start", "sequenceNumber": "1", "streamSid": sid,
+                                "start": {"streamSid": sid, "callSid": call_sid,
+                                          "accountSid": "AC1", "tracks": ["inbound"],
+                                          "customParameters": {},
+                                          "mediaFormat": {"encoding": "audio/x-mulaw",
+                                                          "sampleRate": 8000, "channels": 1}}})
+            while not app.calls:
+                await asyncio.sleep(0.02)
+            stop = asyncio.create_task(app.stop(drain_timeout=DRAIN_S))
+            while not app.draining:
+                await asyncio.sleep(0.01)
+            await ws.send_str(json.dumps({"event": "stop", "sequenceNumber": "2",
+                                          "streamSid": sid, "stop": {"callSid": call_sid}}))
+            while True:  # the agent's audio, marks, ... then the server's close frame
+                msg = await asyncio.wait_for(ws.receive(), HARNESS_S)
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    break
+            await asyncio.sleep(0.3)  # the far end's round trip
+            await ws.close()  # the close reply
+        await asyncio.wait_for(stop, HARNESS_S)
+    finally:
+        if stop is None:
+            await app.stop(drain_timeout=0)
+    assert outcomes == [("returned", 1000)]
