@@ -5,6 +5,7 @@ sans-I/O protocol objects of `gateway.protocols`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from gateway.protocols.common import (
     SendMark,
     show,
 )
+from gateway.read_limits import PendingGate
 
 if TYPE_CHECKING:
     from gateway.app import AtomsApp
@@ -154,10 +156,45 @@ def call_context(started: CallStarted, provider: str) -> tuple[dict[str, Any], S
 
 async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
                              provider: str) -> web.WebSocketResponse:
-    """Run one provider WebSocket until the call ends; bad input closes only this call."""
+    """Run one provider WebSocket until the call ends; bad input closes only this call.
+
+    Until its call starts (the provider's start message) the stream counts against
+    `max_pending_connections` (beyond it the upgrade gets 503) and has `header_timeout`
+    in all to start it (then a close with 1008): an upgraded socket that never starts a
+    call holds nothing for long."""
+    gate = stream_gate(app)
+    if not gate.admit(request.remote):
+        raise web.HTTPServiceUnavailable(text="too many streams not started yet")
+    pending = {"counted": True}
+
+    def started() -> None:  # once: the call started, or the stream is over
+        if pending["counted"]:
+            pending["counted"] = False
+            gate.done()
+
+    try:
+        return await _serve_media_stream(app, request, protocol, provider, started)
+    finally:
+        started()
+
+
+def stream_gate(app: AtomsApp) -> PendingGate:
+    """The app's count of provider streams that have not started their call yet."""
+    gate = getattr(app, "stream_gate", None)
+    if gate is None:
+        gate = PendingGate("media stream", app.settings.max_pending_connections)
+        app.stream_gate = gate  # type: ignore[attr-defined]
+    return gate
+
+
+async def _serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
+                              provider: str, started: Callable[[], None]
+                              ) -> web.WebSocketResponse:
     # twice the limit: the protocol itself refuses oversize messages, with a reason
     ws = web.WebSocketResponse(max_msg_size=2 * app.settings.max_message_bytes)
     await ws.prepare(request)
+    loop = asyncio.get_running_loop()
+    start_by = loop.time() + app.settings.header_timeout
     handler = request.protocol
     transport = MediaStreamTransport(ws, protocol, lambda: handler.writing_paused)
     call: Call | None = None
@@ -170,7 +207,18 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
     idle = IdleTimer(app.settings.idle_timeout, close_idle)
     try:
         while True:
-            msg = await ws.receive()
+            if call is None:  # no call yet: the start message has a deadline
+                try:
+                    msg = await ws.receive(timeout=max(0.0, start_by - loop.time()))
+                except TimeoutError:
+                    reason = "no start message in time"
+                    log.info("%s: no start message within %g s; closing", provider,
+                             app.settings.header_timeout)
+                    await ws.close(code=WSCloseCode.POLICY_VIOLATION,
+                                   message=b"no start message in time")
+                    break
+            else:
+                msg = await ws.receive()
             idle.touch()
             if idle.fired:
                 reason = "idle timeout"
@@ -191,6 +239,7 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
                 elif isinstance(ev, CallStarted):
                     transport.open_audio(ev.wire, app.media_tick)
                     context, init = call_context(ev, provider)
+                    started()  # no longer pending
                     call = await app.open_call(transport, context=context, init_event=init,
                                                call_id=ev.call_id or None,
                                                far_end_confirms=transport.marks)

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
+import websockets
 
 from tests.e2e.clients import CallClient, TwilioClient
 from tests.e2e.harness import HOST, Gateway
 
 SHORT = 0.5  # the timeouts these gateways run with, in seconds
 PATIENT = 30.0  # long enough that nothing is closed by a timeout during a test
+POLICY_VIOLATION = 1008
 
 
 async def canary_call(gw: Gateway) -> CallClient:
@@ -237,3 +241,46 @@ async def test_audiosocket_half_open_connections_beyond_the_cap_are_closed(gatew
     finally:
         close_all([w for _, w in held])
     await until(lambda: gw.app.audiosocket_gate.pending == 0, 5, "the held connections to go")
+
+
+# ------------------------------------------------------------------------------ media streams
+
+
+async def test_a_stream_that_never_starts_a_call_is_closed(gateway_factory):
+    gw = await gateway_factory(header_timeout=SHORT, idle_timeout=PATIENT)
+    canary = await canary_call(gw)
+    connected = json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+    sockets = []
+    try:
+        for path in ("/twilio/stream", "/plivo/stream", "/vonage/stream"):
+            ws = await websockets.connect(f"{gw.ws}{path}", open_timeout=5)
+            sockets.append(ws)
+            if path == "/twilio/stream":
+                await ws.send(connected)  # and never a start message
+        for ws in sockets:
+            async with asyncio.timeout(10):
+                await ws.wait_closed()
+            assert ws.close_code == POLICY_VIOLATION, ws.close_code
+            assert "no start message" in (ws.close_reason or "")
+    finally:
+        for ws in sockets:
+            await ws.close()
+    assert gw.app.stream_gate.pending == 0
+    await canary_keeps_its_audio(canary)
+
+
+async def test_streams_not_started_beyond_the_cap_are_refused(gateway_factory):
+    gw = await gateway_factory(header_timeout=PATIENT, max_pending_connections=3)
+    canary = await canary_call(gw)  # started: it does not count
+    held = [await websockets.connect(f"{gw.ws}/twilio/stream", open_timeout=5)
+            for _ in range(3)]
+    try:
+        await until(lambda: gw.app.stream_gate.pending == 3, 5, "3 streams not started")
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            await websockets.connect(f"{gw.ws}/twilio/stream", open_timeout=5)
+        assert refused.value.response.status_code == 503
+    finally:
+        for ws in held:
+            await ws.close()
+    await until(lambda: gw.app.stream_gate.pending == 0, 5, "the held streams to go")
+    await canary_keeps_its_audio(canary)
