@@ -65,6 +65,20 @@ def test_unpatched_header_reads_with_wave_and_read_pcm(tmp_path: Path) -> None:
         assert w.getnframes() == 2 * FRAME_SAMPLES
 
 
+def test_unpatched_header_reads_with_libsndfile(tmp_path: Path) -> None:
+    """libsndfile (soundfile, and every tool built on it) sizes the data from the file."""
+    import soundfile
+
+    path = tmp_path / "growing.wav"
+    f = wavstream.create(path, SAMPLE_RATE, 2)
+    wavstream.write_frames(f, 2, [[(0, frame(3))], [(FRAME_SAMPLES, frame(4))]])
+    f.write(b"\x01\x02\x03")
+    f.close()
+    data, rate = soundfile.read(path, dtype="int16")
+    assert rate == SAMPLE_RATE and data.shape == (2 * FRAME_SAMPLES, 2)
+    assert np.all(data[:FRAME_SAMPLES, 0] == 3) and np.all(data[FRAME_SAMPLES:, 1] == 4)
+
+
 def test_frames_of_one_side_land_after_the_other_side_was_written(tmp_path: Path) -> None:
     path = tmp_path / "late.wav"
     f = wavstream.create(path, SAMPLE_RATE, 2)
