@@ -23,11 +23,9 @@ lint: install
 test: install system-deps lint
 	$(BIN)/pytest
 
-# make serve ARGS="--sip-port 5060 mymodule:setup": flags and the app go to `atoms-gateway serve`.
-# It listens on 127.0.0.1 (ATOMS_HOST, or --host in ARGS, says otherwise: then routes without
-# a credential need --insecure)
+# make serve ARGS="--sip-port 5060 mymodule:setup": flags and the app go to `atoms-gateway serve`
 serve: install
-	ATOMS_HOST=$${ATOMS_HOST:-127.0.0.1} $(BIN)/atoms-gateway serve $(ARGS)
+	$(BIN)/atoms-gateway serve $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

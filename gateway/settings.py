@@ -40,7 +40,7 @@ class SettingError(ValueError):
 
 @dataclass
 class Settings:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # 0.0.0.0 (every interface): every route needs its credential
     port: int = 8080
     public_url: str | None = None  # e.g. https://gw.example.com; default: from the Host header
     max_calls: int = 500
