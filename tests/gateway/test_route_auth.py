@@ -1,0 +1,43 @@
+"""`gateway.route_auth`: per-call stream tokens, loopback addresses, secret comparison."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.route_auth import StreamTokens, is_loopback, same_secret
+
+
+def test_a_stream_token_works_once_and_only_in_time() -> None:
+    tokens = StreamTokens(ttl=120.0)
+    first, second, late = tokens.issue(0.0), tokens.issue(1.0), tokens.issue(2.0)
+    assert len({first, second, late}) == 3 and all(len(t) >= 32 for t in (first, second))
+    assert tokens.redeem(first, 5.0)
+    assert not tokens.redeem(first, 5.0)  # once
+    assert tokens.redeem(second, 121.0)
+    assert not tokens.redeem(late, 122.5)  # 120.5 s after it was issued
+    for bad in (None, "", "x" * 1000, "guess", first.upper()):
+        assert not tokens.redeem(bad, 3.0)
+    assert len(tokens) == 0  # expired and used tokens are forgotten
+
+
+def test_unused_tokens_are_bounded() -> None:
+    tokens = StreamTokens(ttl=120.0, limit=100)
+    issued = [tokens.issue(float(i) / 1000) for i in range(1000)]
+    assert len(tokens) <= 100
+    assert tokens.redeem(issued[-1], 1.0) and not tokens.redeem(issued[0], 1.0)
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.0.1.1", True), ("::1", True), ("[::1]", True),
+    ("localhost", True), ("LOCALHOST", True), ("0.0.0.0", False), ("::", False),
+    ("192.168.1.10", False), ("gw.example.com", False), ("", False), (None, False),
+])
+def test_loopback_addresses(host: str | None, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_secrets_compare_whatever_their_characters() -> None:
+    assert same_secret("s3cret", "s3cret")
+    assert not same_secret("s3creT", "s3cret")
+    assert not same_secret(None, "s3cret")
+    assert not same_secret("ñ\udcff", "s3cret")  # non-ASCII and lone surrogates: no error
