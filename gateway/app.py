@@ -473,7 +473,7 @@ class AtomsApp:
             call.gateway_id = key
             self.observe.attach(call, context)
             self.calls[key] = call
-            await self._start_recording(call)
+            await self._start_recording(call, clock)
             self._limit_duration(call, clock)
             await call.start()  # system.init connects to the agent server
             log.info("%s: call started with remote agent %s (%d active)", label,
@@ -485,7 +485,7 @@ class AtomsApp:
         call.gateway_id = key
         self.observe.attach(call, context)
         self.calls[key] = call
-        await self._start_recording(call)
+        await self._start_recording(call, clock)
         bound = self.observe.bind(call)  # (the session's tasks report to this call)
         setup = asyncio.create_task(self._run_setup(call, session), name=f"setup:{key}")
         self.observe.unbind(bound)
@@ -532,11 +532,12 @@ class AtomsApp:
         if self.sessions.pop(key, None) is not None:
             self.observe.session_ended()
 
-    async def _start_recording(self, call: Call) -> None:
+    async def _start_recording(self, call: Call, clock: Clock | None) -> None:
         """With `record_dir`: the call's recording streams to disk from now on
         (`media.recording_stream`), named by `recording_name`. A recording that cannot be
-        opened is logged and the call goes on unrecorded."""
-        if not self.settings.record_dir or not call.settings.record:
+        opened is logged and the call goes on unrecorded. A call on an injected clock (a
+        replay, whose recording is its input) is not recorded."""
+        if not self.settings.record_dir or not call.settings.record or clock is not None:
             return
         label = call_label(call.call_id, call.gateway_id)
         recorder = StreamingRecorder(Path(self.settings.record_dir),
