@@ -4,15 +4,16 @@ Every provider route checks its own scheme once its secret is set:
 
 | provider | secret setting | webhook | media stream |
 |---|---|---|---|
-| Twilio | `twilio_auth_token` | `X-Twilio-Signature` | `X-Twilio-Signature` on the upgrade |
+| Twilio | `twilio_auth_token` | `X-Twilio-Signature` | the signature on the upgrade, and a per-call token (`<Parameter>`) in the start message |
 | Telnyx | `telnyx_public_key` | Ed25519 `telnyx-signature-ed25519` | a per-call token |
 | Plivo | `plivo_auth_token` | `X-Plivo-Signature-V3` | a per-call token |
 | Vonage | `vonage_signature_secret` | signed JWT (`Authorization: Bearer`) | a per-call token |
 | Exotel | `exotel_token` | `?token=` (Exotel signs nothing) | a per-call token, or `?token=` |
 
-A provider cannot sign its media stream's WebSocket (Twilio aside), so the answer webhook,
-once verified, puts a token of ours in the stream URL it returns (`?token=`): random,
-for one connection, and only for `TOKEN_TTL_S` (`StreamTokens`). `/ws` and WebRTC take the
+A provider cannot sign its media stream's WebSocket (Twilio signs only the stream's URL,
+the same for every call), so the answer webhook, once verified, puts a token of ours in
+the stream URL it returns (`?token=`; Twilio: a `<Parameter>` the start message brings
+back): random, for one connection, and only for `TOKEN_TTL_S` (`StreamTokens`). `/ws` and WebRTC take the
 `ws_token` bearer token; SIP takes digest credentials or an address allowlist.
 
 `open_routes` lists what is left open. `AtomsApp.start` refuses to listen on an address

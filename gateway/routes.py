@@ -3,11 +3,15 @@ the web-client WebSocket, and the AudioSocket listener.
 
 Each provider's routes check its own scheme once its secret is set (`gateway.route_auth`):
 a webhook without a valid signature gets 403, and the stream URL it answers with carries a
-per-call token that the stream's WebSocket upgrade must present (403 without it)."""
+per-call token that the stream's WebSocket upgrade must present (403 without it). Twilio
+signs the upgrade itself, but only its URL (the same for every call), so its TwiML gives
+the token as a `<Parameter>` instead, which the stream's start message must bring back
+(else a close with 1008)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.logtext import printable
+from gateway.protocols.common import CallStarted
 from gateway.protocols.exotel import ExotelProtocol, exotel_url_answer
 from gateway.protocols.plivo import PlivoProtocol, plivo_xml
 from gateway.protocols.provider_signatures import (
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 XML = "application/xml"
+TWILIO_TOKEN_PARAM = "atoms_stream_token"  # the `<Parameter>` with a Twilio stream's token
 
 
 def external_url(app: AtomsApp, request: web.Request, path: str | None = None,
@@ -152,13 +158,27 @@ def add_routes(app: AtomsApp) -> None:
         form = await _form(request)
         _twilio_checked(app, request, form, websocket=False)
         params = {k: form[k] for k in ("CallSid", "From", "To", "Direction") if k in form}
+        if s.twilio_auth_token:  # Twilio's upgrade signature covers only the stream's URL,
+            # the same for every call: a per-call token binds the stream to this answer
+            params[TWILIO_TOKEN_PARAM] = tokens.issue(now())
         url = external_url(app, request, "/twilio/stream", websocket=True)
         return web.Response(text=twilio_twiml(url, params), content_type=XML)
+
+    def twilio_start_checked(started: CallStarted) -> CallStarted | None:
+        """The start message must carry the token our TwiML gave (`<Parameter>`); the
+        session sees the other parameters only."""
+        if not s.twilio_auth_token:
+            return started
+        params = dict(started.params)
+        if not tokens.redeem(params.pop(TWILIO_TOKEN_PARAM, None), now()):
+            return None
+        return dataclasses.replace(started, params=params)
 
     async def twilio_stream(request: web.Request) -> web.StreamResponse:
         _twilio_checked(app, request, {}, websocket=True)
         return await serve_media_stream(
-            app, request, TwilioProtocol(max_message=app.settings.max_message_bytes), "twilio")
+            app, request, TwilioProtocol(max_message=app.settings.max_message_bytes), "twilio",
+            check_start=twilio_start_checked)
 
     async def telnyx_voice(request: web.Request) -> web.Response:
         await telnyx_checked(request)

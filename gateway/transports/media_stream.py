@@ -154,9 +154,16 @@ def call_context(started: CallStarted, provider: str) -> tuple[dict[str, Any], S
     return context, init
 
 
+StartCheck = Callable[[CallStarted], "CallStarted | None"]
+
+
 async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
-                             provider: str) -> web.WebSocketResponse:
+                             provider: str, check_start: StartCheck | None = None
+                             ) -> web.WebSocketResponse:
     """Run one provider WebSocket until the call ends; bad input closes only this call.
+
+    `check_start` sees the start message first: None refuses the call (a close with 1008),
+    else the call starts with what it returns (a route's per-call token taken out, say).
 
     Until its call starts (the provider's start message) the stream counts against
     `max_pending_connections` (beyond it the upgrade gets 503) and has `header_timeout`
@@ -173,7 +180,8 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
             gate.done()
 
     try:
-        return await _serve_media_stream(app, request, protocol, provider, started)
+        return await _serve_media_stream(app, request, protocol, provider, started,
+                                         check_start)
     finally:
         started()
 
@@ -188,8 +196,8 @@ def stream_gate(app: AtomsApp) -> PendingGate:
 
 
 async def _serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
-                              provider: str, started: Callable[[], None]
-                              ) -> web.WebSocketResponse:
+                              provider: str, started: Callable[[], None],
+                              check_start: StartCheck | None) -> web.WebSocketResponse:
     # twice the limit: the protocol itself refuses oversize messages, with a reason
     ws = web.WebSocketResponse(max_msg_size=2 * app.settings.max_message_bytes)
     await ws.prepare(request)
@@ -237,6 +245,16 @@ async def _serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any
                     if call is not None:
                         transport.received(ev.payload, call.clock.now())
                 elif isinstance(ev, CallStarted):
+                    checked = check_start(ev) if check_start is not None else ev
+                    if checked is None:
+                        reason = "start without a valid per-call token"
+                        log.warning("%s: start message without a valid per-call token; "
+                                    "closing", provider)
+                        await ws.close(code=WSCloseCode.POLICY_VIOLATION,
+                                       message=b"no valid per-call token")
+                        ended = True
+                        break
+                    ev = checked
                     transport.open_audio(ev.wire, app.media_tick)
                     context, init = call_context(ev, provider)
                     started()  # no longer pending

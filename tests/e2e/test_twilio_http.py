@@ -5,6 +5,7 @@ upgrade, and tampered or missing ones get 403."""
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
 
@@ -79,6 +80,16 @@ async def test_webhook_signature_checked(gateway_factory):
                 assert resp.status == 403
 
 
+async def signed_twiml_params(gw) -> dict[str, str]:
+    """The `<Parameter>`s of a signed webhook's TwiML (with the stream's per-call token)."""
+    url = f"{gw.http}/twilio/voice"
+    signature = RequestValidator(TOKEN).compute_signature(url, FORM)
+    async with aiohttp.ClientSession() as http, \
+            http.post(url, data=FORM, headers={"X-Twilio-Signature": signature}) as resp:
+        assert resp.status == 200
+        return parse_twiml(await resp.text())[1]
+
+
 async def test_websocket_upgrade_signature_checked(gateway_factory):
     gw = await gateway_factory(twilio_auth_token=TOKEN)
     url = f"{gw.ws}/twilio/stream"
@@ -89,11 +100,45 @@ async def test_websocket_upgrade_signature_checked(gateway_factory):
         with pytest.raises(websockets.InvalidStatus) as info:
             await websockets.connect(url, additional_headers=bad)
         assert info.value.response.status_code == 403
-    client = TwilioClient(HOST, gw.port, headers={"X-Twilio-Signature": good})
+    params = await signed_twiml_params(gw)
+    client = TwilioClient(HOST, gw.port, headers={"X-Twilio-Signature": good}, params=params)
     await client.connect()
     await client.start()
     client.start_mic()
-    await gw.rec.session(client.call_id)
+    session = await gw.rec.session(client.call_id)
     await client.wait_audio(0.3)
+    # the agent sees the call's parameters, not the gateway's token
+    assert session.context["custom_parameters"] == {
+        k: FORM[k] for k in ("CallSid", "From", "To", "Direction")}
     await client.hangup_and_wait()
     await client.close()
+
+
+async def test_a_signed_upgrade_without_the_calls_token_starts_no_call(gateway_factory):
+    """Twilio signs only the stream's URL, the same for every call, so a captured upgrade
+    signature could be replayed: the start message must also bring back the per-call
+    token of a signed webhook's TwiML, once."""
+    gw = await gateway_factory(twilio_auth_token=TOKEN)
+    good = RequestValidator(TOKEN).compute_signature(f"{gw.ws}/twilio/stream", {})
+    params = await signed_twiml_params(gw)
+    token = params["atoms_stream_token"]
+    assert len(token) >= 32
+    honest = TwilioClient(HOST, gw.port, headers={"X-Twilio-Signature": good}, params=params)
+    await honest.connect()
+    await honest.start()
+    honest.start_mic()
+    await honest.wait_audio(0.2)
+    for forged in ({**params, "atoms_stream_token": "guess"},  # a made-up token
+                   params,  # the honest call's token, again
+                   {k: v for k, v in params.items() if k != "atoms_stream_token"}):  # none
+        replay = TwilioClient(HOST, gw.port, headers={"X-Twilio-Signature": good},
+                              params=forged)
+        await replay.connect()
+        await replay.start()
+        await asyncio.wait_for(replay.closed.wait(), 10)
+        assert replay.close_code == 1008, replay.close_code
+        await replay.close()
+    assert len(gw.app.calls) == 1  # the honest call only
+    await honest.wait_audio(0.3, after=honest.loop.time())
+    await honest.hangup_and_wait()
+    await honest.close()
