@@ -87,7 +87,7 @@ class ConversationLog:
         elif f["agent"] and f["heard_all"]:
             parts.append("| heard all")
         elif f["agent"]:
-            parts.append(f'| heard "{f["heard"]}"')
+            parts.append(f'| heard "{f["heard"]}"' if f["heard"] else "| heard nothing")
         if turn.resumed:
             parts.append(f"| resumed {turn.resumed}x")
         self.log.info(" ".join(parts), extra={"turn": f})

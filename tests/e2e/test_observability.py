@@ -200,3 +200,30 @@ async def test_an_openai_client_reports_its_first_token_per_call(gateway_factory
     llm = [s for s in exporter.get_finished_spans() if s.name == "llm"]
     assert len(llm) == 1 and llm[0].attributes["atoms.first_token_ms"] >= 0
     assert llm[0].attributes["atoms.transport"] == "web"
+
+
+async def test_agent_errors_are_counted_by_severity(gateway_factory):
+    """An output node whose reply raises: the session's `agent.error` (fatal) is counted."""
+    from agent.nodes import OutputAgentNode
+
+    class Broken(OutputAgentNode):
+        async def generate_response(self):
+            raise RuntimeError("the model is down")
+            yield ""  # (an async generator)
+
+    async def setup(session: Any) -> None:
+        session.add_node(Broken(name="broken"))
+        await session.start()
+        await session.wait_until_complete()
+
+    gw = await gateway_factory(setup)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{gw.ws}/ws") as ws:
+        await ws.send_json({"type": "start", "sample_rate": 16000})
+        await ws.send_json({"type": "text", "text": "hello"})
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT and '"agent.error"' in msg.data:
+                break
+        await ws.send_json({"type": "hangup"})
+    await until(lambda: not gw.app.calls, 10, "the call to end")
+    samples = await scrape(gw)
+    assert value(samples, "atoms_agent_errors_total", severity="fatal") == 1
