@@ -593,6 +593,7 @@ class Call:
             if etype != "agent.audio":
                 self._close_audio()
         if etype == "agent.speak":
+            self.turns.tts_asked(self.elapsed())
             self.speaker.say(self._new_utterance(), event.text)  # type: ignore[attr-defined]
         elif etype == "agent.llm.response.start":
             self._response_id = self._new_utterance()
@@ -604,10 +605,13 @@ class Call:
             if self._response_id is None:
                 self._response_id = self._new_utterance()
             for sentence in self.gatherer.push(event.text):  # type: ignore[attr-defined]
+                self.turns.tts_asked(self.elapsed())
                 self.speaker.say(self._response_id, sentence, last=False)
         elif etype == "agent.llm.response.end":
             rest = self.gatherer.flush() or ""
             if self._response_id is not None and not self._discard_response:
+                if rest.strip():
+                    self.turns.tts_asked(self.elapsed())
                 self.speaker.say(self._response_id, rest, last=True)
             self._response_id = None
             self._discard_response = False

@@ -142,8 +142,9 @@ class Tracing:
             self._child("llm", inner, call, turn.caller_said_at,
                         turn.caller_said_at + turn.llm_first_token_s,
                         {**base, "atoms.first_token_ms": round(turn.llm_first_token_s * 1000, 1)})
-        if turn.first_text_at is not None and turn.tts_ready_at is not None:
-            self._child("tts", inner, call, turn.first_text_at, turn.tts_ready_at,
+        asked = turn.tts_asked_at if turn.tts_asked_at is not None else turn.first_text_at
+        if asked is not None and turn.tts_ready_at is not None:
+            self._child("tts", inner, call, asked, turn.tts_ready_at,
                         {**base, "atoms.first_audio_ms":
                          round((turn.tts_first_audio or 0) * 1000, 1)})
         span.end(end_time=_ns(call, end))

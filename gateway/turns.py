@@ -40,6 +40,7 @@ class Turn:
     caller_said_at: float | None = None  # the words reached the agent (system.llm.request)
     agent_text: str = ""  # what the agent meant to say (speak / LLM chunks)
     first_text_at: float | None = None  # the agent's first words (or audio) came
+    tts_asked_at: float | None = None  # its first sentence went to the synthesiser
     llm_first_token_s: float | None = None  # OpenAIClient: request to first content chunk
     tts_ready_at: float | None = None  # the first synthesized audio of the answer was ready
     first_audio_out: float | None = None  # its first frame left the gateway
@@ -68,10 +69,12 @@ class Turn:
 
     @property
     def tts_first_audio(self) -> float | None:
-        """The agent's first words to their first synthesized audio."""
-        if self.first_text_at is None or self.tts_ready_at is None:
+        """The agent's first sentence handed to the synthesiser (for streamed LLM text, once
+        a sentence is complete) to its first synthesized audio."""
+        start = self.tts_asked_at if self.tts_asked_at is not None else self.first_text_at
+        if start is None or self.tts_ready_at is None:
             return None
-        return max(0.0, self.tts_ready_at - self.first_text_at)
+        return max(0.0, self.tts_ready_at - start)
 
 
 class TurnSink(Protocol):
@@ -210,6 +213,12 @@ class CallTurns:
             severity = str(getattr(event, "severity", None) or "error")
             for sink in self.sinks:
                 _safe(sink.agent_error, self, severity)
+
+    def tts_asked(self, t: float) -> None:
+        """A sentence of the agent's went to the synthesiser."""
+        turn = self._turn()
+        if turn.tts_asked_at is None:
+            turn.tts_asked_at = t
 
     def llm_first_token(self, seconds: float) -> None:
         """An `OpenAIClient` stream of this call gave its first content after `seconds`."""

@@ -61,9 +61,10 @@ def greeting_cut_then_question() -> tuple[CallTurns, Collect]:
     call.llm_first_token(0.25)
     call.agent_event("agent.llm.response.chunk", speak("It is "), 3.25)
     call.agent_event("agent.llm.response.chunk", speak("noon."), 3.30)
-    call.audio_ready(3.28)
-    call.frame_out(3.30)
-    call.agent_event("agent.llm.response.end", speak(""), 3.31)
+    call.tts_asked(3.30)  # the first whole sentence goes to the synthesiser
+    call.audio_ready(3.32)
+    call.frame_out(3.33)
+    call.agent_event("agent.llm.response.end", speak(""), 3.34)
     call.heard("It is noon.", 4.50, idle=True)
     return call, sink
 
@@ -78,7 +79,8 @@ def test_turns_hold_their_times_and_finish_when_the_agent_is_done():
     assert abs(greeting.tts_first_audio - 0.02) < 1e-9
     assert answer.caller_text == "what time is it"
     assert answer.agent_text == "It is noon."
-    assert abs(answer.reply_latency - 0.80) < 1e-9  # last voiced 2.50, first frame 3.30
+    assert abs(answer.reply_latency - 0.83) < 1e-9  # last voiced 2.50, first frame 3.33
+    assert abs(answer.tts_first_audio - 0.02) < 1e-9  # the sentence, not the first chunk
     assert abs(answer.stt_latency - 0.05) < 1e-9
     assert answer.llm_first_token_s == 0.25
     assert not answer.interrupted and answer.heard_text == "It is noon."
