@@ -18,7 +18,8 @@ Families (histogram buckets 50 ms to 5 s for voice latencies):
   gate first let it through) to the agent's audio pausing.
 - `atoms_interrupts_total{kind}`: barge-ins confirmed, or resumed (not confirmed).
 - `atoms_stt_latency_seconds`: end of the caller's turn to the final transcript.
-- `atoms_tts_first_audio_seconds`: the agent's first words of a turn to their first audio.
+- `atoms_tts_first_audio_seconds`: the first sentence of a turn handed to the synthesiser
+  to its first audio.
 - `atoms_llm_first_token_seconds`: an `OpenAIClient` request to its first content.
 - `atoms_media_tick_lag_seconds`: how late each 20 ms media tick ran.
 - `atoms_frames_dropped_total{direction}`: out, agent frames a peer could not take; in,
@@ -78,7 +79,7 @@ class Metrics:
                                      "End of the caller's turn to the final transcript",
                                      buckets=VOICE_BUCKETS, registry=r)
         self.tts_first_audio = Histogram("atoms_tts_first_audio_seconds",
-                                         "Agent's first words of a turn to their first audio",
+                                         "First sentence of a turn to the synthesiser, to its first audio",
                                          buckets=VOICE_BUCKETS, registry=r)
         self.llm_first_token = Histogram("atoms_llm_first_token_seconds",
                                          "OpenAIClient request to its first content",

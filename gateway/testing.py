@@ -5,6 +5,11 @@
     result = replay("call.wav", app=setup) # your agent answers
     result = replay("stereo.wav", agent_channel=True)  # right channel is the agent
 
+Inside a running event loop (an `async def` test) use the async form, which takes the same
+arguments: `result = await replay_async("call.wav", app=setup)`. For tests, the replay kit
+(`gateway.replay_kit`, and the `atoms_replay` pytest fixture of `gateway.pytest_plugin`)
+replays caller turns given as text or WAVs and asserts on interrupts and what was heard.
+
 Time is virtual: a minute of audio runs in well under a second (speech synthesis
 counts as instantaneous), and the same input gives the same timeline every run.
 
@@ -88,28 +93,12 @@ class ReplayResult:
         return "\n".join(lines)
 
     def plot(self, path: str) -> None:
-        """Both waveforms with speech, playout and interrupt marks (matplotlib)."""
-        import matplotlib
+        """A picture of the call (matplotlib, `gateway.replay_plot`): both waveforms with a
+        title, a legend, the transcript on the timeline, and labelled barge-in and reply
+        latencies."""
+        from gateway.replay_plot import save_plot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        t = np.arange(len(self.caller)) / SAMPLE_RATE
-        fig, axes = plt.subplots(2, 1, figsize=(12, 5), sharex=True)
-        axes[0].plot(t, self.caller, lw=0.4, color="tab:blue")
-        axes[0].set_ylabel("caller")
-        for a, b in self.speech_segments:
-            axes[0].axvspan(a / 1000, b / 1000, color="tab:green", alpha=0.15)
-        ta = np.arange(len(self.agent)) / SAMPLE_RATE
-        axes[1].plot(ta, self.agent, lw=0.4, color="tab:orange")
-        axes[1].set_ylabel("agent (played)")
-        for it in self.interrupts:
-            for ax in axes:
-                ax.axvline(it["at_ms"] / 1000, color="red", lw=1.2)
-        axes[1].set_xlabel("seconds")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        save_plot(self, path)
 
 
 class _ReplayStream(TickedStream):
@@ -517,8 +506,25 @@ async def _play_spurts(call: Call, clock: VirtualClock,
 
 def replay(audio: str | Path | np.ndarray, app: Any = None, agent_channel: bool = False,
            **kwargs: Any) -> ReplayResult:
-    """Replay a call recording (path or 16 kHz int16 array) and return what happened."""
+    """Replay a call recording (path or 16 kHz int16 array) and return what happened.
+
+    For synchronous code (a plain test function, a script): it runs its own event loop.
+    Inside a running loop (an `async def` test) use `await replay_async(...)`, which takes
+    the same arguments; `replay` there raises a RuntimeError saying so."""
+    require_no_loop("replay", "replay_async")
     return asyncio.run(replay_async(audio, app=app, agent_channel=agent_channel, **kwargs))
+
+
+def require_no_loop(name: str, async_name: str) -> None:
+    """Raise a RuntimeError naming `async_name` when called inside a running event loop,
+    where `name` (which runs a loop of its own) cannot work."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(f"{name}() runs its own event loop, so it cannot be called inside a "
+                       f"running one (an async test or coroutine): use "
+                       f"`await {async_name}(...)` there, with the same arguments")
 
 
 async def run_until(clock: VirtualClock, call: Call, end_t: float) -> None:
