@@ -50,7 +50,8 @@ def verify_telnyx_signature(public_key: str, signature: str | None, timestamp: s
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    if not signature or not timestamp or not timestamp.isascii() or not timestamp.isdigit():
+    if (not signature or not timestamp or len(timestamp) > 12 or not timestamp.isascii()
+            or not timestamp.isdigit()):
         return False
     if abs(now - int(timestamp)) > tolerance:
         return False
@@ -121,6 +122,16 @@ def _b64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _number(value: Any) -> float | None:
+    """A JSON number claim as a float (None: not a number, or too big for one)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
 def verify_vonage_jwt(secret: str, authorization: str | None, body: bytes, now: float,
                       tolerance: float = TOLERANCE_S) -> dict[str, Any] | None:
     """The claims of a valid Vonage signed-webhook token in `authorization` (`Bearer
@@ -145,11 +156,10 @@ def verify_vonage_jwt(secret: str, authorization: str | None, body: bytes, now: 
                         hashlib.sha256).digest()
     if not hmac.compare_digest(expected, signature):
         return None
-    iat = claims.get("iat")
-    if not isinstance(iat, int | float) or isinstance(iat, bool) or abs(now - iat) > tolerance:
+    iat, exp = _number(claims.get("iat")), _number(claims.get("exp"))
+    if iat is None or not abs(now - iat) <= tolerance:
         return None
-    exp = claims.get("exp")
-    if isinstance(exp, int | float) and not isinstance(exp, bool) and now > exp:
+    if exp is not None and not now <= exp:
         return None
     if body:
         digest = hashlib.sha256(body).hexdigest()

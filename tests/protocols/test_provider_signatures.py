@@ -157,3 +157,38 @@ def test_vonage_jwt_with_a_real_clock() -> None:
     now = time.time()
     token = vonage_token(iat=now)
     assert verify_vonage_jwt(VONAGE_SECRET, f"Bearer {token}", b"", now) is not None
+
+
+# ------------------------------------------------------------------------------ any input
+
+any_text = st.text(max_size=300) | st.sampled_from(["9" * 5000, "1e999", "-0", "١٢٣"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(signature=st.none() | any_text, timestamp=st.none() | any_text,
+       body=st.binary(max_size=200))
+def test_telnyx_check_answers_any_headers(signature: str | None, timestamp: str | None,
+                                          body: bytes) -> None:
+    assert verify_telnyx_signature(telnyx_keys()[1], signature, timestamp, body, NOW) is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(header=st.none() | any_text, claims=st.dictionaries(
+    st.sampled_from(["iat", "exp", "payload_hash", "jti"]),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    | st.just(10**400)), body=st.binary(max_size=50))
+def test_vonage_check_answers_any_token(header: str | None, claims: dict[str, object],
+                                        body: bytes) -> None:
+    """Garbage headers, and genuinely signed tokens with claims of any type (numbers too
+    big for a float among them): None or claims, never an exception."""
+    assert verify_vonage_jwt(VONAGE_SECRET, header, body, NOW) is None
+    token = jwt.encode(claims, VONAGE_SECRET, algorithm="HS256")
+    verify_vonage_jwt(VONAGE_SECRET, f"Bearer {token}", body, NOW)
+
+
+@settings(max_examples=200, deadline=None)
+@given(header=st.none() | any_text, nonce=st.none() | any_text,
+       params=st.dictionaries(any_text, any_text, max_size=4))
+def test_plivo_check_answers_any_headers(header: str | None, nonce: str | None,
+                                         params: dict[str, str]) -> None:
+    assert validate_plivo_v3(PLIVO_TOKEN, "POST", ANSWER, params, nonce, header) is False
