@@ -41,3 +41,14 @@ def test_secrets_compare_whatever_their_characters() -> None:
     assert not same_secret("s3creT", "s3cret")
     assert not same_secret(None, "s3cret")
     assert not same_secret("ñ\udcff", "s3cret")  # non-ASCII and lone surrogates: no error
+
+
+def test_insecure_and_providers_from_the_environment() -> None:
+    from gateway.settings import SettingError, Settings
+
+    s = Settings.from_env({"ATOMS_INSECURE": "1", "ATOMS_PROVIDERS": "twilio, plivo"})
+    assert s.insecure is True and s.providers == ["twilio", "plivo"]
+    assert Settings.from_env({"ATOMS_PROVIDERS": "none"}).providers == []
+    assert Settings.from_env({}).host == "127.0.0.1" and not Settings.from_env({}).insecure
+    with pytest.raises(SettingError, match="ATOMS_PROVIDERS.*unknown provider 'twillio'"):
+        Settings.from_env({"ATOMS_PROVIDERS": "twillio"})
