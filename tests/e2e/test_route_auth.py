@@ -255,3 +255,23 @@ async def test_serve_refuses_a_public_address_with_open_routes():
     assert len(lines) == 3, lines  # twilio, plivo, /ws (SIP has its allowlist)
     assert any("--plivo-auth-token" in line for line in lines)
     assert "refusing to listen on 0.0.0.0 with 3 route(s)" in text and "--insecure" in text
+
+
+async def test_an_agent_server_with_a_token_behind_a_gateway(gateway_factory):
+    """An agent server's /ws takes `ws_token`; the gateway in front names it in its
+    `agent_url` (`?token=`), and its calls reach the agent; a wrong token reaches none."""
+    agents = await gateway_factory(ws_token="agent-server-secret")
+    front = await gateway_factory(agent_url=f"{agents.ws}/ws?token=agent-server-secret")
+    client = await call_on(front, "twilio", "/twilio/stream")  # hears the remote greeting
+    assert len(agents.app.sessions) == 1
+    await hang_up(client)
+    wrong = await gateway_factory(agent_url=f"{agents.ws}/ws?token=guess",
+                                  agent_handshake_timeout=2.0)
+    client = CLIENTS["twilio"](HOST, wrong.port)
+    await client.connect()
+    await client.start()
+    client.start_mic()
+    # refused by the agent server: the apology, then the hang-up (a call that reached the
+    # demo agent stays up until the caller hangs up)
+    await asyncio.wait_for(client.closed.wait(), 20)
+    await client.close()
