@@ -30,7 +30,7 @@ from agent.session import AgentSession
 from gateway.call import Call, CallSettings, Transport
 from gateway.drain import SHUTDOWN_S, OpenRequests
 from gateway.gc_pacing import collect_on_schedule
-from gateway.logtext import printable
+from gateway.logtext import printable, redact_url
 from gateway.media_tick import MediaTick
 from gateway.observability import Observability
 from gateway.read_limits import GuardedHttpServer, PendingGate, body_timeout_middleware
@@ -333,7 +333,7 @@ class AtomsApp:
         if self.audiosocket_port is not None:
             log.info("AudioSocket: %s:%s", _url_host(host), self.audiosocket_port)
         if self.settings.agent_url:
-            log.info("agent: remote, at %s", self.settings.agent_url)
+            log.info("agent: remote, at %s", redact_url(self.settings.agent_url))
         else:
             handler = self.setup_handler
             name = (f"{getattr(handler, '__module__', '?')}:"
@@ -342,7 +342,7 @@ class AtomsApp:
                      if name == "gateway.demo:setup" else "")
         secret = ("token", "password", "api_key", "secret")
         log.debug("settings: %s", ", ".join(
-            f"{k}={'***' if v and any(w in k for w in secret) else v!r}"
+            f"{k}={'***' if v and any(w in k for w in secret) else _redacted(v)!r}"
             for k, v in dataclasses.asdict(self.settings).items()))
         for line in self.observe.startup_lines():
             log.info("%s", line)
@@ -477,7 +477,7 @@ class AtomsApp:
             self._limit_duration(call, clock)
             await call.start()  # system.init connects to the agent server
             log.info("%s: call started with remote agent %s (%d active)", label,
-                     self.settings.agent_url, len(self.calls))
+                     redact_url(self.settings.agent_url), len(self.calls))
             return call
         session = AgentSession(session_id=call_id, init_event=init_event, context=context)
         call = Call(transport, session, self.stt, self.tts, init_event=init_event,
@@ -641,6 +641,11 @@ class AtomsApp:
             return web.json_response({"ready": True})
         reason = "draining" if self.draining else self.ready_reason
         return web.json_response({"ready": False, "reason": reason}, status=503)
+
+
+def _redacted(value: object) -> object:
+    """A setting's value for the log: URLs without the secrets they carry."""
+    return redact_url(value) if isinstance(value, str) and "://" in value else value
 
 
 def _url_host(host: str) -> str:

@@ -6,6 +6,9 @@ returns, ANSI escapes, NUL, bidirectional overrides, ...) as Python would (`\\n`
 message can neither forge a log line nor fill the disk. It is idempotent: printable
 text comes back unchanged (a backslash is printable).
 
+`redact_url(url)` hides the secrets a URL may carry (`?token=`, a password before `@`),
+for URLs that go in log lines (an agent server's `?token=`, say).
+
 `LogRation` lets the first few lines of a kind through in each window of time and
 counts the rest, then says how many it held back: one garbage datagram per line would
 let anyone who can reach the port write the log at line rate.
@@ -14,9 +17,10 @@ let anyone who can reach the port write the log at line rate.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
-__all__ = ["LogRation", "printable"]
+__all__ = ["LogRation", "printable", "redact_url"]
 
 MAX_LOGGED_CHARS = 200
 
@@ -29,6 +33,17 @@ def printable(text: object, limit: int = MAX_LOGGED_CHARS) -> str:
     if not cut.isprintable():
         cut = "".join(c if c.isprintable() else _escape(c) for c in cut)
     return cut + "..." if len(s) > limit else cut
+
+
+_SECRET_PARAM = re.compile(r"([?&;](?:[^=&;#]*(?:token|key|secret|password|passwd|auth|sig)"
+                           r"[^=&;#]*)=)[^&;#]*", re.IGNORECASE)
+_USERINFO_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:]*:)[^/@]*@", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """`url` with the values of secret-looking query parameters (token, key, secret,
+    password, auth, sig...) and a password in its userinfo replaced by `***`."""
+    return _USERINFO_PASSWORD.sub(r"\1***@", _SECRET_PARAM.sub(r"\1***", url))
 
 
 def _escape(c: str) -> str:

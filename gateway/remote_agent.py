@@ -46,6 +46,7 @@ from agent.events import (
     decode_event,
     encode_event,
 )
+from gateway.logtext import redact_url
 from media.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class RemoteSession:
             await asyncio.wait_for(self._ready.wait(), self.handshake_timeout)
             return True
         except (OSError, TimeoutError, WebSocketException) as exc:
-            await self._fail(f"agent server {self.url} unavailable: {exc!r}")
+            await self._fail(f"agent server {redact_url(self.url)} unavailable: {exc!r}")
             return False
 
     async def deliver(self, event: SDKEvent) -> None:

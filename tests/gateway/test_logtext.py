@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.logtext import printable
+import pytest
+
+from gateway.logtext import printable, redact_url
 
 
 def test_printable_escapes_what_would_forge_or_hide_a_line() -> None:
@@ -18,3 +20,14 @@ def test_printable_bounds_the_length() -> None:
     assert printable("x" * 500, 10) == "x" * 10 + "..."
     assert printable("\n" * 500, 3) == "\\n\\n\\n..."
     assert printable("y" * 10, 10) == "y" * 10
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("ws://agents:8080/ws?token=s3cret", "ws://agents:8080/ws?token=***"),
+    ("wss://h/ws?a=1&api_key=k&b=2", "wss://h/ws?a=1&api_key=***&b=2"),
+    ("wss://user:pa55@h:1/x?X-Amz-Signature=abc#frag", "wss://user:***@h:1/x?X-Amz-Signature=***#frag"),
+    ("ws://agents:8080/ws", "ws://agents:8080/ws"),
+    ("https://h/p?q=token", "https://h/p?q=token"),  # a value that says token is no secret
+])
+def test_urls_lose_their_secrets(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
