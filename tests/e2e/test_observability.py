@@ -227,3 +227,21 @@ async def test_agent_errors_are_counted_by_severity(gateway_factory):
     await until(lambda: not gw.app.calls, 10, "the call to end")
     samples = await scrape(gw)
     assert value(samples, "atoms_agent_errors_total", severity="fatal") == 1
+
+
+async def test_atoms_event_sessions_count_as_calls(gateway_factory):
+    """An orchestrator on /ws (the Atoms event protocol, `system.init` first) is up as
+    transport "atoms" while connected, and ended once it leaves."""
+    gw = await gateway_factory()
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{gw.ws}/ws") as ws:
+        await ws.send_json({"type": "system.init", "version": "1.0",
+                            "session_context": {"initial_variables": {}}})
+        async for msg in ws:  # (events come as binary frames, as the published SDK sends)
+            if msg.type == aiohttp.WSMsgType.BINARY and b'"agent.ready"' in msg.data:
+                break
+        during = await scrape(gw)
+    await until(lambda: not gw.app.sessions, 10, "the event session to end")
+    after = await scrape(gw)
+    assert value(during, "atoms_calls_active", transport="atoms") == 1
+    assert value(after, "atoms_calls_active", transport="atoms") is None
+    assert value(after, "atoms_calls_total", transport="atoms", outcome="completed") == 1
