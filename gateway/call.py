@@ -564,7 +564,7 @@ class Call:
 
     async def _heard(self, utterance_id: str, text: str) -> None:
         self._mark("agent.heard", utterance=utterance_id, text=text)
-        self.turns.heard(text, self.elapsed(), not self.agent_active)
+        self.turns.heard(text, self.elapsed(), not self.agent_active, utterance_id)
         if text:
             self._remember("assistant", text)
         await self._deliver(SDKAgentTranscriptUpdateEvent(role="assistant", content=text))

@@ -242,10 +242,12 @@ class CallTurns:
         if turn.first_audio_out is None:
             turn.first_audio_out = t
 
-    def heard(self, text: str, t: float, idle: bool) -> None:
+    def heard(self, text: str, t: float, idle: bool, utterance: str | None = None) -> None:
         """The caller heard `text` of an utterance; `idle`: the agent has nothing more
         playing or queued, so its answer is over unless a response is still streaming."""
-        turn = self._turn()
+        turn = self.current
+        if turn is None or (utterance is not None and utterance == self._before):
+            return  # (what played on from before the caller's words: an earlier turn's)
         if text:
             turn.heard_text = f"{turn.heard_text} {text}" if turn.heard_text else text
         if idle and not self._response_open and (turn.agent_text or turn.first_audio_out):

@@ -115,11 +115,13 @@ def test_the_answer_is_not_what_was_still_playing():
     call.frame_out(1.02, ("u1", 940.0))  # the greeting goes on
     call.agent_event("agent.speak", speak("It is noon."), 1.3)
     call.frame_out(1.5, ("u1", 1420.0))
+    call.heard("A long greeting.", 1.9, idle=False, utterance="u1")  # not the answer's
     call.frame_out(2.0, ("u2", 20.0))  # the answer's first frame
-    call.heard("It is noon.", 3.0, idle=True)
+    call.heard("It is noon.", 3.0, idle=True, utterance="u2")
     answer = sink.turns[-1]
     assert answer.caller_text == "what time is it"
     assert answer.first_audio_out == 2.0 and abs(answer.reply_latency - 1.0) < 1e-9
+    assert answer.heard_text == "It is noon."
 
 
 def test_outcomes_and_errors():
