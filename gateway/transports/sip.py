@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
 QUIET_CHECK_S = 1.0  # look for RTP silence once a second
+TCP_IDLE_S = 120.0  # a SIP-over-TCP connection with no call, quiet this long, is closed
 END_REASONS = {"bye": "caller hung up", "cancelled": "caller cancelled"}
 
 
@@ -321,7 +322,9 @@ class SipServer:
         message must be complete within `header_timeout` of its first byte (the first one
         within that of the connection's opening): a half-open connection, sending part of
         a message or a Content-Length it never meets, is closed. Between messages a
-        connection may stay quiet (a trunk's connection lasts as long as its calls)."""
+        connection may stay quiet for as long as a call it carries lasts; one that carries
+        none is closed after `TCP_IDLE_S` of quiet, as SIP proxies do (a trunk's
+        keep-alives, OPTIONS or CRLF, keep it open)."""
         peer = writer.get_extra_info("peername")
         addr: Addr = (peer[0], peer[1])
         if not self.tcp_gate.admit(addr):
@@ -331,10 +334,29 @@ class SipServer:
         self._streams[addr] = writer
         parser = SipStreamParser()
         limit = self.app.settings.header_timeout
+        quiet_limit = TCP_IDLE_S
         loop = asyncio.get_running_loop()
         deadline: float | None = loop.time() + limit  # (None: between messages)
         try:
-            while data := await read_before(reader, deadline):
+            while True:
+                try:
+                    data = await read_before(reader, deadline if deadline is not None
+                                             else loop.time() + quiet_limit)
+                except TimeoutError:
+                    if deadline is not None:
+                        self._tcp_timeouts.log(
+                            loop.time(), logging.INFO, "SIP over TCP from %s:%s: no complete "
+                            "message within %g s; closing", addr[0], addr[1], limit)
+                        break
+                    if self._carries_call(addr):
+                        continue
+                    log.debug("SIP over TCP from %s:%s: quiet for %g s with no call; closing",
+                              addr[0], addr[1], quiet_limit)
+                    break
+                if not data:
+                    break
+                if deadline is None and data.strip(b"\r\n"):  # a message begins
+                    deadline = loop.time() + limit
                 try:
                     messages = parser.feed(data)
                 except SipParseError as exc:
@@ -343,17 +365,13 @@ class SipServer:
                 if messages and pending:
                     pending = False
                     self.tcp_gate.done()
-                if not parser.buffered:  # between messages: no limit (once one came)
+                if not parser.buffered:  # between messages (once one came): no deadline
                     if not pending:
                         deadline = None
-                elif messages or deadline is None:  # a new message has begun
+                elif messages:  # one more message has begun in this read
                     deadline = loop.time() + limit
                 for msg in messages:
                     self.received(msg, addr, "TCP")
-        except TimeoutError:
-            self._tcp_timeouts.log(loop.time(), logging.INFO,
-                                   "SIP over TCP from %s:%s: no complete message within %g s; "
-                                   "closing", addr[0], addr[1], limit)
         except ConnectionError:
             pass
         finally:
@@ -361,6 +379,11 @@ class SipServer:
                 self.tcp_gate.done()
             self._streams.pop(addr, None)
             writer.close()
+
+    def _carries_call(self, addr: Addr) -> bool:
+        """A call not ended came in on the TCP connection from `addr`."""
+        return self.uas is not None and any(
+            c.transport == "TCP" and c.source == addr for c in self.uas.calls)
 
     # -- calls ---------------------------------------------------------------------------
     def _local_ip(self, sc: SipCall) -> str:

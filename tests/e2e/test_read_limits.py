@@ -284,3 +284,59 @@ async def test_streams_not_started_beyond_the_cap_are_refused(gateway_factory):
             await ws.close()
     await until(lambda: gw.app.stream_gate.pending == 0, 5, "the held streams to go")
     await canary_keeps_its_audio(canary)
+
+
+def tcp_invite(n: int, port: int, sdp: bytes, method: str = "INVITE", cseq: int = 1,
+               to_tag: str = "") -> bytes:
+    lines = [f"{method} sip:agent@{HOST}:{port};transport=tcp SIP/2.0",
+             f"Via: SIP/2.0/TCP {HOST}:5099;branch=z9hG4bK-tcpcall-{n}-{method}",
+             f"From: <sip:caller@{HOST}>;tag=c{n}",
+             f"To: <sip:agent@{HOST}:{port}>" + (f";tag={to_tag}" if to_tag else ""),
+             f"Call-ID: tcpcall-{n}@{HOST}", f"CSeq: {cseq} {method}", "Max-Forwards: 70",
+             f"Contact: <sip:caller@{HOST}:5099;transport=tcp>"]
+    if sdp:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(sdp)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + sdp
+
+
+async def sip_final(reader: asyncio.StreamReader) -> str:
+    """The next final (non-1xx) response on a TCP connection, head and body."""
+    while True:
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode()
+        length = int(next((line.split(":", 1)[1] for line in head.split("\r\n")
+                           if line.lower().startswith("content-length:")), "0"))
+        body = (await reader.readexactly(length)).decode() if length else ""
+        if not head.startswith("SIP/2.0 1"):
+            return head + body
+
+
+async def test_sip_over_tcp_quiet_connections_close_unless_they_carry_a_call(
+        gateway_factory, monkeypatch):
+    monkeypatch.setattr("gateway.transports.sip.TCP_IDLE_S", 1.0)
+    gw = await gateway_factory(sip_port=0, header_timeout=SHORT)
+    port = gw.app.sip_port
+    prober, probe_writer = await connect(port, options(200, port))
+    caller, caller_writer = await connect(port)
+    sdp = (f"v=0\r\no=c 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+           f"m=audio 40002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=inactive\r\n").encode()
+    try:
+        assert (await sip_response(prober)).startswith("SIP/2.0 200")
+        caller_writer.write(tcp_invite(1, port, sdp))
+        ok = await sip_final(caller)
+        assert ok.startswith("SIP/2.0 200"), ok
+        tag = ok.split("To:", 1)[1].split("tag=", 1)[1].split("\r\n")[0].split(";")[0]
+        caller_writer.write(tcp_invite(1, port, b"", "ACK", to_tag=tag))
+        # quiet, and no call on it: closed after the (here short) quiet limit
+        assert await closed_by_peer(prober, 10) == b""
+        # quiet as long, but carrying a call: still there (nothing sent, nothing closed),
+        # and the call ends over it
+        with pytest.raises(TimeoutError):
+            got = await asyncio.wait_for(caller.read(1), 2.0)
+            raise AssertionError(f"the gateway sent {got!r} or closed")
+        caller_writer.write(tcp_invite(1, port, b"", "BYE", cseq=2, to_tag=tag))
+        bye_ok = await sip_final(caller)
+        assert bye_ok.startswith("SIP/2.0 200") and "CSeq: 2 BYE" in bye_ok, bye_ok
+        assert await closed_by_peer(caller, 10) == b""  # no call left on it
+    finally:
+        close_all([probe_writer, caller_writer])
