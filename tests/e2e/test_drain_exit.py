@@ -11,6 +11,7 @@ than any exit needs, so a slow machine does not fail it; the figures are printed
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 
@@ -95,11 +96,11 @@ async def _until_logged(served, text: str, timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_a_close_reply_that_comes_during_the_shutdown_is_heard():
+async def test_a_close_reply_that_comes_during_the_shutdown_is_heard(caplog):
     """The race itself, in process: a Twilio caller whose close reply takes a round trip
     (300 ms here) sends `stop` during the drain. Its handler must finish the close handshake
     with the caller's 1000, not time out on a reply the server's shutdown dropped (1006,
-    10 s later)."""
+    10 s later), nor return while the shutdown closes its socket a second time (no code)."""
     import json
     import uuid
 
@@ -108,6 +109,7 @@ async def test_a_close_reply_that_comes_during_the_shutdown_is_heard():
     from gateway.app import AtomsApp
     from tests.e2e.harness import demo_phrases
 
+    caplog.set_level(logging.INFO, logger="gateway")
     outcomes: list[tuple[str, int | None]] = []
 
     @web.middleware
@@ -153,3 +155,5 @@ async def test_a_close_reply_that_comes_during_the_shutdown_is_heard():
         if stop is None:
             await app.stop(drain_timeout=0)
     assert outcomes == [("returned", 1000)]
+    # (the call had ended: the shutdown did not hang it up again over its own close)
+    assert "still active after the drain timeout" not in caplog.text
