@@ -63,7 +63,15 @@ def main() -> None:
     call.transport = "twilio"
     turn = a_turn(1)
 
-    detector = per_call(lambda: call.detector_frame(True, 1.0), 200_000)
+    bargein = SimpleNamespace(last=SimpleNamespace(active=True))
+
+    def detector_hook(arrived: float | None = None, now: float = 1.0) -> None:
+        # the statement in Call.caller_frame, as it runs there
+        last = bargein.last
+        call.detector_frame(last is not None and last.active,
+                            (now if arrived is None else arrived) - 0.0 - 0.02)
+
+    detector = per_call(detector_hook, 200_000)
     awaiting = per_call(lambda: call.awaiting_reply, 200_000)
     sink = per_call(lambda: metrics.turn_done(call, turn), 20_000)
     ended = per_call(lambda: metrics.call_ended(call, "completed"), 20_000)
