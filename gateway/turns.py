@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
+SEVERITIES = frozenset({"warning", "error", "fatal"})  # of agent.error, as metric labels
 # Gaps of this many caller frames (20 ms) end a run of sound for the barge-in onset.
 ONSET_GAP_FRAMES = 3
 
@@ -210,7 +211,9 @@ class CallTurns:
         elif etype == "agent.transfer_call":
             self.transferred = True
         elif etype == "agent.error":
-            severity = str(getattr(event, "severity", None) or "error")
+            severity = str(getattr(event, "severity", None) or "").lower()
+            if severity not in SEVERITIES:  # (an agent server's, any text: a bounded label)
+                severity = "other"
             for sink in self.sinks:
                 _safe(sink.agent_error, self, severity)
 

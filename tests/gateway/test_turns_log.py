@@ -135,10 +135,11 @@ def test_outcomes_and_errors():
     call = CallTurns("CA3")
     call.sinks = [sink]
     call.agent_event("agent.error", SimpleNamespace(severity="fatal"), 1.0)
+    call.agent_event("agent.error", SimpleNamespace(severity="x" * 500), 1.1)  # (remote)
     call.agent_event("agent.transfer_call", SimpleNamespace(), 2.0)
     call.call_ended(3.0, "agent hung up")
     call.call_ended(3.5, "again")  # once only
-    assert sink.errors == ["fatal"] and sink.ended == ["transferred"]
+    assert sink.errors == ["fatal", "other"] and sink.ended == ["transferred"]
 
 
 def test_a_sink_that_raises_does_not_stop_the_others(caplog):
