@@ -21,7 +21,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 
@@ -30,13 +30,18 @@ from agent.session import AgentSession
 from gateway.call import Call, CallSettings, Transport
 from gateway.drain import SHUTDOWN_S, OpenRequests
 from gateway.gc_pacing import collect_on_schedule
+from gateway.host import CallRefused, EventSession, call_label
 from gateway.logtext import printable, redact_url
 from gateway.media_tick import MediaTick
 from gateway.observability import Observability
 from gateway.read_limits import GuardedHttpServer, PendingGate, body_timeout_middleware
 from gateway.remote_agent import RemoteSession
-from gateway.route_auth import is_loopback, open_routes
+from gateway.route_auth import StreamTokens, is_loopback, open_routes
+from gateway.routes import add_routes
 from gateway.settings import Settings, configure_logging
+from gateway.transports.audiosocket import AudioSocketListener, add_audiosocket_listener
+from gateway.transports.sip import SipServer, add_sip_listener
+from gateway.transports.webrtc import WebRtcServer, add_webrtc_routes
 from media.clock import Clock
 from media.recording_stream import StreamingRecorder
 
@@ -45,22 +50,9 @@ log = logging.getLogger(__name__)
 SetupHandler = Callable[[AgentSession], Awaitable[None]]
 
 
-class CallRefused(Exception):
-    """A new call cannot be taken (limit reached, or the server is draining)."""
-
-
 class StartupError(RuntimeError):
     """The server cannot start (a port in use, an address it cannot bind): one line that
     names what to change."""
-
-
-class EventSession(Protocol):
-    """What the app needs of an Atoms event-protocol session on /ws
-    (`gateway.transports.atoms_ws.AtomsPeer`): to wait for its end, and to end it."""
-
-    async def wait_closed(self) -> None: ...
-
-    async def close(self, reason: str) -> None: ...
 
 
 SHUTDOWN = "the gateway is shutting down"  # what a caller still connected at shutdown is told
@@ -100,13 +92,32 @@ class AtomsApp:
         self._background: set[asyncio.Task[Any]] = set()
         self._on_start: list[Callable[[], Awaitable[None]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
-        self.audiosocket_port: int | None = None  # bound port, once listening
         self.media_tick = MediaTick()  # paces every WebSocket media stream's audio
         self.on_stop(self.media_tick.stop)
-        from gateway.routes import add_routes
-
-        add_routes(self)
+        # provider streams that have not started their call yet (`max_pending_connections`)
+        self.stream_gate = PendingGate("media stream", self.settings.max_pending_connections)
+        self.stream_tokens = StreamTokens()  # per-call tokens of the stream URLs we answer with
+        add_routes(self)  # providers' webhooks and streams, /ws, the demo page
+        # the listeners: each is there whether or not its port is set (then it never binds)
+        self.webrtc: WebRtcServer = add_webrtc_routes(self)
+        self.audiosocket: AudioSocketListener = add_audiosocket_listener(self)
+        self.sip: SipServer = add_sip_listener(self)
         self.observe = Observability(self)  # /metrics, conversation logs, traces
+
+    @property
+    def sip_port(self) -> int | None:
+        """The SIP listener's bound port, once listening."""
+        return self.sip.port
+
+    @property
+    def audiosocket_port(self) -> int | None:
+        """The AudioSocket listener's bound port, once listening."""
+        return self.audiosocket.port
+
+    @property
+    def audiosocket_gate(self) -> PendingGate:
+        """AudioSocket connections that have not started their call yet."""
+        return self.audiosocket.gate
 
     # -- start-up ------------------------------------------------------------------------
     def load_engines(self) -> None:
@@ -327,9 +338,8 @@ class AtomsApp:
                      if leaf in ("voice", "answer")]
             log.info("%s: %sstream %s/%s/stream", provider.capitalize(),
                      f"webhook {hooks[0]}, " if hooks else "", ws_public, provider)
-        sip = getattr(self, "sip", None)
-        if getattr(sip, "port", None) is not None:
-            log.info("SIP: %s:%s", _url_host(sip.bind_host), sip.port)
+        if self.sip.port is not None:
+            log.info("SIP: %s:%s", _url_host(self.sip.bind_host), self.sip.port)
         if self.audiosocket_port is not None:
             log.info("AudioSocket: %s:%s", _url_host(host), self.audiosocket_port)
         if self.settings.agent_url:
@@ -702,7 +712,6 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 MAX_NAME_CHARS = 64  # of the caller's id in a recording's name
-_LOG_CHARS = 80
 MAX_CALL_ID_CHARS = 128  # of a caller's id as a call shows it (`open_call`)
 
 
@@ -715,9 +724,3 @@ def recording_name(call_id: str, gateway_id: str) -> str:
         return gateway_id
     return f"{safe}-{gateway_id}"
 
-
-def call_label(call_id: str, gateway_id: str) -> str:
-    """How a call is named in log lines: the caller's id (control characters escaped,
-    bounded: `printable`), and the gateway's id when it differs."""
-    shown = printable(call_id, _LOG_CHARS)
-    return shown if call_id == gateway_id else f"{shown} [{gateway_id}]"

@@ -29,7 +29,8 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from gateway.settings import PROVIDERS, Settings
+from gateway.protocols import WEBSOCKET_PROTOCOLS
+from gateway.settings import Settings
 
 __all__ = ["OpenRoute", "StreamTokens", "is_loopback", "open_routes", "same_secret"]
 
@@ -104,15 +105,6 @@ class OpenRoute:
                f"{self.fix}"
 
 
-_PROVIDER_SECRET = {
-    "twilio": ("twilio_auth_token", "/twilio/voice, /twilio/stream"),
-    "telnyx": ("telnyx_public_key", "/telnyx/voice, /telnyx/stream"),
-    "plivo": ("plivo_auth_token", "/plivo/answer, /plivo/stream"),
-    "exotel": ("exotel_token", "/exotel/answer, /exotel/stream"),
-    "vonage": ("vonage_signature_secret", "/vonage/answer, /vonage/event, /vonage/stream"),
-}
-
-
 def _flag(name: str) -> str:
     return f"--{name.replace('_', '-')} or ATOMS_{name.upper()}"
 
@@ -122,13 +114,13 @@ def open_routes(s: Settings, http_host: str | None = None) -> list[OpenRoute]:
     (`http_host`: where the HTTP server listens, if not `s.host`)."""
     host = http_host or s.host
     found: list[OpenRoute] = []
-    for provider in PROVIDERS:
+    for provider, entry in WEBSOCKET_PROTOCOLS.items():
         if provider not in s.providers:
             continue
-        secret, paths = _PROVIDER_SECRET[provider]
-        if not getattr(s, secret):
-            found.append(OpenRoute(paths, host, f"{_flag(secret)} (or leave {provider} out "
-                                                "of --providers)"))
+        if not getattr(s, entry.secret):
+            found.append(OpenRoute(", ".join(entry.paths(provider)), host,
+                                   f"{_flag(entry.secret)} (or leave {provider} out "
+                                   "of --providers)"))
     if not s.ws_token:
         found.append(OpenRoute("/ws, /webrtc/offer", host, _flag("ws_token")))
     if s.sip_port is not None and not (s.sip_user and s.sip_password) and not s.sip_allow:

@@ -1,5 +1,7 @@
-"""HTTP routes of the gateway: each provider's answer webhook and media-stream WebSocket,
-the web-client WebSocket, and the AudioSocket listener.
+"""HTTP routes of the gateway: each provider's answer webhook and media-stream WebSocket
+(one per entry of the registry `gateway.protocols.WEBSOCKET_PROTOCOLS`), the web-client
+WebSocket and the demo page. (The listeners, WebRTC, SIP and AudioSocket, are the app's:
+`AtomsApp.__init__`.)
 
 Each provider's routes check its own scheme once its secret is set (`gateway.route_auth`):
 a webhook without a valid signature gets 403, and the stream URL it answers with carries a
@@ -14,31 +16,29 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.logtext import printable
+from gateway.protocols import WEBSOCKET_PROTOCOLS, StreamProvider
 from gateway.protocols.common import CallStarted
-from gateway.protocols.exotel import ExotelProtocol, exotel_url_answer
-from gateway.protocols.plivo import PlivoProtocol, plivo_xml
+from gateway.protocols.exotel import exotel_url_answer
+from gateway.protocols.plivo import plivo_xml
 from gateway.protocols.provider_signatures import (
     validate_plivo_v3,
     verify_telnyx_signature,
     verify_vonage_jwt,
 )
-from gateway.protocols.telnyx import TelnyxProtocol, telnyx_texml
-from gateway.protocols.twilio import TwilioProtocol, twilio_twiml
+from gateway.protocols.telnyx import telnyx_texml
+from gateway.protocols.twilio import twilio_twiml
 from gateway.protocols.twilio_signature import validate_twilio_signature
-from gateway.protocols.vonage import VonageProtocol, vonage_ncco
-from gateway.route_auth import StreamTokens, same_secret
-from gateway.transports.audiosocket import add_audiosocket_listener
+from gateway.protocols.vonage import vonage_ncco
+from gateway.route_auth import same_secret
 from gateway.transports.media_stream import serve_media_stream
-from gateway.transports.sip import add_sip_listener
 from gateway.transports.webclient import serve_web_client
-from gateway.transports.webrtc import add_webrtc_routes
 
 if TYPE_CHECKING:
     from gateway.app import AtomsApp
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 XML = "application/xml"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TWILIO_TOKEN_PARAM = "atoms_stream_token"  # the `<Parameter>` with a Twilio stream's token
 
 
@@ -101,8 +102,7 @@ def _refuse(request: web.Request, why: str) -> web.HTTPForbidden:
 def add_routes(app: AtomsApp) -> None:
     r = app.web.router
     s = app.settings
-    tokens = StreamTokens()  # per-call tokens of the stream URLs our answers give out
-    app.stream_tokens = tokens  # type: ignore[attr-defined]
+    tokens = app.stream_tokens  # per-call tokens of the stream URLs our answers give out
 
     def now() -> float:
         return asyncio.get_running_loop().time()
@@ -174,12 +174,6 @@ def add_routes(app: AtomsApp) -> None:
             return None
         return dataclasses.replace(started, params=params)
 
-    async def twilio_stream(request: web.Request) -> web.StreamResponse:
-        _twilio_checked(app, request, {}, websocket=True)
-        return await serve_media_stream(
-            app, request, TwilioProtocol(max_message=app.settings.max_message_bytes), "twilio",
-            check_start=twilio_start_checked)
-
     async def telnyx_voice(request: web.Request) -> web.Response:
         await telnyx_checked(request)
         url = stream_url(request, "telnyx", bool(s.telnyx_public_key))
@@ -204,47 +198,46 @@ def add_routes(app: AtomsApp) -> None:
         url = stream_url(request, "vonage", bool(s.vonage_signature_secret))
         return web.json_response(vonage_ncco(url, headers=headers))
 
-    secrets_of = {"telnyx": lambda: s.telnyx_public_key, "plivo": lambda: s.plivo_auth_token,
-                  "exotel": lambda: s.exotel_token, "vonage": lambda: s.vonage_signature_secret}
-
-    def stream(factory: Callable[..., Any], provider: str) -> Callable[..., Any]:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            token_checked(request, provider, secrets_of[provider]())
-            protocol = factory(max_message=app.settings.max_message_bytes)
-            return await serve_media_stream(app, request, protocol, provider)
-
-        return handler
-
-    on = set(s.providers)  # the providers whose routes are served
-    if "twilio" in on:
-        r.add_post("/twilio/voice", twilio_voice)
-        r.add_get("/twilio/stream", twilio_stream)
-    if "telnyx" in on:
-        r.add_route("*", "/telnyx/voice", telnyx_voice)
-        r.add_get("/telnyx/stream", stream(TelnyxProtocol, "telnyx"))
-    if "plivo" in on:
-        r.add_route("*", "/plivo/answer", plivo_answer)
-        r.add_get("/plivo/stream", stream(PlivoProtocol, "plivo"))
-    if "exotel" in on:
-        r.add_route("*", "/exotel/answer", exotel_answer)
-        r.add_get("/exotel/stream", stream(ExotelProtocol, "exotel"))
-
     async def vonage_event(request: web.Request) -> web.Response:
         await vonage_checked(request)
         body = await request.text()  # (a line break in it must not forge a log line)
         log.info("vonage event: %s", printable(body, 500))
         return web.json_response({})
 
-    if "vonage" in on:
-        r.add_route("*", "/vonage/answer", vonage_answer)
-        r.add_get("/vonage/stream", stream(VonageProtocol, "vonage"))
-        r.add_route("*", "/vonage/event", vonage_event)
+    # each provider's webhooks besides its stream: (method, leaf, handler)
+    webhooks: dict[str, list[tuple[str, str, Handler]]] = {
+        "twilio": [("POST", "voice", twilio_voice)],
+        "telnyx": [("*", "voice", telnyx_voice)],
+        "plivo": [("*", "answer", plivo_answer)],
+        "exotel": [("*", "answer", exotel_answer)],
+        "vonage": [("*", "answer", vonage_answer), ("*", "event", vonage_event)],
+    }
+
+    def stream(provider: str, entry: StreamProvider) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            check_start = None
+            if provider == "twilio":  # Twilio signs the upgrade; the token is in `start`
+                _twilio_checked(app, request, {}, websocket=True)
+                check_start = twilio_start_checked
+            else:
+                token_checked(request, provider, getattr(s, entry.secret))
+            protocol = entry.protocol(max_message=app.settings.max_message_bytes)
+            return await serve_media_stream(app, request, protocol, provider,
+                                            app.stream_gate, check_start)
+
+        return handler
+
+    for provider, entry in WEBSOCKET_PROTOCOLS.items():  # the served ones, in this order
+        if provider not in s.providers:
+            continue
+        for method, leaf, answer in webhooks.get(provider, []):
+            r.add_route(method, f"/{provider}/{leaf}", answer)
+        r.add_get(f"/{provider}/stream", stream(provider, entry))
 
     async def web_client(request: web.Request) -> web.StreamResponse:
         return await serve_web_client(app, request)
 
     r.add_get("/ws", web_client)
-    add_webrtc_routes(app)
     static = Path(__file__).parent / "static"  # the demo page
 
     async def demo_page(request: web.Request) -> web.FileResponse:
@@ -252,5 +245,3 @@ def add_routes(app: AtomsApp) -> None:
 
     r.add_get("/", demo_page)
     r.add_static("/static/", static)
-    add_audiosocket_listener(app)
-    add_sip_listener(app)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -20,13 +20,10 @@ from agent.events import (
     encode_event,
 )
 from agent.session import AgentSession
-from gateway.app import CallRefused
 from gateway.audio_edge import audio_problem
+from gateway.host import CallHost, CallRefused
 from gateway.idle import IdleTimer
 from gateway.logtext import printable
-
-if TYPE_CHECKING:
-    from gateway.app import AtomsApp
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +72,7 @@ class AtomsPeer:
         await self.ws.close(code=WSCloseCode.GOING_AWAY, message=reason.encode()[:120])
 
 
-async def serve_atoms_protocol(app: AtomsApp, ws: web.WebSocketResponse,
+async def serve_atoms_protocol(app: CallHost, ws: web.WebSocketResponse,
                                init: SDKSystemInitEvent) -> web.WebSocketResponse:
     """Host one agent session for a peer that already sent `system.init`.
 
@@ -99,7 +96,7 @@ async def serve_atoms_protocol(app: AtomsApp, ws: web.WebSocketResponse,
                  app.active)
 
 
-async def _serve(app: AtomsApp, ws: web.WebSocketResponse, init: SDKSystemInitEvent,
+async def _serve(app: CallHost, ws: web.WebSocketResponse, init: SDKSystemInitEvent,
                  peer: AtomsPeer, session_id: str) -> web.WebSocketResponse:
     session = AgentSession(session_id=session_id, init_event=init,
                            context=session_context_dict(init))

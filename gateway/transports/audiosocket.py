@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from agent.events import SDKEvent
-from gateway.app import CallRefused
 from gateway.call import Call
+from gateway.host import CallHost, CallRefused
 from gateway.media_tick import TickedStream
 from gateway.protocols.audiosocket import AudioSocketProtocol
 from gateway.protocols.common import (
@@ -23,9 +22,6 @@ from gateway.protocols.common import (
 )
 from gateway.read_limits import PendingGate, read_before
 from gateway.transports.media_stream import call_context
-
-if TYPE_CHECKING:
-    from gateway.app import AtomsApp
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +60,7 @@ class AudioSocketTransport(TickedStream):
         return None
 
 
-async def serve_audiosocket(app: AtomsApp, reader: asyncio.StreamReader,
+async def serve_audiosocket(app: CallHost, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter, gate: PendingGate) -> None:
     """Run one AudioSocket call until hang-up; bad input closes only this connection.
 
@@ -135,26 +131,36 @@ async def serve_audiosocket(app: AtomsApp, reader: asyncio.StreamReader,
             writer.close()
 
 
-def add_audiosocket_listener(app: AtomsApp) -> None:
-    """Listen for AudioSocket connections on `settings.audiosocket_port` (when set)."""
-    server: asyncio.Server | None = None
-    gate = PendingGate("AudioSocket", app.settings.max_pending_connections)
-    app.audiosocket_gate = gate  # type: ignore[attr-defined]
+class AudioSocketListener:
+    """The AudioSocket listener of one app: binds `settings.audiosocket_port` at start-up
+    when it is set (`port` is then the bound one)."""
 
-    async def start() -> None:
-        nonlocal server
+    def __init__(self, app: CallHost) -> None:
+        self.app = app
+        self.port: int | None = None  # bound port, once listening
+        # connections that have not started their call yet (`max_pending_connections`)
+        self.gate = PendingGate("AudioSocket", app.settings.max_pending_connections)
+        self._server: asyncio.Server | None = None
+
+    async def start_audiosocket(self) -> None:
+        app = self.app
         port = app.settings.audiosocket_port
         if port is None:
             return
-        server = await asyncio.start_server(
-            lambda r, w: serve_audiosocket(app, r, w, gate), app.settings.host, port)
-        app.audiosocket_port = server.sockets[0].getsockname()[1]
-        log.info("AudioSocket listening on %s:%s", app.settings.host, app.audiosocket_port)
+        self._server = await asyncio.start_server(
+            lambda r, w: serve_audiosocket(app, r, w, self.gate), app.settings.host, port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("AudioSocket listening on %s:%s", app.settings.host, self.port)
 
-    async def stop() -> None:
-        if server is not None:
-            server.close()
-            await server.wait_closed()
+    async def stop_audiosocket(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
 
-    app.on_start(start)
-    app.on_stop(stop)
+
+def add_audiosocket_listener(app: CallHost) -> AudioSocketListener:
+    """Listen for AudioSocket connections on `settings.audiosocket_port` (when set)."""
+    listener = AudioSocketListener(app)
+    app.on_start(listener.start_audiosocket)
+    app.on_stop(listener.stop_audiosocket)
+    return listener

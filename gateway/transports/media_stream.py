@@ -9,13 +9,13 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from agent.events import SDKEvent, SDKSystemInitEvent
-from gateway.app import CallRefused, call_label
 from gateway.call import Call
+from gateway.host import CallHost, CallRefused, call_label
 from gateway.idle import IdleTimer
 from gateway.logtext import printable
 from gateway.media_tick import TickedStream
@@ -35,9 +35,6 @@ from gateway.protocols.common import (
     show,
 )
 from gateway.read_limits import PendingGate
-
-if TYPE_CHECKING:
-    from gateway.app import AtomsApp
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +154,9 @@ def call_context(started: CallStarted, provider: str) -> tuple[dict[str, Any], S
 StartCheck = Callable[[CallStarted], "CallStarted | None"]
 
 
-async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
-                             provider: str, check_start: StartCheck | None = None
+async def serve_media_stream(app: CallHost, request: web.Request, protocol: Any,
+                             provider: str, gate: PendingGate,
+                             check_start: StartCheck | None = None
                              ) -> web.WebSocketResponse:
     """Run one provider WebSocket until the call ends; bad input closes only this call.
 
@@ -168,8 +166,7 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
     Until its call starts (the provider's start message) the stream counts against
     `max_pending_connections` (beyond it the upgrade gets 503) and has `header_timeout`
     in all to start it (then a close with 1008): an upgraded socket that never starts a
-    call holds nothing for long."""
-    gate = stream_gate(app)
+    call holds nothing for long. `gate` counts the app's streams not started yet."""
     if not gate.admit(request.remote):
         raise web.HTTPServiceUnavailable(text="too many streams not started yet")
     pending = {"counted": True}
@@ -186,16 +183,7 @@ async def serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
         started()
 
 
-def stream_gate(app: AtomsApp) -> PendingGate:
-    """The app's count of provider streams that have not started their call yet."""
-    gate = getattr(app, "stream_gate", None)
-    if gate is None:
-        gate = PendingGate("media stream", app.settings.max_pending_connections)
-        app.stream_gate = gate  # type: ignore[attr-defined]
-    return gate
-
-
-async def _serve_media_stream(app: AtomsApp, request: web.Request, protocol: Any,
+async def _serve_media_stream(app: CallHost, request: web.Request, protocol: Any,
                               provider: str, started: Callable[[], None],
                               check_start: StartCheck | None) -> web.WebSocketResponse:
     # twice the limit: the protocol itself refuses oversize messages, with a reason

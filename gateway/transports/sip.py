@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.events import SDKSystemInitEvent
-from gateway.app import CallRefused
+from gateway.host import CallHost, CallRefused
 from gateway.logtext import LogRation
 from gateway.read_limits import PendingGate, read_before
 from gateway.sip.auth import DigestAuth
@@ -57,7 +57,6 @@ from gateway.transports.rtp import (
 from media.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
-    from gateway.app import AtomsApp
     from gateway.call import Call
 
 log = logging.getLogger(__name__)
@@ -129,7 +128,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class SipServer:
     """The SIP listener of one `AtomsApp`."""
 
-    def __init__(self, app: AtomsApp) -> None:
+    def __init__(self, app: CallHost) -> None:
         self.app = app
         s = app.settings
         self.bind_host: str = s.sip_host or s.host
@@ -566,17 +565,16 @@ class SipServer:
             self.hangup(media.sip)
 
 
-def add_sip_listener(app: AtomsApp) -> None:
-    """Answer SIP on `settings.sip_port` (when set) with the app's agent."""
+def add_sip_listener(app: CallHost) -> SipServer:
+    """Answer SIP on `settings.sip_port` (when set) with the app's agent; the listener,
+    which binds only when the port is set (its `port` is then the bound one)."""
     server = SipServer(app)
-    app.sip = server  # type: ignore[attr-defined]
 
     async def start() -> None:
         port = app.settings.sip_port
         if port is None:
             return
         await server.start(port)
-        app.sip_port = server.port  # type: ignore[attr-defined]
 
     async def stop() -> None:
         if server.port is not None:
@@ -584,3 +582,4 @@ def add_sip_listener(app: AtomsApp) -> None:
 
     app.on_start(start)
     app.on_stop(stop)
+    return server

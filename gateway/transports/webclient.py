@@ -10,14 +10,13 @@ import hmac
 import json
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from agent.events import SDKEvent, SDKSystemInitEvent, encode_event
-from gateway.app import CallRefused
 from gateway.budget import TokenBucket
 from gateway.call import Call
+from gateway.host import CallHost, CallRefused
 from gateway.idle import IdleTimer
 from gateway.media_tick import TickedStream
 from gateway.protocols.common import ProtocolError
@@ -33,9 +32,6 @@ from gateway.protocols.webclient import (
 )
 from gateway.transports.atoms_ws import send_error, serve_atoms_protocol
 from media.codecs import WireFormat
-
-if TYPE_CHECKING:
-    from gateway.app import AtomsApp
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +80,7 @@ class WebClientTransport(TickedStream):
             await self.ws.send_str(text)
 
 
-def authorized(app: AtomsApp, request: web.Request) -> bool:
+def authorized(app: CallHost, request: web.Request) -> bool:
     """The optional bearer token: `Authorization: Bearer T` or `?token=T` (browsers)."""
     token = app.settings.ws_token
     if not token:
@@ -94,7 +90,7 @@ def authorized(app: AtomsApp, request: web.Request) -> bool:
     return hmac.compare_digest(given.encode(), token.encode())
 
 
-async def serve_web_client(app: AtomsApp, request: web.Request) -> web.StreamResponse:
+async def serve_web_client(app: CallHost, request: web.Request) -> web.StreamResponse:
     if not authorized(app, request):
         raise web.HTTPUnauthorized(text="missing or wrong bearer token")
     # twice the limit: the protocol itself refuses oversize messages, with a reason
@@ -192,7 +188,7 @@ async def _refuse_turn(ws: web.WebSocketResponse, call: Call, turns: TokenBucket
     await send_error(ws, why, severity="warning", binary=False)
 
 
-async def _open(app: AtomsApp, transport: WebClientTransport, context: dict) -> Call:
+async def _open(app: CallHost, transport: WebClientTransport, context: dict) -> Call:
     init = SDKSystemInitEvent.model_validate({
         "session_context": {"initial_variables": context, "conversation_type": "webcall"}})
     ctx = {"provider": "web", "conversation_type": "webcall", "custom_parameters": context,

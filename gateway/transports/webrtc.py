@@ -32,7 +32,7 @@ import json
 import logging
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
@@ -47,8 +47,8 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from agent.events import SDKEvent, SDKSystemInitEvent, encode_event, parse_json
-from gateway.app import CallRefused
 from gateway.call import Call
+from gateway.host import CallHost, CallRefused
 from gateway.idle import IdleTimer
 from gateway.protocols.common import ProtocolError
 from gateway.protocols.webclient import (
@@ -61,9 +61,6 @@ from gateway.protocols.webclient import (
 )
 from gateway.transports.webclient import authorized
 from gateway.transports.webrtc_media import AgentAudioTrack, InboundAudio, TrackFeed
-
-if TYPE_CHECKING:
-    from gateway.app import AtomsApp
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +378,7 @@ class WebRtcPeer:
 class WebRtcServer:
     """The WebRTC routes of one `AtomsApp` and the peers it is serving."""
 
-    def __init__(self, app: AtomsApp) -> None:
+    def __init__(self, app: CallHost) -> None:
         self.app = app
         self.peers: dict[str, WebRtcPeer] = {}
         self.ice = ice_servers(app.settings.ice_servers)
@@ -446,7 +443,7 @@ class WebRtcServer:
 WEBRTC = web.AppKey("webrtc", WebRtcServer)
 
 
-def add_webrtc_routes(app: AtomsApp) -> WebRtcServer:
+def add_webrtc_routes(app: CallHost) -> WebRtcServer:
     """Register the WebRTC routes on `app.web` and close every peer at shutdown."""
     server = WebRtcServer(app)
     app.web[WEBRTC] = server
