@@ -5,7 +5,7 @@
 The gateway grows by about 0.5 MB per call; while a child starts, the loop (every call's
 audio) waits. For each resident size the script grows itself to it (touched numpy
 arrays), then times 20 starts of `espeak-ng --version` on one core (`taskset -c 0`) with
-uvloop's `asyncio.create_subprocess_exec` (libuv: fork) and with `media.spawn` (vfork),
+uvloop's `asyncio.create_subprocess_exec` (libuv: fork) and with `runtime.spawn` (vfork),
 and prints the median and worst time the loop was held.
 """
 
@@ -23,7 +23,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from media.spawn import spawn  # noqa: E402
+from runtime.spawn import spawn  # noqa: E402
 
 ARGV = ["espeak-ng", "--version"]
 STARTS = 20
@@ -50,7 +50,7 @@ async def main(sizes: list[int]) -> None:
     for mb in sizes:
         while len(ballast) < mb:
             ballast.append(np.ones(1 << 17))  # 1 MB, touched
-        for how, name in (("fork", "uvloop (libuv fork)"), ("vfork", "media.spawn (vfork)")):
+        for how, name in (("fork", "uvloop (libuv fork)"), ("vfork", "runtime.spawn (vfork)")):
             t = await held_ms(how)
             sys.stdout.write(f"RSS +{mb} MB  {name:22s} loop held: median {t[len(t) // 2]:.2f} ms,"
                              f" worst {t[-1]:.2f} ms\n")

@@ -42,8 +42,8 @@ from gateway.settings import Settings, configure_logging
 from gateway.transports.audiosocket import AudioSocketListener, add_audiosocket_listener
 from gateway.transports.sip import SipServer, add_sip_listener
 from gateway.transports.webrtc import WebRtcServer, add_webrtc_routes
-from media.clock import Clock
 from media.recording_stream import StreamingRecorder
+from runtime.clock import Clock
 
 log = logging.getLogger(__name__)
 

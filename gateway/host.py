@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from gateway.call import Call, CallSettings, Transport
     from gateway.media_tick import MediaTick
     from gateway.settings import Settings
-    from media.clock import Clock
+    from runtime.clock import Clock
 
 
 class CallRefused(Exception):

@@ -47,7 +47,7 @@ from agent.events import (
     encode_event,
 )
 from gateway.logtext import redact_url
-from media.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gateway.logtext import printable
-from media.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from media.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait
 
 
 class _Flight:

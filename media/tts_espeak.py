@@ -29,7 +29,7 @@ import numpy as np
 import soxr
 
 from media.frames import SAMPLE_RATE
-from media.spawn import spawn
+from runtime.spawn import spawn
 
 __all__ = ["EspeakTTS", "WavStreamParser", "WavFormatError"]
 

@@ -15,6 +15,7 @@ import weakref
 from typing import Any
 
 from agent.events import SDKAgentErrorEvent, SDKEvent, SDKSystemControlInterruptEvent
+from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,7 @@ class Node:
         self._running = False
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
-            await _reap(task)
+            await cancel_and_wait(task)
         self._queue = asyncio.Queue()
 
     # -- internals -----------------------------------------------------------------
@@ -111,8 +111,7 @@ class Node:
         self._queue = asyncio.Queue()
         if task is None or task.done() or task is asyncio.current_task():
             return
-        task.cancel()
-        await _reap(task)
+        await cancel_and_wait(task)
         if self._running:
             self._task = asyncio.create_task(self._loop(), name=f"node:{self.name}")
 
@@ -148,14 +147,3 @@ class Node:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
-
-async def _reap(task: asyncio.Task[None]) -> None:
-    """Wait for a cancelled task to finish, without swallowing our own cancellation."""
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-    except Exception:
-        log.exception("task %s failed while stopping", task.get_name())

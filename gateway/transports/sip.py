@@ -54,7 +54,7 @@ from gateway.transports.rtp import (
     SendStats,
     local_ip_toward,
 )
-from media.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from gateway.call import Call

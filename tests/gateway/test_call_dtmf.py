@@ -105,7 +105,7 @@ class _Session:
 
 
 async def test_transport_that_sends_dtmf_gets_the_digits_and_no_tones_play():
-    from media.clock import VirtualClock
+    from runtime.clock import VirtualClock
 
     for accept in (True, False):
         transport, session = OutOfBand(accept), _Session()

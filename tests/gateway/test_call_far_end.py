@@ -16,8 +16,8 @@ from agent.events import (
     SDKEvent,
 )
 from gateway.call import CONFIRM_TIMEOUT_S, Call, CallSettings
-from media.clock import VirtualClock
 from media.frames import FRAME_S, SAMPLE_RATE
+from runtime.clock import VirtualClock
 
 
 class _MarksLostLine:

@@ -8,8 +8,8 @@ import numpy as np
 
 from agent.events import SDKAgentAudioEvent
 from gateway.call import Call
-from media.clock import VirtualClock
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE, split_frames
+from runtime.clock import VirtualClock
 from tests.gateway.lines import SilentLine
 from tests.gateway.test_call_dtmf import _Session
 from tests.speechgen import speech, trim_silence

@@ -11,8 +11,8 @@ import numpy as np
 
 from gateway.app import AtomsApp
 from gateway.media_tick import MediaTick
-from media.clock import VirtualClock
 from media.frames import SAMPLE_RATE
+from runtime.clock import VirtualClock
 from tests.gateway.lines import TickedLine, run_until
 from tests.speechgen import speech, trim_silence
 

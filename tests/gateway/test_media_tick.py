@@ -26,9 +26,9 @@ from gateway.protocols.twilio import TwilioProtocol
 from gateway.transports.media_stream import MediaStreamTransport
 from gateway.transports.webclient import WebClientTransport
 from media.batch_edge import BatchEdge, codec_index
-from media.clock import VirtualClock
 from media.codecs import WireFormat
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
+from runtime.clock import VirtualClock
 from tests.gateway.test_call_dtmf import _Session
 
 MULAW_8K = WireFormat("pcmu", 8000)

@@ -2,8 +2,8 @@ import asyncio
 
 import numpy as np
 
-from media.clock import VirtualClock
 from media.frames import FRAME_SAMPLES, FrameChunker, rms_dbfs, split_frames
+from runtime.clock import VirtualClock
 
 
 def test_chunker_emits_exact_frames_and_keeps_remainder():

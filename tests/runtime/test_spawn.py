@@ -1,4 +1,4 @@
-"""media.spawn: children started with vfork, their pipes and exit on the running loop."""
+"""runtime.spawn: children started with vfork, their pipes and exit on the running loop."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from media.spawn import spawn
+from runtime.spawn import spawn
 
 
 async def test_output_both_pipes_and_exit_status() -> None:
