@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.clients.openai import first_token_observer
+from agent.clients.observe import first_token_observer
 from agent.events import (
     SDKAgentEndCallEvent,
     SDKAgentSpeakEvent,

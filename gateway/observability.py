@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from agent.clients.openai import first_token_observer
+from agent.clients.observe import first_token_observer
 from gateway.convlog import ConversationLog
 from gateway.metrics import Metrics, transport_name
 from gateway.turns import TurnSink

@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from contextvars import ContextVar
+from collections.abc import AsyncIterator, Awaitable, Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
+from agent.clients.observe import first_token_observer
 from agent.clients.types import (
     ChatChunk,
     ChatResponse,
@@ -40,12 +40,6 @@ DEFAULT_MODEL = "gpt-4o-mini"
 PLACEHOLDER_API_KEY = "not-needed"
 DEFAULT_TIMEOUT = openai.Timeout(60.0, connect=10.0)
 DEFAULT_MAX_RETRIES = 1
-
-# Told the seconds from a streamed request to its first content, for whoever runs the
-# agent (the gateway sets it, per call, for the tasks of that call's session; metrics and
-# traces take it from there). None: nobody asked.
-first_token_observer: ContextVar[Callable[[float], None] | None] = ContextVar(
-    "first_token_observer", default=None)
 
 
 def _env(*names: str) -> str | None:
