@@ -31,8 +31,8 @@ from gateway.audio_edge import AudioEdge
 from gateway.testing import replay_async
 from media.codecs import WireFormat
 from media.stt import Transcript
-from media.tts_cache import CachedTTS
-from media.tts_espeak import EspeakTTS
+from media.tts.cache import CachedTTS
+from media.tts.espeak import EspeakTTS
 from tests.speechgen import speech, trim_silence
 
 RUNS = 3

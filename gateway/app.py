@@ -29,6 +29,7 @@ from agent.events import SDKSystemInitEvent
 from agent.session import AgentSession
 from gateway.call import Call, CallSettings, Transport
 from gateway.drain import SHUTDOWN_S, OpenRequests
+from gateway.engines import make_tts
 from gateway.gc_pacing import collect_on_schedule
 from gateway.host import CallRefused, EventSession, call_label
 from gateway.logtext import printable, redact_url
@@ -43,6 +44,7 @@ from gateway.transports.audiosocket import AudioSocketListener, add_audiosocket_
 from gateway.transports.sip import SipServer, add_sip_listener
 from gateway.transports.webrtc import WebRtcServer, add_webrtc_routes
 from media.recording_stream import StreamingRecorder
+from media.tts.cache import CachedTTS
 from runtime.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -125,9 +127,6 @@ class AtomsApp:
         mid-call. `stt` picks the recogniser: "pocketsphinx" (offline) or "deepgram"; `tts` the
         synthesiser: "espeak" or "piper" (both offline), "openai" (OpenAI's speech endpoint
         or a compatible server) or "waves" (Smallest AI), cached in every case."""
-        from media.tts_cache import CachedTTS
-        from media.tts_espeak import EspeakTTS
-
         if self.stt is None:
             kind = (self.settings.stt or "pocketsphinx").strip().lower()
             if kind == "deepgram":
@@ -177,39 +176,12 @@ class AtomsApp:
                 raise RuntimeError(f"unknown speech recogniser stt={self.settings.stt!r}: "
                                    "use 'pocketsphinx', 'deepgram', 'openai' or 'pulse'")
         if self.tts is None:
-            kind = (self.settings.tts or "espeak").strip().lower()
-            engine: Any
-            if kind == "piper":
-                from media.tts_piper import PiperTTS
-
-                engine = PiperTTS(voice=self.settings.tts_voice)
-                self.on_stop(engine.aclose)  # its worker threads
-            elif kind == "espeak":
-                engine = EspeakTTS(voice=self.settings.tts_voice or "en-us")
-            elif kind == "openai":
-                from media.tts_openai import OpenAITTS
-
-                engine = OpenAITTS(voice=self.settings.tts_voice, model=self.settings.tts_model,
-                                   api_key=self.settings.tts_api_key,
-                                   base_url=self.settings.tts_url)
-                self.on_stop(engine.aclose)  # its connection pool
-            elif kind == "waves":
-                from media.tts_waves import WAVES_URL, WavesTTS
-
-                engine = WavesTTS(voice=self.settings.tts_voice, api_key=self.settings.tts_api_key,
-                                  url=self.settings.tts_url or WAVES_URL)
-                self.on_stop(engine.aclose)  # its connections
-            else:
-                raise RuntimeError(f"unknown speech synthesiser tts={self.settings.tts!r}: "
-                                   "use 'espeak', 'piper', 'openai' or 'waves'")
+            engine, self.engines["tts"] = make_tts(self.settings)
+            aclose = getattr(engine, "aclose", None)  # worker threads, connections
+            if aclose is not None:
+                self.on_stop(aclose)
             tts = CachedTTS(engine)
             tts.check()
-            detail = self.settings.tts_voice or ("en-us" if kind == "espeak" else None)
-            if kind == "openai":
-                detail = f"voice {engine.voice}, model {engine.model}, at {engine.server}"
-            elif kind == "waves":
-                detail = f"voice {engine.voice}, at {engine.url}"
-            self.engines["tts"] = kind + (f" ({detail})" if detail else "")
             self.tts = tts
 
     async def dry_run(self) -> None:

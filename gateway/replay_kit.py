@@ -70,11 +70,11 @@ def _engine(tts: Any, voice: str | None) -> Any:
         return tts  # an engine object (`media.tts.TtsEngine`)
     kind = tts.strip().lower()
     if kind == "espeak":
-        from media.tts_espeak import EspeakTTS
+        from media.tts.espeak import EspeakTTS
 
         engine: Any = EspeakTTS(voice=voice or "en-us")
     elif kind == "piper":
-        from media.tts_piper import PiperTTS
+        from media.tts.piper import PiperTTS
 
         engine = PiperTTS(voice=voice)
     else:

@@ -15,7 +15,7 @@ from media.frames import split_frames
 from media.resample import StreamResampler
 from media.stt_pocketsphinx import PocketSphinxSTT
 from media.tts import synthesize_all
-from media.tts_piper import PiperTTS
+from media.tts.piper import PiperTTS
 from tests.e2e.clients import TwilioClient
 from tests.e2e.harness import HOST, rms_dbfs
 from tests.e2e.test_cli import CLI, serve_fails, serving

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media import tts_espeak
 from media.frames import split_frames
 from media.stt_pocketsphinx import PocketSphinxSTT
+from media.tts import espeak as tts_espeak
 from media.tts import synthesize_all
-from media.tts_espeak import EspeakTTS, WavFormatError, WavStreamParser
+from media.tts.espeak import EspeakTTS, WavFormatError, WavStreamParser
 from tests.speechgen import espeak_available, speech
 
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")

@@ -2,8 +2,8 @@ import asyncio
 
 import numpy as np
 
-from media.tts_cache import CachedTTS
-from media.tts_espeak import EspeakTTS
+from media.tts.cache import CachedTTS
+from media.tts.espeak import EspeakTTS
 
 
 async def collect(tts, text):

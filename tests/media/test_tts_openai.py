@@ -13,7 +13,7 @@ import pytest
 
 from media.resample import StreamResampler
 from media.tts import synthesize_all
-from media.tts_openai import DEFAULT_MODEL, DEFAULT_VOICE, OpenAITTS
+from media.tts.openai import DEFAULT_MODEL, DEFAULT_VOICE, OpenAITTS
 from tests.openai_speech_server import RATE, speech_server
 from tests.speechgen import espeak_available, speech
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from media.frames import split_frames
 from media.stt_pocketsphinx import PocketSphinxSTT
 from media.tts import synthesize_all
-from media.tts_cache import CachedTTS
-from media.tts_piper import PiperTTS, split_phrases
+from media.tts.cache import CachedTTS
+from media.tts.piper import PiperTTS, split_phrases
 
 PHRASES = ["what time is it", "tell me a story", "goodbye", "operator", "hello",
            "thank you", "yes", "no"]

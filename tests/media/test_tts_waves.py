@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from media.tts import synthesize_all
-from media.tts_waves import DEFAULT_VOICE, WavesTTS
+from media.tts.waves import DEFAULT_VOICE, WavesTTS
 from tests.speechgen import espeak_available, speech
 from tests.waves_server import waves_server
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,8 @@ from media.frames import SAMPLE_RATE
 from media.openai_api import OpenAIEndpoint, error_message
 from media.resample import StreamResampler
 
-__all__ = ["OpenAITTS", "DEFAULT_MODEL", "DEFAULT_VOICE"]
+__all__ = ["OpenAITTS", "DEFAULT_MODEL", "DEFAULT_VOICE", "OpenAITtsOptions", "Options",
+           "create", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +114,25 @@ class OpenAITTS:
         """Close the connection pool."""
         await self._api.aclose()
 
+
+@dataclass(frozen=True)
+class OpenAITtsOptions:
+    """What `tts="openai"` is made from (OpenAI's speech endpoint or a compatible server)."""
+
+    voice: str | None = None  # None: DEFAULT_VOICE
+    model: str | None = None  # None: DEFAULT_MODEL
+    api_key: str | None = None  # None: OPENAI_API_KEY
+    url: str | None = None  # base URL of a compatible server (None: OpenAI's)
+
+
+Options = OpenAITtsOptions  # (the factory's name for it: `media.tts.get_engine`)
+
+
+def create(options: OpenAITtsOptions) -> OpenAITTS:
+    return OpenAITTS(voice=options.voice, model=options.model, api_key=options.api_key,
+                     base_url=options.url)
+
+
+def describe(options: OpenAITtsOptions, engine: OpenAITTS) -> str:
+    """The start-up line's words for this engine."""
+    return f"openai (voice {engine.voice}, model {engine.model}, at {engine.server})"

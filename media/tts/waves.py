@@ -34,6 +34,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -41,7 +42,8 @@ import numpy as np
 
 from media.frames import SAMPLE_RATE
 
-__all__ = ["WavesTTS", "WAVES_URL", "DEFAULT_VOICE"]
+__all__ = ["WavesTTS", "WAVES_URL", "DEFAULT_VOICE", "WavesOptions", "Options", "create",
+           "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +197,24 @@ def _close_later(ws: aiohttp.ClientWebSocketResponse) -> None:
     task = asyncio.get_running_loop().create_task(ws.close())
     _closing.add(task)
     task.add_done_callback(_closing.discard)
+
+
+@dataclass(frozen=True)
+class WavesOptions:
+    """What `tts="waves"` is made from (Smallest AI's Waves)."""
+
+    voice: str | None = None  # a voice id (None: DEFAULT_VOICE)
+    api_key: str | None = None  # None: SMALLEST_API_KEY
+    url: str = WAVES_URL
+
+
+Options = WavesOptions  # (the factory's name for it: `media.tts.get_engine`)
+
+
+def create(options: WavesOptions) -> WavesTTS:
+    return WavesTTS(voice=options.voice, api_key=options.api_key, url=options.url)
+
+
+def describe(options: WavesOptions, engine: WavesTTS) -> str:
+    """The start-up line's words for this engine."""
+    return f"waves (voice {engine.voice}, at {engine.url})"
