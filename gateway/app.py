@@ -65,10 +65,12 @@ class AtomsApp:
 
     def __init__(self, setup_handler: SetupHandler | None = None, **settings: Any) -> None:
         if setup_handler is None:
-            from gateway.demo import PHRASES, setup
+            from gateway.demo import GARBAGE, PHRASES, UNRECOGNISED, setup
 
             setup_handler = setup
             settings.setdefault("stt_phrases", PHRASES)
+            settings.setdefault("stt_garbage", GARBAGE)  # other speech: "didn't catch that"
+            settings.setdefault("stt_unrecognised", UNRECOGNISED)
         self.setup_handler = setup_handler
         self.settings = Settings.from_env(**settings)
         self.calls: dict[str, Call] = {}  # by the gateway's own id (`Call.gateway_id`)
@@ -167,9 +169,13 @@ class AtomsApp:
                 from media.stt_pocketsphinx import PocketSphinxSTT
 
                 phrases = self.settings.stt_phrases
-                self.stt = PocketSphinxSTT(phrases=phrases, pool_size=self.settings.stt_pool)
+                self.stt = PocketSphinxSTT(phrases=phrases, pool_size=self.settings.stt_pool,
+                                           garbage=self.settings.stt_garbage,
+                                           unrecognised=self.settings.stt_unrecognised)
                 vocabulary = (f"a grammar of {len(phrases)} phrases" if phrases
                               else "open vocabulary")
+                if phrases and self.settings.stt_garbage:
+                    vocabulary += ", other speech rejected"
                 self.engines["stt"] = (f"pocketsphinx (offline, {vocabulary}, "
                                        f"{self.settings.stt_pool} recognisers)")
             else:

@@ -43,11 +43,21 @@ PHRASES = [
     "yes",
     "no",
 ]
+# Speech that is none of the phrases: the recogniser's grammar has a garbage path
+# (`media.stt_pocketsphinx`, measured in benchmarks/demo_grammar.py) that such speech takes
+# instead of being forced onto the nearest phrase, and the turn then reaches the agent as
+# UNRECOGNISED, which it answers with NOT_CAUGHT.
+GARBAGE = "words"
+UNRECOGNISED = "[unrecognised speech]"
+NOT_CAUGHT = "Sorry, I didn't catch that."
 OPERATOR_NUMBER = os.environ.get("ATOMS_DEMO_OPERATOR", "+15550100")
 
 
 def canned_reply(text: str) -> str | None:
     """The demo's answer to a recognised phrase, or None."""
+    if text.strip() == UNRECOGNISED:
+        return (f"{NOT_CAUGHT} You can ask me what time it is, ask for a story, "
+                "say operator, or say goodbye.")
     t = text.lower()
     if "time" in t:
         return f"It is {time.strftime('%H:%M')}."

@@ -16,6 +16,7 @@ from typing import Any
 
 STT_ENGINES = ("pocketsphinx", "deepgram", "openai", "pulse")
 TTS_ENGINES = ("espeak", "piper", "openai", "waves")
+STT_GARBAGE = ("phones", "words")  # media.stt_pocketsphinx's out-of-grammar paths
 PROVIDERS = ("twilio", "telnyx", "plivo", "exotel", "vonage")  # their webhook and stream routes
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
@@ -75,6 +76,10 @@ class Settings:
     stt_phrases: list[str] | None = None  # offline recogniser grammar (None: open vocabulary);
     # openai: sent as the prompt, to favour these words
     stt_pool: int = 4  # recognisers made at start-up: callers that may speak at the same time
+    stt_garbage: str | None = None  # offline grammar: "phones" or "words" lets speech that is
+    # none of the phrases be rejected instead of forced onto the nearest one (demo: on)
+    stt_unrecognised: str | None = None  # offline grammar: the transcript given for speech
+    # the grammar rejected (None: the turn has no words, as for a cough)
     tts: str = "espeak"  # speech synthesiser: "espeak", "piper" (both offline), "openai", "waves"
     tts_voice: str | None = None  # espeak voice (None: en-us); piper: .onnx model (None: joe);
     # openai: a voice name (None: alloy); waves: a voice id (None: magnus)
@@ -214,6 +219,8 @@ def _problems(s: Settings) -> list[tuple[str, str]]:
         what = unknown[0] if unknown else s.providers
         found.append(("providers", f"unknown provider {what!r}: use some of "
                                    f"{', '.join(PROVIDERS)} (or none)"))
+    if s.stt_garbage is not None and s.stt_garbage not in STT_GARBAGE:
+        found.append(("stt_garbage", f"use {_either(STT_GARBAGE)} (or leave it unset)"))
     for name, engines in (("stt", STT_ENGINES), ("tts", TTS_ENGINES)):
         value = getattr(s, name)
         if not isinstance(value, str) or value.strip().lower() not in engines:

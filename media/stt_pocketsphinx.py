@@ -4,10 +4,14 @@ Two modes:
 
 - `phrases` given: a JSGF grammar of exactly those phrases. A turn's final result is one
   of the phrases, as the caller wrote it ("What time is it?"), or None when the decoder
-  did not reach the end of any phrase. Optionally (`reject_out_of_grammar=True`) a loop
-  of common short words competes with the phrases, so speech that is not a phrase ends
-  as None instead of being forced onto the nearest phrase; it costs 2-3x the CPU and
-  loses some short phrases (table below).
+  did not reach the end of any phrase. A plain grammar forces any speech onto the nearest
+  phrase ("uh huh" becomes "hello"). With `garbage="words"` (or the older
+  `reject_out_of_grammar=True`) a loop of common short words, fillers and backchannels
+  competes with the phrases, entered with weight `garbage_weight`, so speech that is not a
+  phrase takes the loop and is rejected; `garbage="phones"` makes the loop of the model's
+  39 phones instead (measured worse: it beats the phrases of synthetic voices too). A
+  rejected turn's result is `Transcript(unrecognised)` when `unrecognised` is given (the
+  demo answers it "Sorry, I didn't catch that"), else None, as for a turn with no words.
 - no phrases: the open en-us language model. Weak on synthetic speech; use it for
   "some words were said", not for exact text.
 
@@ -58,9 +62,18 @@ __all__ = ["PocketSphinxSTT", "PocketSphinxStream"]
 log = logging.getLogger(__name__)
 
 _INSTALL = "install it with `pip install pocketsphinx` (5.x ships the en-us model)"
-# Common short words for the out-of-grammar loop; more words cost more CPU.
-_GARBAGE_WORDS = "a and are be can do for i the".split()  # no "go": it ate "goodbye"
-_GARBAGE_WEIGHT = 1e-8
+# Common short words, fillers and backchannels for the out-of-grammar loop; more words cost
+# more CPU. (No "go": it ate "goodbye".) The weight was chosen on benchmarks/demo_grammar.py's
+# dev split: 1e-8 rejected a quarter of the phrases of some voices, 1e-14 let "uh huh" and
+# "um" through as "hello".
+_GARBAGE_WORDS = "a and are be can do for i the uh um huh hmm oh okay yeah so well".split()
+_GARBAGE_WEIGHT = 1e-12
+# The en-us model's phones (CMU set), each a dictionary word of its own for the phone loop.
+_PHONES = ("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH "
+           "T TH UH UW V W Y Z ZH").split()
+_PHONE_PREFIX = "garbage_"  # dictionary words of the phone loop: garbage_aa, garbage_ae, ...
+GARBAGE_KINDS = ("words", "phones")
+_DEFAULT_WEIGHTS = {"words": _GARBAGE_WEIGHT, "phones": 1e-17}
 _NOISE_SECONDS = 1
 _PARTIAL_EVERY = 5  # frames between partial hypotheses (100 ms)
 
@@ -80,12 +93,32 @@ class PocketSphinxSTT:
         phrases: list[str] | None = None,
         *,
         reject_out_of_grammar: bool = False,
+        garbage: str | None = None,
+        garbage_weight: float | None = None,
+        garbage_words: list[str] | None = None,
+        unrecognised: str | None = None,
+        decoder_options: dict[str, Any] | None = None,
         noise_floor: float = 64.0,
         partials: bool = True,
         model_dir: str | None = None,
         pool_size: int = 4,
     ) -> None:
-        self.reject_out_of_grammar = reject_out_of_grammar
+        if garbage is None and reject_out_of_grammar:
+            garbage = "words"
+        if garbage is not None and garbage not in GARBAGE_KINDS:
+            raise ValueError(f"garbage={garbage!r}: use one of {', '.join(GARBAGE_KINDS)}")
+        self.garbage = garbage
+        self.reject_out_of_grammar = garbage is not None
+        self.garbage_weight = (garbage_weight if garbage_weight is not None
+                               else _DEFAULT_WEIGHTS.get(garbage or "", _GARBAGE_WEIGHT))
+        self.garbage_words = list(garbage_words) if garbage_words else list(_GARBAGE_WORDS)
+        self.unrecognised = unrecognised
+        self.decoder_options = dict(decoder_options or {})
+        if garbage is not None:
+            # The final hypothesis from the Viterbi path, not a lattice: with a garbage loop
+            # the lattice made end_of_turn cost 0.34x the turn's length (a 3 s turn held the
+            # event loop for a second), for no better result.
+            self.decoder_options.setdefault("bestpath", False)
         self.partials = partials
         self._model_dir = model_dir
         self._phrases: dict[str, str] = {}
@@ -131,7 +164,11 @@ class PocketSphinxSTT:
         hmm, dic, lm = self._model_paths(pocketsphinx)
         if not self._phrases:
             return pocketsphinx.Decoder(hmm=hmm, dict=dic, lm=lm, loglevel="FATAL")
-        dec = pocketsphinx.Decoder(hmm=hmm, dict=dic, lm=None, loglevel="FATAL")
+        dec = pocketsphinx.Decoder(hmm=hmm, dict=dic, lm=None, loglevel="FATAL",
+                                   **self.decoder_options)
+        if self.garbage == "phones":
+            for i, phone in enumerate(_PHONES):  # (update the search once, at the last)
+                dec.add_word(_PHONE_PREFIX + phone.lower(), phone, i == len(_PHONES) - 1)
         if self._grammar is None:
             self._grammar = self._build_grammar(dec)
         try:
@@ -151,12 +188,18 @@ class PocketSphinxSTT:
             )
         alts = " | ".join(f"( {key} )" for key in self._phrases)
         grammar = "#JSGF V1.0;\ngrammar phrases;\n"
-        if not self.reject_out_of_grammar:
+        if self.garbage is None:
             return grammar + f"public <utt> = {alts};\n"
-        garbage = [w for w in _GARBAGE_WORDS if w not in self._phrases]
+        if self.garbage == "phones":
+            garbage = [_PHONE_PREFIX + p.lower() for p in _PHONES]
+        else:
+            garbage = [w for w in self.garbage_words if w not in self._phrases]
+            unknown = [w for w in garbage if dec.lookup_word(w) is None]
+            if unknown:
+                raise ValueError(f"garbage words not in the dictionary: {', '.join(unknown)}")
         return grammar + (
             f"<other> = {' | '.join(garbage)};\n"
-            f"public <utt> = /1/ ( {alts} ) | /{_GARBAGE_WEIGHT}/ <other>+;\n"
+            f"public <utt> = /1/ ( {alts} ) | /{self.garbage_weight:g}/ <other>+;\n"
         )
 
     # -- streams -----------------------------------------------------------------------
@@ -183,6 +226,12 @@ class PocketSphinxSTT:
             noise = np.resize(np.roll(self._noise[:period], -pos), n)
         return np.clip(frame.astype(np.int32) + noise, -32768, 32767).astype(np.int16)
 
+    def _partial(self, text: str) -> str:
+        """A partial hypothesis as reported: the phone loop's tokens are not words."""
+        if self.garbage != "phones":
+            return text
+        return " ".join(w for w in text.split() if not w.startswith(_PHONE_PREFIX))
+
     def _final(self, text: str) -> Transcript | None:
         text = text.strip()
         if not text:
@@ -190,8 +239,10 @@ class PocketSphinxSTT:
         if self._phrases:
             phrase = self._phrases.get(normalize_phrase(text))
             if phrase is None:
-                log.debug("pocketsphinx: %r is not a whole phrase; no result", text)
-                return None
+                log.debug("pocketsphinx: %r is not a whole phrase; %s", text,
+                          "no result" if self.unrecognised is None
+                          else f"reported as {self.unrecognised!r}")
+                return None if self.unrecognised is None else Transcript(self.unrecognised, True)
             return Transcript(phrase, True)
         return Transcript(text, True)
 
@@ -228,7 +279,7 @@ class PocketSphinxStream:
         if not self._engine.partials or self._frames % _PARTIAL_EVERY:
             return []
         hyp = dec.hyp()
-        text = hyp.hypstr.strip() if hyp is not None else ""
+        text = self._engine._partial(hyp.hypstr.strip()) if hyp is not None else ""
         if text and text != self._last_partial:
             self._last_partial = text
             return [Transcript(text, False)]

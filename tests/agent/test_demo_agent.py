@@ -62,3 +62,20 @@ async def test_demo_agent_ends_call_on_goodbye(monkeypatch):
     assert not any(e.type == "agent.llm.response.start" for e in out.events[n:])
     await session.close()
     await asyncio.wait_for(task, 5)
+
+
+async def test_demo_agent_says_it_did_not_catch_unrecognised_speech(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("ATOMS_LLM_BASE_URL", raising=False)
+    session = AgentSession()
+    out = Collector()
+    session.set_output(out)
+    task = asyncio.create_task(demo.setup(session))
+    await session.wait_until_started()
+    text, events = await run_turn(session, out, demo.UNRECOGNISED)
+    assert text.startswith(demo.NOT_CAUGHT)
+    assert not any(e.type in ("agent.end_call", "agent.transfer_call") for e in events)
+    text, _ = await run_turn(session, out, "hello")  # and the phrases still work
+    assert text == "Hello! How can I help you today?"
+    await session.close()
+    await asyncio.wait_for(task, 5)
