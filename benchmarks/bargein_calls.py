@@ -25,7 +25,9 @@ Per split:
 - per line and caller level for the real barge-ins.
 `--list` prints every flow's outcome; `--json PATH` writes them; `--confirm-ms` and
 `--resume-ms` run the calls with other `CallSettings.bargein_confirm_ms` /
-`bargein_resume_ms`. Piper's synthesis is random (holdout's piper flows differ a little
+`bargein_resume_ms`; `--wire pcmu` makes every line a phone call's (8 kHz mu-law both
+ways, the echo made at the far end from what it decoded), as the live Twilio runs of
+`benchmarks/bargein_calls_live.py` are. Piper's synthesis is random (holdout's piper flows differ a little
 from run to run); everything else is the same every run.
 """
 
@@ -182,6 +184,9 @@ def main() -> None:
                     help="CallSettings.bargein_confirm_ms (default: the gateway's)")
     ap.add_argument("--resume-ms", type=int, default=None,
                     help="CallSettings.bargein_resume_ms (default: the gateway's)")
+    ap.add_argument("--wire", default=None, choices=["pcmu", "pcma"],
+                    help="every line a phone call's: 8 kHz G.711 both ways, the echo made at "
+                    "the far end (as on Twilio or SIP)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     kinds = set(filter(None, args.kinds.split(",")))
@@ -203,7 +208,7 @@ def main() -> None:
             flows = flows[: args.limit]
         outcomes = []
         for f in flows:
-            o = run_call_flow(f, cal, settings=settings)
+            o = run_call_flow(f, cal, settings=settings, wire=args.wire)
             outcomes.append(o)
             if args.list:
                 print(" ", _describe(o), flush=True)

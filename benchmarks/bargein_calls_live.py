@@ -13,7 +13,8 @@ non-speech, echo alone; both splits) runs three ways:
   time, one 20 ms mu-law frame at 8 kHz every 20 ms, plays what it receives as Twilio does
   (in real time from its arrival; marks answered once the audio before them has played;
   `clear` drops the rest), and echoes what it plays back into its microphone (the line's
-  delay and gain) as a phone line does;
+  delay and gain) as a phone line does: on its own 20 ms grid, the one its microphone
+  frames run on (audio that arrives plays from the next slot, after what is queued);
 - the live call's recording replayed (`replay --agent-channel`, with its media timeline).
 
 Times are on the call's clock: the live call's from its recording (each caller frame's
@@ -88,6 +89,7 @@ class LineClient(TwilioClient):
         self.delay = int(round(echo_ms * WIRE_RATE / 1000))
         self.line = np.zeros(len(caller) + 10 * WIRE_RATE, dtype=np.float32)
         self.t_line: float | None = None  # loop time of the line's sample 0
+        self.play_at = 0  # the line's sample where the queued agent audio ends playing
         self.sent = asyncio.Event()
 
     def _at(self, t: float) -> int:
@@ -95,10 +97,17 @@ class LineClient(TwilioClient):
         return int(round((t - self.t_line) * WIRE_RATE)) + self.delay
 
     def _got_audio(self, data: bytes) -> None:
-        if (self.gain and self.far_end is not None and self.t_line is not None and data
+        if (self.gain and self.t_line is not None and data
                 and len(data) % self.frame_bytes == 0):
-            at = self._at(max(self.far_end.play_end, self.loop.time()))  # it plays from here
+            # A phone or a media server plays on its own 20 ms frame grid (its audio clock,
+            # the one its microphone frames run on): audio that arrives plays from the next
+            # slot, right after what is queued.
+            slot = WIRE_RATE * 20 // 1000
+            now = -(-(self._at(self.loop.time()) - self.delay) // slot) * slot
+            start = max(self.play_at, now)
             pcm = decode(self.codec, data).astype(np.float32) * self.gain
+            self.play_at = start + len(pcm)
+            at = start + self.delay
             if 0 <= at < len(self.line):
                 n = min(len(pcm), len(self.line) - at)
                 self.line[at : at + n] += pcm[:n]
@@ -107,6 +116,7 @@ class LineClient(TwilioClient):
     def _got_control(self, kind: str, msg: Any = None) -> None:
         if kind == "clear" and self.gain and self.t_line is not None:
             self.line[max(0, self._at(self.loop.time())) :] = 0.0  # the rest never plays
+            self.play_at = 0
         super()._got_control(kind, msg)
 
     async def _mic(self) -> None:
@@ -271,7 +281,8 @@ def summary(tag: str, outs: list[Outcome]) -> None:
           f"{'' if len(ok) == len(outs) else f'; {len(outs) - len(ok)} did not run'}")
 
 
-async def run(splits: list[str], n: int, show: bool, cal: Calibration, keep: str = "") -> None:
+async def run(splits: list[str], n: int, show: bool, cal: Calibration, keep: str = "",
+              only: tuple[str, ...] = ()) -> None:
     from gateway.app import AtomsApp
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -285,6 +296,8 @@ async def run(splits: list[str], n: int, show: bool, cal: Calibration, keep: str
         try:
             for split in splits:
                 flows = pick(build_call_flows(split), n)
+                if only:
+                    flows = [f for f in build_call_flows(split) if f.name in only]
                 rows: list[tuple[Outcome, Outcome, Outcome]] = []
                 diffs: dict[str, list[float]] = {"pause": [], "interrupt": [], "reply": []}
                 for f in flows:
@@ -338,11 +351,14 @@ def main() -> None:
     ap.add_argument("--list", action="store_true", help="print every flow")
     ap.add_argument("--keep", default="", help="keep the live calls' recordings here (each "
                     "replays with `atoms-gateway replay REC.wav --agent-channel`)")
+    ap.add_argument("--flows", default="", help="run these flows (comma-separated names, "
+                    "as --list prints them) instead of --n picked ones")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     t0 = time.perf_counter()
     cal = calibrate()
-    asyncio.run(run(args.splits, args.n, args.list, cal, args.keep))
+    only = tuple(x for x in args.flows.split(",") if x)
+    asyncio.run(run(args.splits, args.n, args.list, cal, args.keep, only))
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 

@@ -36,9 +36,11 @@ import numpy as np
 import webrtcvad
 
 from agent.events import SDKEvent
+from gateway.audio_edge import AudioEdge
 from gateway.call import Call, CallSettings
 from gateway.media_tick import TICK_S, MediaTick, TickedStream
 from media.clock import VirtualClock
+from media.codecs import WireFormat
 from media.frames import FRAME_MS, FRAME_S, FRAME_SAMPLES, SAMPLE_RATE, rms_dbfs, split_frames
 from media.recording import frame_positions, read_timeline, timeline_path
 from media.resample import StreamResampler
@@ -104,11 +106,15 @@ class ReplayResult:
 class _ReplayStream(TickedStream):
     """The replay's member of the media tick: gives the tick the recording's caller frames
     when they are due (pull: the tick asks), and keeps what the call plays. With a line
-    echo, what the call plays comes back into the caller frames that cover it."""
+    echo, what the call plays comes back into the caller frames that cover it. With a
+    `wire` format (a phone line: 8 kHz mu-law), both directions cross it as on a live call:
+    what the call plays is encoded to the wire and decoded by the far end before it echoes,
+    and the caller channel (voice plus echo) is encoded at the far end and decoded back to
+    16 kHz by the gateway's own `AudioEdge`."""
 
     def __init__(self, tick: MediaTick, frames: list[np.ndarray], starts: list[int],
                  arrivals: list[float], due: list[float], echo_gain: float,
-                 echo_delay: int, samples: int) -> None:
+                 echo_delay: int, samples: int, wire: WireFormat | None = None) -> None:
         super().__init__()
         self._tick = tick
         self.clock = tick.clock
@@ -117,6 +123,15 @@ class _ReplayStream(TickedStream):
         self.echo_gain = echo_gain
         self.echo_delay = echo_delay
         self.line = np.zeros(samples + echo_delay + 2 * FRAME_SAMPLES, dtype=np.float32)
+        self.wire = wire
+        if wire is not None:  # the line runs at the wire's rate; echo_delay is in its samples
+            self._ratio = SAMPLE_RATE / wire.sample_rate
+            self.echo_delay = int(round(echo_delay / self._ratio))
+            self.line = np.zeros(int(len(self.line) / self._ratio) + FRAME_SAMPLES,
+                                 dtype=np.float32)
+            self._mic = StreamResampler(SAMPLE_RATE, wire.sample_rate)  # the far end's side
+            self._gateway_in = AudioEdge(wire)  # the gateway's side, as live
+            self._gateway_out = AudioEdge(wire)
         self.heard = np.zeros(samples, dtype=np.int16)  # the caller frames as the call heard them
         self.out: list[tuple[int, np.ndarray]] = []  # (sample, frame) the call played
         self._out_end = 0
@@ -129,7 +144,9 @@ class _ReplayStream(TickedStream):
             j = self.next
             self.next += 1
             frame = self.frames[j]
-            if self.echo_gain:
+            if self.wire is not None:
+                frame = self._over_wire(frame, self.starts[j])
+            elif self.echo_gain:
                 s = self.starts[j]
                 echo = np.round(self.line[s : s + FRAME_SAMPLES])
                 frame = np.clip(frame + echo, -32768, 32767).astype(np.int16)
@@ -139,6 +156,18 @@ class _ReplayStream(TickedStream):
             times.append(self.arrivals[j])
         return frames, times
 
+    def _over_wire(self, frame: np.ndarray, start: int) -> np.ndarray:
+        """The caller's frame as the gateway hears it over the wire (echo added at the far
+        end, at the wire's rate)."""
+        assert self.wire is not None
+        low = self._mic.process(frame).astype(np.float32)
+        if self.echo_gain:
+            s = int(round(start / self._ratio))
+            low += self.line[s : s + len(low)]
+        wire = self.wire.encode(np.clip(np.round(low), -32768, 32767).astype(np.int16))
+        got = self._gateway_in.decode(wire)
+        return got[0] if got else np.zeros(FRAME_SAMPLES, dtype=np.int16)
+
     async def send_audio(self, frame: np.ndarray) -> None:
         self._played.append(frame)
 
@@ -146,7 +175,13 @@ class _ReplayStream(TickedStream):
         at = max(int(round(self.clock.now() * SAMPLE_RATE)), self._out_end)
         self._out_end = at + len(frame)
         self.out.append((at, frame.copy()))  # (the playout may reuse its buffer)
-        if self.echo_gain:
+        if self.wire is not None:
+            if self.echo_gain:  # the far end plays the decoded wire audio; its line echoes it
+                played = self.wire.decode(self._gateway_out.encode(frame))
+                s = int(round(at / self._ratio)) + self.echo_delay
+                part = self.line[s : s + len(played)]
+                part[:] = played[: len(part)] * self.echo_gain
+        elif self.echo_gain:
             s = at + self.echo_delay
             part = self.line[s : s + len(frame)]
             part[:] = frame[: len(part)] * self.echo_gain
@@ -365,32 +400,27 @@ def _agent_spurts(right: np.ndarray, media: dict[str, Any] | None
     pauses = [float(e["t_ms"]) for e in events if e.get("type") == "bargein.pause"]
     ends = sorted(float(e["t_ms"]) for e in events
                   if e.get("type") in ("agent.heard", "call.end"))
-    spurts: list[tuple[float, list[np.ndarray]]] = []
+    spurts: list[tuple[int, list[np.ndarray]]] = []  # (index of the first frame, frames)
     for i, (t, s) in enumerate(zip(times, starts, strict=True)):
         f = right[s : s + FRAME_SAMPLES]
         if len(f) < FRAME_SAMPLES:
             f = np.concatenate([f, np.zeros(FRAME_SAMPLES - len(f), dtype=np.int16)])
         if i == 0 or (t - times[i - 1] > 1.5 * FRAME_MS
                       and not any(times[i - 1] <= p <= t for p in pauses)):
-            spurts.append((t / 1000, []))
+            spurts.append((i, []))
         spurts[-1][1].append(f)
     out = []
-    for t, fs in spurts:
-        last = t * 1000 + _spurt_ms(times, t * 1000, len(fs))
+    for i, fs in spurts:
+        last = times[i + len(fs) - 1] + FRAME_MS  # the end of its last frame
         end = next((e for e in ends if e >= last - FRAME_MS / 2), last)
         held = min(int(max(0.0, end - last) // FRAME_MS), MAX_HELD_FRAMES)
         fs = fs + [np.zeros(FRAME_SAMPLES, dtype=np.int16)] * held
-        out.append((t, np.concatenate(fs)))
+        out.append((times[i] / 1000, np.concatenate(fs)))
     return out
 
 
 MAX_HELD_FRAMES = 500  # 10 s of a talkspurt held after its last frame (a lost mark)
 
-
-def _spurt_ms(times: list[float], first_ms: float, n: int) -> float:
-    """Milliseconds from a talkspurt's first frame to the end of its last."""
-    i = times.index(first_ms)
-    return times[i + n - 1] - first_ms + FRAME_MS
 
 
 async def replay_async(
@@ -405,6 +435,7 @@ async def replay_async(
     echo_db: float | None = None,
     echo_ms: float = 40.0,
     timeline: str | Path | None = None,
+    wire: str | None = None,
 ) -> ReplayResult:
     """Run the recording through the voice loop; see `replay`.
 
@@ -412,7 +443,10 @@ async def replay_async(
     it exists and holds the `media` lists): the frames' live timing.
     `echo_db` (e.g. -10) plays the line's echo: what the agent plays comes back into the
     caller's channel `echo_ms` later, that many dB down, as on a phone line (for recordings
-    made without it, to check that the agent's own voice does not interrupt it)."""
+    made without it, to check that the agent's own voice does not interrupt it).
+    `wire` ("pcmu" or "pcma", 8 kHz) makes the line a phone line: the caller's channel and
+    the echo cross G.711 at 8 kHz as on a live Twilio or SIP call (the caller channel
+    should then be the caller alone; a live recording already holds what the wire did)."""
     if isinstance(audio, np.ndarray):
         caller, right = audio, agent_audio
     else:
@@ -432,7 +466,7 @@ async def replay_async(
     echo_delay = int(round(echo_ms * SAMPLE_RATE / 1000))
     echo_gain = 10 ** (echo_db / 20) if echo_db is not None else 0.0
     stream = _ReplayStream(tick, frames, starts, arrivals, due, echo_gain, echo_delay,
-                           samples)
+                           samples, WireFormat(wire, 8000) if wire else None)  # type: ignore[arg-type]
     # The tick runs on its grid from the call's start, as the app's tick did live (the
     # call joins it as it opens); the call's clock starts at 0.
     clock.advance_to(first_tick - TICK_S)

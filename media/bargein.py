@@ -247,7 +247,8 @@ class EchoCanceller:
                          and e_e > _SUSPECT_MARGIN * self._expected)
         if explain and self._suspect:
             self.explained_share = self._explained_share()
-            self.explained = self.explained_share >= self.explained_ratio
+            self.explained = (self.explained_share >= self.explained_ratio
+                              and self._echo_not_louder(e_e))
             self._explained_run = self._explained_run + 1 if self.explained else 0
         # Sure echo: explained two frames in a row, the second far better than the caller's
         # voice ever is by chance. Only it seeds or drops a filter and raises the estimate
@@ -266,6 +267,16 @@ class EchoCanceller:
                 self._gacc[:] = 0.0
                 self._gcc_n = 0
                 self.raw_leak_db = max(self.raw_leak_db, self.leak_db + 6.0)
+            elif e_e > _STALE_LEFT * m_e:
+                # the filter covers the echo's lags but leaves most of it: the path shifted
+                # a little (a far end that plays from arrival when its queue runs dry moves
+                # the echo by the lateness, a fraction of a frame): move the filter by the
+                # shift that cancels the last 40 ms best, or else correct it by the fit
+                moved = self._nudge()
+                if moved:
+                    self._echo_moved(moved)
+                else:
+                    self._correct()
         if loudest > _AUDIBLE_E and (self.delay is None
                                      or (self._welch_n < _CONVERGED and not self._seeded)):
             ratio = max(_db(e_e / loudest), _NO_ECHO_DB)
@@ -314,6 +325,17 @@ class EchoCanceller:
         self._fit = (lo, hi, h)
         return float(np.dot(h, atb)) / (float(np.dot(b, b)) + 1e-9)
 
+    def _echo_not_louder(self, e_e: float) -> bool:
+        """The share of the residual the fit explains is no louder than the reference it
+        came from, plus `_MAX_ECHO_GAIN_DB`: a line's echo is a loss (G.168 asks hybrids
+        for 6 dB at least), so a loud caller whose voice a fit happens to match (same
+        voice, same pitch) does not pass for echo."""
+        lo, hi, _ = self._fit
+        lag = (lo + hi) // 2
+        r = self._ref
+        seg = r[len(r) - _N - lag : len(r) - lag]
+        return self.explained_share * e_e <= 10 ** (_MAX_ECHO_GAIN_DB / 10) * float(np.dot(seg, seg))
+
     def _seed(self, m_e: float) -> None:
         """No echo path yet, and the reference explains this residual (the raw caller
         channel): take the fitted short filter as the echo path at once. The Welch
@@ -333,6 +355,40 @@ class EchoCanceller:
         seg = r[len(r) - _N - self.delay : len(r) - self.delay]
         erl = _db(m_e / (float(np.dot(seg, seg)) + 1e-9))
         self.leak_db = min(erl, 0.0) - 6.0
+        self._welch_n = 0
+        self._sxm[:] = 0.0
+        self._sxx[:] = 0.0
+
+    def _nudge(self) -> int:
+        """The shift (samples, within +-`_NUDGE`) of the filter's echo estimate that leaves
+        the least of the last 40 ms of the caller channel, if it leaves a quarter (6 dB)
+        of what the unshifted filter leaves or less; else 0."""
+        ref, k = self._ref, _NUDGE
+        end = len(ref) - self.start
+        lo, hi = end - _NCC - self.taps + 1 - k, end + k
+        if lo < 0 or hi > len(ref):
+            return 0
+        est = _correlate(ref[lo:hi], self._h_rev, 0)  # est[j]: at reference sample lo+taps-1+j
+        rows = _as_strided(est, (2 * k + 1, _NCC), (est.strides[0], est.strides[0]))
+        # row r: the window had the echo come k - r samples later than the filter says
+        err = np.sum(np.square(self._mic[-_NCC:][None, :] - rows), axis=1)
+        best = int(np.argmin(err))
+        if err[best] > 0.25 * err[k]:  # (row k: unshifted)
+            return 0
+        return k - best
+
+    def _correct(self) -> None:
+        """Add the fitted short filter (what the current one left of the echo) to the
+        filter, and restart the Welch estimate from here: its average spans the old
+        alignment."""
+        assert self.h is not None
+        lo, hi, h = self._fit
+        taps = self.h.copy()
+        k = np.arange(lo, hi + 1) - self.start
+        ok = (k >= 0) & (k < self.taps)
+        taps[k[ok]] += h[::-1][ok].astype(np.float32)  # h[j] is the lag hi - j
+        self.h, self._h_rev = taps, taps[::-1]
+        self._seeded = True
         self._welch_n = 0
         self._sxm[:] = 0.0
         self._sxx[:] = 0.0
@@ -381,7 +437,10 @@ class EchoCanceller:
             if not self.explained and (self._suspect or r_db > self.leak_db + 10.0):
                 return  # the caller (or a noise) is louder than echo: double talk
             if ref_e > _N * _FULL * 10**-4.5:
-                self.leak_db += (0.3 if self.explained else 0.05) * (r_db - self.leak_db)
+                # (fast only on sure echo: a caller's voice the fit happens to explain
+                # half of, a few frames in a row, must not teach the line 15 dB of echo)
+                fast = self.explained and self.explained_share >= _SEED_FIT
+                self.leak_db += (0.3 if fast else 0.05) * (r_db - self.leak_db)
         f = self._frame
         # Learn fast while locking on, then only often enough to follow a slow drift.
         if m_e > _N * _FULL * 1e-5 and f % (2 if self.delay is None else 3 if self._gcc_n < 25 else 100) == 0:
@@ -447,6 +506,9 @@ _CONVERGED = 20  # filter updates before the echo estimate is trusted
 _NCC = 640  # residual samples (40 ms) tested against the reference
 _FIT_TAPS, _FIT_PRE = 24, 8  # the filter fitted around the best lag, taps before it
 _SEED_KEEP = 12  # Welch updates before its estimate replaces a seeded filter
+_NUDGE = 24  # samples (1.5 ms) a stale filter may be moved by at once
+_STALE_LEFT = 0.1  # a sure-echo frame the filter leaves more of than this (10 dB): correct it
+_MAX_ECHO_GAIN_DB = 3.0  # sure echo is no louder than its reference by more than this
 _SEED_FIT = 0.7  # the share explained (two frames in a row) that seeds or drops a filter
 _NO_ECHO_DB = -60.0  # the echo estimate of a line with no evidence of echo
 _AUDIBLE_E = _N * _FULL * 10**-4.5  # a reference frame over -45 dBFS: echo would show

@@ -401,13 +401,13 @@ def build_call_flows(split: str = "dev") -> list[CallFlow]:
 
 # -- running ------------------------------------------------------------------------------
 
-def _replay(flow: CallFlow, channel: np.ndarray, settings: CallSettings | None = None
-            ) -> ReplayResult:
+def _replay(flow: CallFlow, channel: np.ndarray, settings: CallSettings | None = None,
+            wire: str | None = None) -> ReplayResult:
     echo_db, echo_ms, _ = LINES[flow.line]
     return asyncio.run(replay_async(channel, app=caller_first_demo,
                                     stt=ScriptedSTT(flow.answers), tts=agent_tts(),
                                     echo_db=echo_db, echo_ms=echo_ms, tail_ms=0,
-                                    settings=settings or CallSettings()))
+                                    settings=settings or CallSettings(), wire=wire))
 
 
 def _line(flow: CallFlow, x: np.ndarray) -> np.ndarray:
@@ -487,7 +487,7 @@ def calibrate() -> Calibration:
     return Calibration(float(dbfs), frames, heard.get("text", ""))
 
 
-def _locate(flow: CallFlow, cal: Calibration, total: int
+def _locate(flow: CallFlow, cal: Calibration, total: int, wire: str | None = None
             ) -> tuple[list[float], float, np.ndarray] | str:
     """Pass 1: where the caller's turns go and when the reply under test starts (s), and
     the channel with the turns (float, `total` samples); or what went wrong."""
@@ -495,7 +495,7 @@ def _locate(flow: CallFlow, cal: Calibration, total: int
     if flow.later:  # reply 1 first: its end places turn 2
         end1 = FIRST_TURN_AT_S + len(flow.turns[0]) / SAMPLE_RATE + REPLY_WAIT_S + 3.0
         ch = _channel(flow, cal, turns_at, total)
-        r = _replay(flow, _to_int16(ch[: int(end1 * SAMPLE_RATE)]))
+        r = _replay(flow, _to_int16(ch[: int(end1 * SAMPLE_RATE)]), wire=wire)
         heard = [e for e in r.events if e["type"] == "agent.heard"]
         if _turn_texts(r) != ["hello"] or not heard:
             return f"reply 1 not as planned: turns {_turn_texts(r)}, heard {len(heard)}"
@@ -506,7 +506,7 @@ def _locate(flow: CallFlow, cal: Calibration, total: int
     ch = _channel(flow, cal, turns_at, total)
     last = turns_at[-1]
     end = last + len(flow.turns[-1]) / SAMPLE_RATE + REPLY_WAIT_S
-    r = _replay(flow, _to_int16(ch[: int(end * SAMPLE_RATE)]))
+    r = _replay(flow, _to_int16(ch[: int(end * SAMPLE_RATE)]), wire=wire)
     if _turn_texts(r) != list(flow.answers):
         return f"turns not as planned: {_turn_texts(r)}"
     start = _first_frame_after(r, last)
@@ -535,16 +535,18 @@ def score_events(out: Outcome, events: list[dict[str, Any]]) -> None:
 
 
 def run_call_flow(flow: CallFlow, cal: Calibration, keep_channel: bool = False,
-                  settings: CallSettings | None = None) -> Outcome:
+                  settings: CallSettings | None = None, wire: str | None = None) -> Outcome:
     """Both passes of one flow; what the call did over the reply (`keep_channel`: and pass
     2's caller channel, int16 at 16 kHz, without the line's echo). `settings` are the
-    call's in pass 2 (pass 1 has no barge-in)."""
+    call's in pass 2 (pass 1 has no barge-in). `wire` ("pcmu"): the line is a phone call's,
+    8 kHz G.711 both ways, the echo made at the far end from the decoded audio (as a
+    Twilio or SIP call is; `replay_async`'s `wire`)."""
     out = Outcome(flow)
     turns_s = sum(len(t) for t in flow.turns) / SAMPLE_RATE
     reply_s = cal.story_frames * FRAME_MS / 1000
     total = int((FIRST_TURN_AT_S + turns_s + 2 * REPLY_WAIT_S + 6.0 + reply_s + TAIL_S + 3.0)
                 * SAMPLE_RATE)
-    located = _locate(flow, cal, total)
+    located = _locate(flow, cal, total, wire)
     if isinstance(located, str):
         out.ok, out.problem = False, located
         return out
@@ -564,7 +566,7 @@ def run_call_flow(flow: CallFlow, cal: Calibration, keep_channel: bool = False,
     else:
         end_s = start_s + reply_s + TAIL_S
     sent = _to_int16(ch[: int(end_s * SAMPLE_RATE)])
-    r = _replay(flow, sent, settings)
+    r = _replay(flow, sent, settings, wire)
     out.events = r.events
     if keep_channel:
         out.channel = sent

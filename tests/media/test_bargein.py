@@ -405,3 +405,75 @@ def test_echo_stays_cancelled_across_talkspurts_and_network_jitter() -> None:
     assert past == 0 and not fired
     words = _cases()["speech-00-en-us"].clean.astype(np.float64)
     assert _line_call(words[len(words) // 3 :], rng)[1]
+
+
+def _shifted_echo_erle(shifts: dict[int, int]) -> tuple[float, bool]:
+    """The agent's echo, 10 dB down 40 ms later, whose delay grows by `shifts[frame]`
+    samples from that frame on (a far end that plays from arrival when its queue runs dry
+    moves the echo by each lateness, a fraction of a frame). Returns the echo removed (dB)
+    from 300 ms after the last shift to the end, and whether the detector fired."""
+    agent = _cases()["echo-40ms"].agent.astype(np.float64)
+    n = len(agent)
+    rng = np.random.default_rng(5)
+    echo = np.zeros(n)
+    delay, last = 640, 0
+    for i in range(n // FRAME_SAMPLES):
+        if i in shifts:
+            delay, last = delay + shifts[i], i
+        a = i * FRAME_SAMPLES
+        src = np.arange(a, a + FRAME_SAMPLES) - delay
+        echo[a : a + FRAME_SAMPLES] = np.where(src >= 0, agent[np.clip(src, 0, None)], 0) * 0.316
+    mic = np.clip(np.round(echo + rng.normal(0.0, 18.4, n)), -32768, 32767).astype(np.int16)
+    det = BargeInDetector()
+    fired = False
+    mic_pow = res_pow = 0.0
+    for i, (ref, m) in enumerate(zip(split_frames(agent.astype(np.int16)), split_frames(mic),
+                                     strict=True)):
+        det.agent_frame(ref, i * FRAME_S)
+        fired |= det.caller_frame(m, (i + 1) * FRAME_S)
+        e = det.echo_canceller._res[-FRAME_SAMPLES:]
+        if i >= last + 15:
+            mic_pow += float(np.dot(m.astype(float), m))
+            res_pow += float(np.dot(e, e))
+    return 10 * np.log10(mic_pow / res_pow), fired
+
+
+def test_echo_path_moved_by_a_fraction_of_a_frame_is_cancelled_again() -> None:
+    """A converged canceller whose echo moves by a few samples leaves most of the echo
+    behind (5 samples: 2 dB removed) until it finds the shift that cancels the residual
+    again; later or earlier, once or again and again; the agent is never interrupted."""
+    base, fired = _shifted_echo_erle({})
+    assert not fired and base > 25.0
+    for shifts in ({100: 5}, {60: 5, 100: 3, 140: -7}, {100: 20}, {100: -12}):
+        moved, fired = _shifted_echo_erle(shifts)
+        assert not fired, shifts
+        assert moved > base - 6.0, shifts
+
+
+def _copy_of_reference(gain_db: float) -> EchoCanceller:
+    """A canceller fed the agent's audio and, as the caller, that audio 40 ms later at
+    `gain_db` (what the reference explains perfectly)."""
+    agent = _cases()["echo-40ms"].agent.astype(np.float64)
+    mic = np.zeros_like(agent)
+    mic[640:] = agent[:-640] * 10 ** (gain_db / 20)
+    mic = np.clip(np.round(mic + np.random.default_rng(1).normal(0, 18.4, len(mic))),
+                  -32768, 32767).astype(np.int16)
+    aec = EchoCanceller()
+    for i, (ref, m) in enumerate(zip(split_frames(agent.astype(np.int16)), split_frames(mic),
+                                     strict=True)):
+        aec.write_reference(ref, i * FRAME_SAMPLES)
+        aec.cancel(m, (i + 1) * FRAME_SAMPLES)
+        if i == 40:
+            break
+    return aec
+
+
+def test_a_copy_of_the_agent_louder_than_the_agent_is_not_echo() -> None:
+    """A line's echo is a loss: what the reference explains but comes back 6 dB louder
+    than the agent played it is a caller (the agent's own voice, a loud caller whose voice
+    a fit happens to match), never learned as the echo path; 10 dB down it is echo."""
+    echo = _copy_of_reference(-10.0)
+    assert echo.h is not None and echo.delay is not None and abs(echo.delay - 640) <= 8
+    loud = _copy_of_reference(6.0)
+    assert loud.h is None and loud.delay is None
+    assert loud.raw_leak_db < -50.0
