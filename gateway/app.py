@@ -132,7 +132,7 @@ class AtomsApp:
         if self.stt is None:
             kind = (self.settings.stt or "pocketsphinx").strip().lower()
             if kind == "deepgram":
-                from media.stt_deepgram import DEEPGRAM_URL, DeepgramSTT
+                from media.stt.deepgram import DEEPGRAM_URL, DeepgramSTT
 
                 stt = DeepgramSTT(api_key=self.settings.deepgram_api_key,
                                   url=self.settings.stt_url or DEEPGRAM_URL,
@@ -143,7 +143,7 @@ class AtomsApp:
                 self.stt = stt
                 self.engines["stt"] = f"deepgram (model {stt.model}, at {stt.url})"
             elif kind == "openai":
-                from media.stt_openai import OpenAISTT
+                from media.stt.openai import OpenAISTT
 
                 phrases = self.settings.stt_phrases
                 whisper = OpenAISTT(model=self.settings.stt_model,
@@ -156,7 +156,7 @@ class AtomsApp:
                 self.stt = whisper
                 self.engines["stt"] = f"openai (model {whisper.model}, at {whisper.server})"
             elif kind == "pulse":
-                from media.stt_pulse import PULSE_URL, PulseSTT
+                from media.stt.pulse import PULSE_URL, PulseSTT
 
                 pulse = PulseSTT(api_key=self.settings.stt_api_key,
                                  url=self.settings.stt_url or PULSE_URL,

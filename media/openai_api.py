@@ -1,4 +1,4 @@
-"""What the OpenAI-style speech engines share (`media/tts/openai.py`, `media/stt_openai.py`):
+"""What the OpenAI-style speech engines share (`media/tts/openai.py`, `media/stt/openai.py`):
 where the server is, its key, one client made on first use, and error messages as the
 server wrote them.
 

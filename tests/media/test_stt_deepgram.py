@@ -17,7 +17,7 @@ import pytest
 from gateway.demo import PHRASES
 from media.frames import split_frames
 from media.stt import AsyncEndOfTurn, Transcript
-from media.stt_deepgram import DEEPGRAM_URL, DeepgramStream, DeepgramSTT
+from media.stt.deepgram import DEEPGRAM_URL, DeepgramStream, DeepgramSTT
 from tests.deepgram_server import DeepgramServer
 from tests.speechgen import espeak_available, speech
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not in
 
 GAP = np.zeros(4800, dtype=np.int16)  # 300 ms of silence, as the voice loop's preroll gives
 SILENCE = np.zeros(320, dtype=np.int16)
-LOGGER = "media.stt_deepgram"
+LOGGER = "media.stt.deepgram"
 
 
 def utterance(text: str) -> np.ndarray:

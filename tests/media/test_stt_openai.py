@@ -15,7 +15,7 @@ import pytest
 from gateway.demo import PHRASES
 from media.frames import split_frames
 from media.stt import Transcript
-from media.stt_openai import DEFAULT_MODEL, OpenAISTT
+from media.stt.openai import DEFAULT_MODEL, OpenAISTT
 from tests.openai_transcribe_server import transcribe_server
 from tests.speechgen import espeak_available, speech
 
@@ -95,7 +95,7 @@ async def test_a_failed_request_is_a_turn_without_transcript_and_a_warning(setup
         stt = OpenAISTT(api_key=KEY, base_url=server.url)
         stream = stt.new_stream()
         feed(stream, turn("hello"))
-        with caplog.at_level(logging.WARNING, "media.stt_openai"):
+        with caplog.at_level(logging.WARNING, "media.stt.openai"):
             assert await stream.end_of_turn_async() is None
         server.status, server.api_key = None, KEY  # the next turn works again
         feed(stream, turn("hello"))
@@ -113,7 +113,7 @@ async def test_an_unreachable_server_is_a_warning(caplog):
     stt = OpenAISTT(api_key=KEY, base_url=f"http://127.0.0.1:{port}/v1", timeout=2.0)
     stream = stt.new_stream()
     feed(stream, turn("hello"))
-    with caplog.at_level(logging.WARNING, "media.stt_openai"):
+    with caplog.at_level(logging.WARNING, "media.stt.openai"):
         assert await stream.end_of_turn_async() is None
     assert "failed: APIConnectionError" in caplog.text
     await stt.aclose()
@@ -139,7 +139,7 @@ async def test_a_turn_longer_than_max_s_is_cut_with_one_warning(caplog):
     async with transcribe_server(api_key=KEY, fixed_transcript="long") as server:
         stt = OpenAISTT(api_key=KEY, base_url=server.url, max_s=1.0)
         stream = stt.new_stream()
-        with caplog.at_level(logging.WARNING, "media.stt_openai"):
+        with caplog.at_level(logging.WARNING, "media.stt.openai"):
             feed(stream, np.full(3 * 16000, 1000, np.int16))
         assert await stream.end_of_turn_async() == Transcript("long", True)
         stream.close()

@@ -17,14 +17,14 @@ import pytest
 from gateway.demo import PHRASES
 from media.frames import split_frames
 from media.stt import Transcript
-from media.stt_pulse import PulseSTT
+from media.stt.pulse import PulseSTT
 from tests.pulse_server import pulse_server
 from tests.speechgen import espeak_available, speech
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 
 KEY = "sk_test_pulse"
-LOGGER = "media.stt_pulse"
+LOGGER = "media.stt.pulse"
 GAP = np.zeros(4800, np.int16)
 
 

@@ -30,6 +30,7 @@ import asyncio
 import io
 import logging
 import wave
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,9 +38,10 @@ import openai
 
 from media.frames import SAMPLE_RATE
 from media.openai_api import OpenAIEndpoint, error_message
-from media.stt import Transcript, check_frame
+from media.stt.base import Transcript, check_frame
 
-__all__ = ["OpenAISTT", "OpenAISttStream", "DEFAULT_MODEL"]
+__all__ = ["OpenAISTT", "OpenAISttStream", "DEFAULT_MODEL", "OpenAISttOptions", "Options",
+           "create", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -168,3 +170,29 @@ def _wav(pcm: bytes) -> bytes:
         w.setframerate(SAMPLE_RATE)
         w.writeframes(pcm)
     return out.getvalue()
+
+
+@dataclass(frozen=True)
+class OpenAISttOptions:
+    """What `stt="openai"` is made from (OpenAI's transcription endpoint or a compatible
+    server)."""
+
+    api_key: str | None = None  # None: OPENAI_API_KEY
+    url: str | None = None  # base URL of a compatible server (None: OpenAI's)
+    model: str | None = None  # None: DEFAULT_MODEL
+    language: str | None = "en"  # (empty or None: the service detects it)
+    phrases: list[str] | None = None  # sent as the prompt, to favour these words
+
+
+Options = OpenAISttOptions  # (the factory's name for it: `media.stt.get_engine`)
+
+
+def create(options: OpenAISttOptions) -> OpenAISTT:
+    return OpenAISTT(model=options.model, api_key=options.api_key, base_url=options.url,
+                     language=options.language or None,
+                     prompt=", ".join(options.phrases) if options.phrases else None)
+
+
+def describe(options: OpenAISttOptions, engine: OpenAISTT) -> str:
+    """The start-up line's words for this engine."""
+    return f"openai (model {engine.model}, at {engine.server})"

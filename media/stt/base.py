@@ -10,7 +10,7 @@
 Design choice: the stream is synchronous and must not block. The voice loop is async but
 calls `feed` once per frame from its own task, and a per-frame `await` would buy nothing
 for a local C engine (pocketsphinx decodes in about 1-2% of real time). A cloud engine
-(media/stt_deepgram.py) fits the same shape: one connection and one sender/receiver task
+(media/stt/deepgram.py) fits the same shape: one connection and one sender/receiver task
 pair per utterance (never per frame), `feed` only buffers the frame and returns the
 transcripts received so far.
 Cloud services finalise during the trailing silence that the turn detector waits for

@@ -15,7 +15,7 @@ partial transcripts, final ones are joined into the turn's transcript, which is 
 once a message has `is_last` (or the server closes normally after the finalize).
 
 One WebSocket per utterance, audio in 100 ms batches, failures contained: the shared
-design of `media/stt_ws.py` (Deepgram uses it too).
+design of `media/stt/ws.py` (Deepgram uses it too).
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 
 import aiohttp
 
 from media.frames import SAMPLE_RATE
-from media.stt_ws import WsSttEngine, WsUtterance
+from media.stt.ws import WsSttEngine, WsUtterance
 
-__all__ = ["PulseSTT", "PULSE_URL"]
+__all__ = ["PulseSTT", "PULSE_URL", "PulseOptions", "Options", "create", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +106,25 @@ class _PulseUtterance(WsUtterance):
             self.hypothesis(text, bool(msg.get("is_final")))
         if msg.get("is_last"):
             self.settled()
+
+
+@dataclass(frozen=True)
+class PulseOptions:
+    """What `stt="pulse"` is made from (Smallest AI's Pulse)."""
+
+    api_key: str | None = None  # None: SMALLEST_API_KEY
+    url: str | None = None  # None: PULSE_URL
+    language: str = "en"
+
+
+Options = PulseOptions  # (the factory's name for it: `media.stt.get_engine`)
+
+
+def create(options: PulseOptions) -> PulseSTT:
+    return PulseSTT(api_key=options.api_key, url=options.url or PULSE_URL,
+                    language=options.language)
+
+
+def describe(options: PulseOptions, engine: PulseSTT) -> str:
+    """The start-up line's words for this engine."""
+    return f"pulse (at {engine.url})"

@@ -1,5 +1,5 @@
 """Streaming STT over one WebSocket per caller utterance: what Deepgram's and Smallest
-Pulse's live recognisers share (`media/stt_deepgram.py`, `media/stt_pulse.py`).
+Pulse's live recognisers share (`media/stt/deepgram.py`, `media/stt/pulse.py`).
 
 Design, chosen for many calls per core:
 
@@ -35,7 +35,7 @@ import aiohttp
 import numpy as np
 from yarl import URL
 
-from media.stt import Transcript, check_frame
+from media.stt.base import Transcript, check_frame
 
 __all__ = ["WsSttEngine", "WsStream", "WsUtterance"]
 

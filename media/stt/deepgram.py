@@ -7,7 +7,7 @@
     stream.close(); await stt.aclose()
 
 One WebSocket per utterance, audio in 100 ms batches, failures contained: the shared
-design of `media/stt_ws.py`. Deepgram's part: the query parameters, `Authorization:
+design of `media/stt/ws.py`. Deepgram's part: the query parameters, `Authorization:
 Token KEY`, `KeepAlive` while a socket is open and no audio flows for `keepalive_s` (the
 service drops a socket after 10 s without data), `Finalize` and `CloseStream` at the end
 of a turn, whose result is ready when the result marked `from_finalize` arrives, or when
@@ -23,15 +23,17 @@ import json
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
 from media.frames import SAMPLE_RATE
-from media.stt_ws import WsStream, WsSttEngine, WsUtterance
+from media.stt.ws import WsStream, WsSttEngine, WsUtterance
 
-__all__ = ["DeepgramSTT", "DeepgramStream", "DEEPGRAM_URL"]
+__all__ = ["DeepgramSTT", "DeepgramStream", "DEEPGRAM_URL", "DeepgramOptions", "Options",
+           "create", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class DeepgramSTT(WsSttEngine):
         return {"Authorization": f"Token {self.api_key}"} if self.api_key else {}
 
 
-DeepgramStream = WsStream  # one call's recogniser (media/stt_ws.py)
+DeepgramStream = WsStream  # one call's recogniser (media/stt/ws.py)
 
 
 class _DeepgramUtterance(WsUtterance):
@@ -162,3 +164,26 @@ class _DeepgramUtterance(WsUtterance):
         self.hypothesis(text, bool(msg.get("is_final")))
         if msg.get("from_finalize"):
             self.settled()
+
+
+@dataclass(frozen=True)
+class DeepgramOptions:
+    """What `stt="deepgram"` is made from."""
+
+    api_key: str | None = None  # None: DEEPGRAM_API_KEY
+    url: str | None = None  # None: DEEPGRAM_URL
+    model: str | None = None  # None: nova-3
+    language: str = "en"
+
+
+Options = DeepgramOptions  # (the factory's name for it: `media.stt.get_engine`)
+
+
+def create(options: DeepgramOptions) -> DeepgramSTT:
+    return DeepgramSTT(api_key=options.api_key, url=options.url or DEEPGRAM_URL,
+                       model=options.model or "nova-3", language=options.language)
+
+
+def describe(options: DeepgramOptions, engine: DeepgramSTT) -> str:
+    """The start-up line's words for this engine."""
+    return f"deepgram (model {engine.model}, at {engine.url})"
