@@ -29,7 +29,7 @@ from agent.events import SDKSystemInitEvent
 from agent.session import AgentSession
 from gateway.call import Call, CallSettings, Transport
 from gateway.drain import SHUTDOWN_S, OpenRequests
-from gateway.engines import make_tts
+from gateway.engines import make_stt, make_tts
 from gateway.gc_pacing import collect_on_schedule
 from gateway.host import CallRefused, EventSession, call_label
 from gateway.logtext import printable, redact_url
@@ -126,61 +126,17 @@ class AtomsApp:
     # -- start-up ------------------------------------------------------------------------
     def load_engines(self) -> None:
         """Create and check the speech engines; a missing engine (or key) fails here, not
-        mid-call. `stt` picks the recogniser: "pocketsphinx" (offline) or "deepgram"; `tts` the
-        synthesiser: "espeak" or "piper" (both offline), "openai" (OpenAI's speech endpoint
-        or a compatible server) or "waves" (Smallest AI), cached in every case."""
+        mid-call. `stt` names the recogniser (`media.stt.ENGINES`: "pocketsphinx" offline,
+        "deepgram", "openai", "pulse"), `tts` the synthesiser (`media.tts.ENGINES`: "espeak"
+        or "piper" offline, "openai", "waves"), cached in every case; each is made from its
+        own typed options, filled from the settings (`gateway.engines`)."""
         if self.stt is None:
-            kind = (self.settings.stt or "pocketsphinx").strip().lower()
-            if kind == "deepgram":
-                from media.stt.deepgram import DEEPGRAM_URL, DeepgramSTT
-
-                stt = DeepgramSTT(api_key=self.settings.deepgram_api_key,
-                                  url=self.settings.stt_url or DEEPGRAM_URL,
-                                  model=self.settings.stt_model or "nova-3",
-                                  language=self.settings.stt_language)
-                stt.check()
-                self.on_stop(stt.aclose)
-                self.stt = stt
-                self.engines["stt"] = f"deepgram (model {stt.model}, at {stt.url})"
-            elif kind == "openai":
-                from media.stt.openai import OpenAISTT
-
-                phrases = self.settings.stt_phrases
-                whisper = OpenAISTT(model=self.settings.stt_model,
-                                    api_key=self.settings.stt_api_key,
-                                    base_url=self.settings.stt_url,
-                                    language=self.settings.stt_language or None,
-                                    prompt=", ".join(phrases) if phrases else None)
-                whisper.check()
-                self.on_stop(whisper.aclose)
-                self.stt = whisper
-                self.engines["stt"] = f"openai (model {whisper.model}, at {whisper.server})"
-            elif kind == "pulse":
-                from media.stt.pulse import PULSE_URL, PulseSTT
-
-                pulse = PulseSTT(api_key=self.settings.stt_api_key,
-                                 url=self.settings.stt_url or PULSE_URL,
-                                 language=self.settings.stt_language)
-                pulse.check()
-                self.on_stop(pulse.aclose)
-                self.stt = pulse
-                self.engines["stt"] = f"pulse (at {pulse.url})"
-            elif kind == "pocketsphinx":
-                from media.stt_pocketsphinx import PocketSphinxSTT
-
-                phrases = self.settings.stt_phrases
-                self.stt = PocketSphinxSTT(phrases=phrases, pool_size=self.settings.stt_pool,
-                                           garbage=self.settings.stt_garbage,
-                                           unrecognised=self.settings.stt_unrecognised)
-                vocabulary = (f"a grammar of {len(phrases)} phrases" if phrases
-                              else "open vocabulary")
-                if phrases and self.settings.stt_garbage:
-                    vocabulary += ", other speech rejected"
-                self.engines["stt"] = (f"pocketsphinx (offline, {vocabulary}, "
-                                       f"{self.settings.stt_pool} recognisers)")
-            else:
-                raise RuntimeError(f"unknown speech recogniser stt={self.settings.stt!r}: "
-                                   "use 'pocketsphinx', 'deepgram', 'openai' or 'pulse'")
+            stt, self.engines["stt"] = make_stt(self.settings)
+            stt.check()  # (pocketsphinx has checked already, building its recognisers)
+            aclose = getattr(stt, "aclose", None)  # connections
+            if aclose is not None:
+                self.on_stop(aclose)
+            self.stt = stt
         if self.tts is None:
             engine, self.engines["tts"] = make_tts(self.settings)
             aclose = getattr(engine, "aclose", None)  # worker threads, connections

@@ -42,3 +42,18 @@ def make_tts(settings: Settings) -> tuple[Any, str]:
     options = engine_options(module, kind, settings, "tts")
     engine = module.create(options)
     return engine, module.describe(options, engine)
+
+
+def make_stt(settings: Settings) -> tuple[Any, str]:
+    """The recogniser that `settings.stt` names, and its start-up words (RuntimeError for
+    an unknown name). Not checked yet (pocketsphinx checks as it builds its recognisers)."""
+    from media import stt
+
+    kind = (settings.stt or "pocketsphinx").strip().lower()
+    if kind not in stt.ENGINES:
+        raise RuntimeError(f"unknown speech recogniser stt={settings.stt!r}: "
+                           "use 'pocketsphinx', 'deepgram', 'openai' or 'pulse'")
+    module = stt.engine_module(kind)
+    options = engine_options(module, kind, settings, "stt")
+    engine = module.create(options)
+    return engine, module.describe(options, engine)

@@ -20,17 +20,22 @@ class PocketSphinxOptions:
 
     phrases: list[str] | None = None  # a grammar of these phrases (None: open vocabulary)
     pool: int = 4  # recognisers made at start-up: callers that may speak at the same time
+    garbage: str | None = None  # with phrases: "words" or "phones", a path other speech takes
+    unrecognised: str | None = None  # the transcript of speech the grammar rejected
 
 
 Options = PocketSphinxOptions  # (the factory's name for it: `media.stt.get_engine`)
 
 
 def create(options: PocketSphinxOptions) -> PocketSphinxSTT:
-    return PocketSphinxSTT(phrases=options.phrases, pool_size=options.pool)
+    return PocketSphinxSTT(phrases=options.phrases, pool_size=options.pool,
+                           garbage=options.garbage, unrecognised=options.unrecognised)
 
 
 def describe(options: PocketSphinxOptions, engine: PocketSphinxSTT) -> str:
     """The start-up line's words for this engine."""
     phrases = options.phrases
     vocabulary = f"a grammar of {len(phrases)} phrases" if phrases else "open vocabulary"
+    if phrases and options.garbage:
+        vocabulary += ", other speech rejected"
     return f"pocketsphinx (offline, {vocabulary}, {options.pool} recognisers)"

@@ -43,3 +43,17 @@ def test_settings_fill_the_options():
     engine = module.create(options)
     assert isinstance(engine, PulseSTT)
     assert module.describe(options, engine) == f"pulse (at {PULSE_URL})"
+
+
+def test_the_offline_recogniser_from_the_settings():
+    from gateway.engines import make_stt
+
+    engine, words = make_stt(Settings(stt="pocketsphinx", stt_phrases=["yes", "no"],
+                                      stt_pool=1, stt_garbage="words"))
+    assert engine.phrases == ["yes", "no"] and engine.garbage == "words"
+    assert words == ("pocketsphinx (offline, a grammar of 2 phrases, other speech rejected, "
+                     "1 recognisers)")
+    with pytest.raises(RuntimeError, match="unknown speech recogniser stt='x'"):
+        s = Settings()
+        s.stt = "x"
+        make_stt(s)
