@@ -11,11 +11,12 @@ Modes compared (`media.stt_pocketsphinx.PocketSphinxSTT`):
 - `plain`: the phrases alone;
 - `words:W`: the phrases, or a loop of common short words, fillers and backchannels
   ("a and are be can do for i the uh um huh hmm oh okay yeah so well") entered with
-  weight W (W left out: the default, 1e-12; the demo's setting);
+  weight W (W left out: the default, 1e-14; the demo's setting);
 - `words9:W`: the same with the first nine words only (the loop before this benchmark);
 - `phones:W`: the phrases, or a loop of the model's 39 phones entered with weight W (a
   garbage model: whatever is not a phrase can be any string of sounds).
 
+A words mode may name its own loop as `#word+word+...` (e.g. `words:1e-12#uh+um+oh`).
 Each mode may add decoder options as `@name=value`: `@bestpath=no` takes the final result
 from the Viterbi path instead of a lattice (the engine does so whenever a garbage loop is
 on: the lattice is what made the loop slow).
@@ -30,6 +31,10 @@ Clips, each fed in 20 ms frames with 300 ms of silence either side, as the voice
   it", ...) in the same synthetic voices, and every other recorded human prompt of at most
   4 s whose transcript is speech (about 280 sentences and words; 8 kHz phone recordings).
   Even-numbered prompts (sorted by name) are `dev`, odd-numbered `held-out`.
+
+Each voice (and the human prompts) is one caller, whose turns keep their normalisation
+from one to the next as in a call; `--first-turn` makes every clip the first turn of a call
+of its own instead (the normalisation from its starting point).
 
 A result is `exact` (the right phrase), `wrong` (another phrase) or `rejected` (no phrase:
 the demo answers "Sorry, I didn't catch that"). An in-grammar clip should be exact; an
@@ -93,7 +98,7 @@ def espeak_clips() -> list[Clip]:
 def piper_clips() -> list[Clip]:
     try:
         from media.tts import synthesize_all
-        from media.tts_piper import PiperTTS
+        from media.tts.piper import PiperTTS
 
         tts = PiperTTS()
         tts.check()
@@ -159,8 +164,9 @@ def make_engine(mode: str) -> PocketSphinxSTT:
     (e.g. `words:1e-8@maxhmmpf=2000@beam=1e-30`)."""
     mode, *opts = mode.split("@")
     options = {k: _option(v) for k, v in (o.split("=", 1) for o in opts)}
+    mode, _, word_list = mode.partition("#")  # words:W#a+b+c: the loop of these words
     kind, _, weight = mode.partition(":")
-    words = None
+    words = word_list.split("+") if word_list else None
     if kind == "words9":  # the word loop before fillers and backchannels were added
         kind, words = "words", WORDS9
     if kind == "plain":
@@ -171,14 +177,16 @@ def make_engine(mode: str) -> PocketSphinxSTT:
                            garbage_words=words, decoder_options=options)
 
 
-def decode(engine: PocketSphinxSTT, clips: list[Clip]) -> tuple[list[str | None], float]:
+def decode(engine: PocketSphinxSTT, clips: list[Clip], fresh: bool = False
+           ) -> tuple[list[str | None], float]:
     """Each clip as one turn of one stream per source (a caller keeps their channel's
-    normalisation from turn to turn, as in a call). Returns results and CPU seconds."""
+    normalisation from turn to turn, as in a call), or (`fresh`) as the first turn of a
+    call of its own. Returns results and CPU seconds."""
     results: list[str | None] = []
     streams = {}
     cpu = 0.0
-    for clip in clips:
-        stream = streams.setdefault(clip.source, engine.new_stream())
+    for i, clip in enumerate(clips):
+        stream = streams.setdefault(i if fresh else clip.source, engine.new_stream())
         t = time.process_time()
         for frame in split_frames(np.concatenate((GAP, clip.pcm, GAP))):
             stream.feed(frame)
@@ -218,6 +226,9 @@ def main() -> None:
                     help="comma-separated modes: plain, words[:W], words9:W, phones:W, each "
                          "with optional @option=value decoder options")
     ap.add_argument("--list", action="store_true", help="print every clip's result")
+    ap.add_argument("--first-turn", action="store_true",
+                    help="each clip as the first turn of a call (a fresh stream), not as "
+                         "one of many turns of one caller per voice")
     ap.add_argument("--quick", action="store_true",
                     help="a quarter of the set (3 espeak voices, every 4th human prompt), "
                          "no piper: for trying weights")
@@ -233,7 +244,7 @@ def main() -> None:
           f"({sum(c.expected is not None for c in clips)} in grammar)")
     for mode in modes:
         engine = make_engine(mode)
-        results, cpu = decode(engine, clips)
+        results, cpu = decode(engine, clips, fresh=args.first_turn)
         print(f"\n== {mode}  ({cpu / audio_s:.3f}x real time)")
         for key, line in sorted(summary(clips, results).items()):
             print(f"  {key:18} {line}")
