@@ -100,12 +100,12 @@ class Round:
 
 
 def start_stt_server() -> tuple[subprocess.Popen[str], str]:
-    """The local Deepgram-protocol server (tests/deepgram_server.py) on sipp's core, answering
+    """The local Deepgram-protocol server (tests/kit/servers/deepgram_server.py) on sipp's core, answering
     every utterance with a question the demo agent replies to: recognition cost stays off
     the gateway's core, as with a cloud recogniser."""
     port = free_port()
     proc = subprocess.Popen(
-        ["taskset", "-c", "1", sys.executable, "-m", "tests.deepgram_server", "--port", str(port),
+        ["taskset", "-c", "1", sys.executable, "-m", "tests.kit.servers.deepgram_server", "--port", str(port),
          "--fixed-transcript", "what time is it"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
@@ -132,7 +132,7 @@ def run_round(n: int, hold: float, rate: float, workdir: Path, warm: bool,
     env = dict(os.environ)
     if stt_url:
         sys.path.insert(0, str(ROOT))
-        from tests.deepgram_server import API_KEY
+        from tests.kit.servers.deepgram_server import API_KEY
 
         env.update(ATOMS_STT="deepgram", ATOMS_STT_URL=stt_url, DEEPGRAM_API_KEY=API_KEY)
     with open(log_path, "w") as log:

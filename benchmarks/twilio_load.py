@@ -32,7 +32,7 @@ Printed per N:
   shows how much longer than real time the warm-up took, per call.
 Then the largest N whose p99 lag is within 50 ms of the N=1 figure.
 
-`--stt deepgram` makes the gateway stream caller speech to tests/deepgram_server.py (a local
+`--stt deepgram` makes the gateway stream caller speech to tests/kit/servers/deepgram_server.py (a local
 server speaking Deepgram's live protocol, answering the script's question) on core 1, as a
 deployment with a cloud recogniser does; the default runs pocketsphinx on the gateway's core.
 
@@ -268,11 +268,11 @@ def proc_rss(pid: int) -> int:
 
 
 async def start_stt_server() -> tuple[asyncio.subprocess.Process, str]:
-    """The local Deepgram-protocol server (tests/deepgram_server.py) on the load generator's
+    """The local Deepgram-protocol server (tests/kit/servers/deepgram_server.py) on the load generator's
     core, answering every utterance with the script's question: recognition cost stays off
     the gateway's core, as with a cloud recogniser."""
     port = free_port()
-    cmd = [str(ROOT / ".venv/bin/python"), "-m", "tests.deepgram_server", "--port", str(port),
+    cmd = [str(ROOT / ".venv/bin/python"), "-m", "tests.kit.servers.deepgram_server", "--port", str(port),
            "--fixed-transcript", QUESTION]
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "1", *cmd]
@@ -292,7 +292,7 @@ async def start_server(port: int, stt_url: str | None = None) -> asyncio.subproc
         cmd = ["taskset", "-c", "0", *cmd]
     env = {**os.environ, **SERVER_ENV}
     if stt_url:
-        from tests.deepgram_server import API_KEY
+        from tests.kit.servers.deepgram_server import API_KEY
 
         env.update(ATOMS_STT="deepgram", ATOMS_STT_URL=stt_url, DEEPGRAM_API_KEY=API_KEY)
     proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, env=env,

@@ -7,7 +7,7 @@ from agent.events import (
 )
 from agent.session import AgentSession
 from gateway import demo
-from tests.agent.test_session import Collector
+from tests.kit.fakes import Collector
 
 
 async def run_turn(session, out, text):

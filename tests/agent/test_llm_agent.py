@@ -7,8 +7,8 @@ from agent.clients.openai import OpenAIClient
 from agent.events import SDKAgentTranscriptUpdateEvent, SDKSystemLLMRequestEvent
 from agent.nodes import OutputAgentNode
 from agent.session import AgentSession
-from tests.agent.test_session import Collector
-from tests.openai_server import FakeOpenAIServer, Reply
+from tests.kit.fakes import Collector
+from tests.kit.servers.openai_server import FakeOpenAIServer, Reply
 
 
 class SupportAgent(OutputAgentNode):

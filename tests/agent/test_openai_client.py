@@ -21,7 +21,7 @@ from agent.clients import (
     OpenAIClient,
     ToolCallAssembler,
 )
-from tests.openai_server import FakeOpenAIServer, Reply, ToolCallSpec
+from tests.kit.servers.openai_server import FakeOpenAIServer, Reply, ToolCallSpec
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -7,7 +7,6 @@ import pytest
 from agent.events import (
     SDKAgentSpeakEvent,
     SDKAgentTranscriptUpdateEvent,
-    SDKEvent,
     SDKSystemControlInterruptEvent,
     SDKSystemDtmfEvent,
     SDKSystemLLMRequestEvent,
@@ -15,33 +14,7 @@ from agent.events import (
 )
 from agent.nodes import BackgroundAgentNode, Node, OutputAgentNode
 from agent.session import AgentSession
-
-
-class Collector:
-    """Output sink for tests: records events and lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list[SDKEvent] = []
-        self._cond = asyncio.Condition()
-
-    async def __call__(self, event: SDKEvent) -> None:
-        async with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    async def wait_for(self, pred, timeout: float = 5.0) -> SDKEvent:
-        async def find():
-            async with self._cond:
-                while True:
-                    for e in self.events:
-                        if pred(e):
-                            return e
-                    await self._cond.wait()
-
-        return await asyncio.wait_for(find(), timeout)
-
-    def types(self) -> list[str]:
-        return [e.type for e in self.events]
+from tests.kit.fakes import Collector
 
 
 class SalesAgent(OutputAgentNode):

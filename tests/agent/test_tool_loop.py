@@ -11,8 +11,8 @@ from agent.events import (
 from agent.nodes import OutputAgentNode
 from agent.session import AgentSession
 from agent.tools import ToolRegistry, function_tool
-from tests.agent.test_session import Collector
-from tests.openai_server import FakeOpenAIServer, Reply, ToolCallSpec
+from tests.kit.fakes import Collector
+from tests.kit.servers.openai_server import FakeOpenAIServer, Reply, ToolCallSpec
 
 
 class OrderAgent(OutputAgentNode):

@@ -25,7 +25,7 @@ from agent.tools import (
     is_function_tool,
     parse_docstring,
 )
-from tests.openai_server import FakeOpenAIServer, Reply, ToolCallSpec
+from tests.kit.servers.openai_server import FakeOpenAIServer, Reply, ToolCallSpec
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -13,8 +13,7 @@ import pytest
 
 from tests.compat.orchestrator import Orchestrator, Step, saw
 from tests.compat.published_agents import greeter_setup
-from tests.compat.servers import serve
-from tests.compat.test_source_compat import (
+from tests.compat.scripts import (
     chunks,
     echo,
     ends,
@@ -22,7 +21,8 @@ from tests.compat.test_source_compat import (
     run_agent,
     user,
 )
-from tests.openai_server import Reply
+from tests.compat.servers import serve
+from tests.kit.servers.openai_server import Reply
 
 
 def both(name: str, extra: list[Step], replies: list[Reply] | None = None):

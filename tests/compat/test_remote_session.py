@@ -10,9 +10,9 @@ from agent.events import (
     SDKSystemUserJoinedEvent,
 )
 from gateway.remote_agent import RemoteSession
-from tests.agent.test_session import Collector
 from tests.compat.published_agents import greeter_setup
 from tests.compat.published_server import free_port, published_atoms_app
+from tests.kit.fakes import Collector
 
 
 def init() -> SDKSystemInitEvent:

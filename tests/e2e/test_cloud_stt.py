@@ -12,10 +12,10 @@ import os
 import numpy as np
 import pytest
 
-from tests.deepgram_server import DeepgramServer
 from tests.e2e.clients import TwilioClient
 from tests.e2e.harness import HOST, demo_phrases, rms_dbfs, utterance
 from tests.e2e.test_cli import CLI, serve_fails, serving
+from tests.kit.servers.deepgram_server import DeepgramServer
 
 QUESTION = "what time is it"
 
@@ -111,7 +111,7 @@ async def ask_the_time(tmp_path, env: dict[str, str], untouched) -> str:
 
 @pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
 async def test_twilio_caller_is_understood_through_openai_transcriptions(tmp_path):
-    from tests.openai_transcribe_server import transcribe_server
+    from tests.kit.servers.openai_transcribe_server import transcribe_server
 
     async with transcribe_server(api_key="sk-test", phrases=demo_phrases()) as server:
         env = {"ATOMS_STT": "openai", "ATOMS_STT_URL": server.url, "OPENAI_API_KEY": "sk-test",
@@ -137,7 +137,7 @@ async def test_serve_without_an_openai_key_for_speech_recognition_stops_at_start
 
 @pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")
 async def test_twilio_caller_is_understood_through_smallest_pulse(tmp_path):
-    from tests.pulse_server import pulse_server
+    from tests.kit.servers.pulse_server import pulse_server
 
     async with pulse_server(api_key="sk_test", phrases=demo_phrases()) as server:
         env = {"ATOMS_STT": "pulse", "ATOMS_STT_URL": server.url, "SMALLEST_API_KEY": "sk_test"}

@@ -23,8 +23,8 @@ from tests.e2e.harness import HOST, rms_dbfs, utterance
 from tests.e2e.test_cli import CLI, serve_fails, serving
 from tests.e2e.test_cloud_stt import wait_quiet
 from tests.e2e.test_tts_piper_e2e import upsample
-from tests.openai_speech_server import speech_server
-from tests.waves_server import waves_server
+from tests.kit.servers.openai_speech_server import speech_server
+from tests.kit.servers.waves_server import waves_server
 
 needs_cli = pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed")
 KEY = "sk-test-key"

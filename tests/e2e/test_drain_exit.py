@@ -19,7 +19,7 @@ from aiohttp import web
 
 from gateway.drain import OpenRequests
 from tests.e2e.clients import TwilioClient
-from tests.serve_process import HOST, start_serve
+from tests.kit.serve_process import HOST, start_serve
 
 DRAIN_S = 60
 HARNESS_S = 30  # the exit must come well before the drain timeout

@@ -10,7 +10,7 @@ import signal
 
 import aiohttp
 
-from tests.serve_process import start_serve
+from tests.kit.serve_process import start_serve
 
 SECRET = "what time is it"
 

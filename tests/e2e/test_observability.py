@@ -1,6 +1,6 @@
 """Metrics, traces and conversation logs of a real call (issue 24, items 1-3).
 
-A Twilio Media Streams client (tests/e2e/clients.py) calls a served gateway with the demo
+A Twilio Media Streams client (tests/e2e/clients/) calls a served gateway with the demo
 agent, talks over its greeting ("what time is it"), hears the reply and hangs up. Then
 `/metrics` is scraped over HTTP and parsed with prometheus-client's own parser, the spans
 come from the OpenTelemetry SDK's in-memory exporter, and the conversation log lines from
@@ -166,7 +166,7 @@ async def test_an_openai_client_reports_its_first_token_per_call(gateway_factory
     the first token's latency reaches the histogram and the turn's `llm` span."""
     from agent.clients.openai import OpenAIClient
     from agent.nodes import OutputAgentNode
-    from tests.openai_server import Reply, openai_server
+    from tests.kit.servers.openai_server import Reply, openai_server
 
     provider, exporter = memory_spans
     async with openai_server(Reply.text("It is noon, and a fine day.")) as server:

@@ -9,7 +9,7 @@ import signal
 
 import aiohttp
 
-from tests.serve_process import start_serve
+from tests.kit.serve_process import start_serve
 
 
 async def test_console_spans_from_the_otel_variables(tmp_path):

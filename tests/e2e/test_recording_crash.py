@@ -16,7 +16,7 @@ import numpy as np
 
 from media.recording import read_timeline
 from tests.e2e.clients import TwilioClient
-from tests.serve_process import CLI, HOST, start_serve
+from tests.kit.serve_process import CLI, HOST, start_serve
 
 FRAME_S = 0.02
 

@@ -6,16 +6,8 @@ import pytest
 from gateway.demo import GREETING
 from gateway.testing import replay_async
 from media.frames import FRAME_MS, SAMPLE_RATE
+from tests.kit.audio import at
 from tests.speechgen import speech, trim_silence
-
-
-def at(ms: int, pcm: np.ndarray, total_ms: int) -> np.ndarray:
-    """Place `pcm` at `ms` in a silent track of `total_ms`."""
-    out = np.zeros(total_ms * SAMPLE_RATE // 1000, dtype=np.int16)
-    start = ms * SAMPLE_RATE // 1000
-    n = min(len(pcm), len(out) - start)
-    out[start : start + n] = pcm[:n]
-    return out
 
 
 def types(result) -> list[str]:

@@ -12,8 +12,8 @@ from gateway.testing import replay_async
 from media.dtmf_tones import DTMF_KEYS, dtmf_frequencies
 from media.frames import FRAME_MS, SAMPLE_RATE
 from tests.gateway.lines import SilentLine
-from tests.gateway.test_call import at
-from tests.media.test_dtmf_tones import detect
+from tests.kit.audio import at, detect
+from tests.kit.fakes import FakeSession, NoStt
 from tests.speechgen import speech, trim_silence
 
 HUM = (6000 * np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE)).astype("<i2")
@@ -90,36 +90,14 @@ class OutOfBand(SilentLine):
         return self.accept
 
 
-class _Session:
-    def __init__(self):
-        self.out = None
-
-    async def deliver(self, event):
-        return None
-
-    def set_output(self, fn):
-        self.out = fn
-
-    async def close(self, reason=""):
-        return None
-
-
 async def test_transport_that_sends_dtmf_gets_the_digits_and_no_tones_play():
     from runtime.clock import VirtualClock
 
     for accept in (True, False):
-        transport, session = OutOfBand(accept), _Session()
-        call = Call(transport, session, _NoStt(), None, clock=VirtualClock())
+        transport, session = OutOfBand(accept), FakeSession()
+        call = Call(transport, session, NoStt(), None, clock=VirtualClock())
         await call.start()
         await session.out(SDKAgentSendDtmfEvent(digits="1#"))
         assert transport.digits == ["1#"]
         assert call.agent_active is (not accept)  # declined: tones are queued instead
         await call.close()
-
-
-class _NoStt:
-    def new_stream(self):
-        return self
-
-    def close(self):
-        return None

@@ -5,7 +5,6 @@ the audio went out (issue 23, defect 6); a paused playout is never timed out as 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import numpy as np
 
@@ -13,11 +12,11 @@ from agent.events import (
     SDKAgentAudioEvent,
     SDKAgentEndCallEvent,
     SDKAgentLogEvent,
-    SDKEvent,
 )
 from gateway.call import CONFIRM_TIMEOUT_S, Call, CallSettings
 from media.frames import FRAME_S, SAMPLE_RATE
 from runtime.clock import VirtualClock
+from tests.kit.fakes import FakeSession, NoStt
 
 
 class _MarksLostLine:
@@ -46,44 +45,15 @@ class _MarksLostLine:
         return None
 
 
-class _Session:
-    def __init__(self) -> None:
-        self.out: Any = None
-        self.got: list[SDKEvent] = []
-
-    async def deliver(self, event: SDKEvent) -> None:
-        self.got.append(event)
-
-    def set_output(self, fn: Any) -> None:
-        self.out = fn
-
-    async def close(self, reason: str = "") -> None:
-        return None
-
-
-class _NoStt:
-    def new_stream(self) -> _NoStt:
-        return self
-
-    def feed(self, frame: np.ndarray) -> list[Any]:
-        return []
-
-    def end_of_turn(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-
 def _audio(seconds: float) -> SDKAgentAudioEvent:
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     pcm = (3000 * np.sin(2 * np.pi * 300 * t)).astype("<i2")
     return SDKAgentAudioEvent(pcm=pcm.tobytes(), sample_rate=SAMPLE_RATE)
 
 
-async def _start() -> tuple[Call, _MarksLostLine, _Session, VirtualClock]:
-    line, session, clock = _MarksLostLine(), _Session(), VirtualClock()
-    call = Call(line, session, _NoStt(), None, clock=clock,
+async def _start() -> tuple[Call, _MarksLostLine, FakeSession, VirtualClock]:
+    line, session, clock = _MarksLostLine(), FakeSession(), VirtualClock()
+    call = Call(line, session, NoStt(), None, clock=clock,
                 settings=CallSettings(far_end_confirms=True))
     await call.start()
     return call, line, session, clock

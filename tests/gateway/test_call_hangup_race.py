@@ -11,7 +11,7 @@ from gateway.call import Call
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE, split_frames
 from runtime.clock import VirtualClock
 from tests.gateway.lines import SilentLine
-from tests.gateway.test_call_dtmf import _Session
+from tests.kit.fakes import FakeSession
 from tests.speechgen import speech, trim_silence
 
 
@@ -51,7 +51,7 @@ class HangsUpWhileClearing(SilentLine):
 
 
 async def test_hang_up_during_the_barge_in_closes_the_call_cleanly() -> None:
-    transport, session, stt = HangsUpWhileClearing(), _Session(), _ClosingStt()
+    transport, session, stt = HangsUpWhileClearing(), FakeSession(), _ClosingStt()
     clock = VirtualClock()
     call = Call(transport, session, stt, None, clock=clock)
     transport.call = call

@@ -11,7 +11,7 @@ from gateway.call import Call
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
 from runtime.clock import VirtualClock
 from tests.gateway.lines import SilentLine
-from tests.gateway.test_call_dtmf import _NoStt, _Session
+from tests.kit.fakes import FakeSession, NoStt
 
 FRAMES = 10
 HUM = (6000 * np.sin(2 * np.pi * 440 * np.arange(FRAMES * FRAME_SAMPLES) / SAMPLE_RATE)
@@ -38,8 +38,8 @@ class PacedTransport(SilentLine):
 
 
 async def test_transport_paced_playout_then_transfer_and_hangup_in_order() -> None:
-    transport, session = PacedTransport(), _Session()
-    call = Call(transport, session, _NoStt(), None, clock=VirtualClock())
+    transport, session = PacedTransport(), FakeSession()
+    call = Call(transport, session, NoStt(), None, clock=VirtualClock())
     await call.start()
     await session.out(SDKAgentAudioEvent(pcm=HUM.tobytes(), sample_rate=SAMPLE_RATE))
     await session.out(SDKAgentTransferConversationEvent(transfer_call_number="+15550100"))

@@ -29,23 +29,12 @@ from media.batch_edge import BatchEdge, codec_index
 from media.codecs import WireFormat
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE
 from runtime.clock import VirtualClock
-from tests.gateway.test_call_dtmf import _Session
+from tests.kit.fakes import FakeSession, NoStt
 
 MULAW_8K = WireFormat("pcmu", 8000)
 
 
-class NoStt:
-    def new_stream(self):
-        return self
-
-    def feed(self, frame):
-        return ()
-
-    def close(self):
-        return None
-
-
-async def say(session: _Session, pcm: np.ndarray) -> None:
+async def say(session: FakeSession, pcm: np.ndarray) -> None:
     """The agent plays `pcm`; its speaker queues it (a task of its own)."""
     await session.out(SDKAgentAudioEvent(pcm=pcm.tobytes(), sample_rate=SAMPLE_RATE))
     for _ in range(5):
@@ -78,7 +67,7 @@ async def open_stream(tick: MediaTick, sid: str, paused=lambda: False):
     ws = FakeSocket()
     transport = MediaStreamTransport(ws, protocol, paused)
     transport.open_audio(MULAW_8K, tick)
-    session = _Session()
+    session = FakeSession()
     call = Call(transport, session, NoStt(), None, clock=VirtualClock())
     transport.call = call
     await call.start()
@@ -294,7 +283,7 @@ async def test_a_web_client_in_odd_chunks_goes_through_its_own_edge():
     wire = WireFormat("l16", SAMPLE_RATE)
     web.open_audio(wire, tick)
     assert web.slot is None and web.edge is not None  # not G.711: no batch slot
-    session = _Session()
+    session = FakeSession()
     web.call = Call(web, session, NoStt(), None, clock=VirtualClock())
     await web.call.start()
     tick.join(web)

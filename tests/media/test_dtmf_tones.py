@@ -7,25 +7,10 @@ import pytest
 from media.codecs import WireFormat
 from media.dtmf_tones import DTMF_KEYS, HIGH_DBFS, LOW_DBFS, dtmf_frequencies, dtmf_tones
 from media.frames import SAMPLE_RATE
+from tests.kit.audio import DTMF_FREQS, detect
 
-FREQS = (697, 770, 852, 941, 1209, 1336, 1477, 1633)
+FREQS = DTMF_FREQS
 TONE = SAMPLE_RATE // 10  # 100 ms
-
-
-def goertzel_amplitude(x: np.ndarray, freq: float, rate: int = SAMPLE_RATE) -> float:
-    """Amplitude of the `freq` component of `x` (Goertzel, Hann-windowed)."""
-    w = x.astype(np.float64) * np.hanning(len(x))
-    coeff = 2 * np.cos(2 * np.pi * freq / rate)
-    s1 = s2 = 0.0
-    for v in w:
-        s1, s2 = v + coeff * s1 - s2, s1
-    power = s1 * s1 + s2 * s2 - coeff * s1 * s2
-    return 2 * np.sqrt(max(power, 0.0)) / np.sum(np.hanning(len(x)))
-
-
-def detect(x: np.ndarray) -> tuple[list[int], np.ndarray]:
-    amps = np.array([goertzel_amplitude(x, f) for f in FREQS])
-    return sorted(FREQS[i] for i in np.argsort(amps)[-2:]), amps
 
 
 @pytest.mark.parametrize("key", list(DTMF_KEYS))

@@ -1,5 +1,5 @@
 """OpenAISTT against a local server speaking OpenAI's `/v1/audio/transcriptions` over real
-sockets (tests/openai_transcribe_server.py: pocketsphinx with the demo's phrases). A turn's
+sockets (tests/kit/servers/openai_transcribe_server.py: pocketsphinx with the demo's phrases). A turn's
 audio goes up as one WAV, exactly as fed, and its words come back; turns overlap without
 mixing; failures give a turn without a transcript and a log line, never an exception."""
 
@@ -16,7 +16,7 @@ from gateway.demo import PHRASES
 from media.frames import split_frames
 from media.stt import Transcript
 from media.stt.openai import DEFAULT_MODEL, OpenAISTT
-from tests.openai_transcribe_server import transcribe_server
+from tests.kit.servers.openai_transcribe_server import transcribe_server
 from tests.speechgen import espeak_available, speech
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")

@@ -1,5 +1,5 @@
 """PulseSTT against a local server speaking Smallest AI's Pulse streaming STT WebSocket
-(tests/pulse_server.py: pocketsphinx with the demo's phrases). The server is checked
+(tests/kit/servers/pulse_server.py: pocketsphinx with the demo's phrases). The server is checked
 against the published SDK's own client first (`smallestai` 4.4.0
 `waves.pulse_stt_streaming`); then the engine: a turn's audio goes up in 100 ms batches,
 interim results become partials, the finalize gives the turn's words; failures give a
@@ -18,7 +18,7 @@ from gateway.demo import PHRASES
 from media.frames import split_frames
 from media.stt import Transcript
 from media.stt.pulse import PulseSTT
-from tests.pulse_server import pulse_server
+from tests.kit.servers.pulse_server import pulse_server
 from tests.speechgen import espeak_available, speech
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")

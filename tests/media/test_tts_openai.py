@@ -1,5 +1,5 @@
 """OpenAITTS against a local server speaking OpenAI's `/v1/audio/speech` over real sockets
-(tests/openai_speech_server.py: espeak-ng speech as 24 kHz PCM): the audio arrives at
+(tests/kit/servers/openai_speech_server.py: espeak-ng speech as 24 kHz PCM): the audio arrives at
 16 kHz, sample for sample what the server spoke, piece by piece as it is sent; closing the
 stream drops the request; errors and a missing key are clear."""
 
@@ -14,7 +14,7 @@ import pytest
 from media.resample import StreamResampler
 from media.tts import synthesize_all
 from media.tts.openai import DEFAULT_MODEL, DEFAULT_VOICE, OpenAITTS
-from tests.openai_speech_server import RATE, speech_server
+from tests.kit.servers.openai_speech_server import RATE, speech_server
 from tests.speechgen import espeak_available, speech
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")

@@ -1,5 +1,5 @@
 """WavesTTS against a local server speaking Smallest AI's Waves streaming TTS WebSocket
-(tests/waves_server.py: espeak-ng speech). The server is checked against the published
+(tests/kit/servers/waves_server.py: espeak-ng speech). The server is checked against the published
 SDK's own client (`smallestai` 4.4.0 `WavesStreamingTTS`): both get the same audio. Then
 the engine: 16 kHz audio exactly as spoken, piece by piece; connections reused across
 sentences, a dropped idle one replaced; a sentence cut short closes its connection;
@@ -15,8 +15,8 @@ import pytest
 
 from media.tts import synthesize_all
 from media.tts.waves import DEFAULT_VOICE, WavesTTS
+from tests.kit.servers.waves_server import waves_server
 from tests.speechgen import espeak_available, speech
-from tests.waves_server import waves_server
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from gateway.sip.rtp_session import RtpSession
+from gateway.sip.sdp import parse_sdp
+
 SDP_PCMU = (
     "v=0\r\n"
     "o=user1 53655765 2353687637 IN IP4 127.0.0.1\r\n"
@@ -134,3 +137,15 @@ COMPACT_FOLDED = (
     b"\r\n"
     b"hello"
 )
+
+
+CALLER_RTP = ("10.0.0.5", 17424)  # what ASTERISK_SDP says
+NATTED = ("203.0.113.9", 40123)  # where its packets really come from (behind a NAT)
+
+
+def answered_session() -> RtpSession:
+    """An RTP session (ours at 192.0.2.10:40000) that has answered ASTERISK_SDP: A-law."""
+    s = RtpSession("192.0.2.10", 40000)
+    answer = parse_sdp(s.answer(ASTERISK_SDP.encode()))
+    assert answer.audio is not None and answer.audio.formats == ["8", "101"]
+    return s

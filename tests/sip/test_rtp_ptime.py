@@ -5,7 +5,8 @@ from __future__ import annotations
 from gateway.media_tick import MediaTick
 from gateway.sip.rtp import RtpSender
 from gateway.transports.rtp import PortPool, RtpEndpoint, RtpTransport
-from tests.sip.test_rtp_session import NATTED, session
+from tests.sip.samples import NATTED
+from tests.sip.samples import answered_session as session
 
 
 async def transport() -> RtpTransport:

@@ -9,19 +9,11 @@ import pytest
 from gateway.sip.dtmf import DtmfDecoder, dtmf_packets
 from gateway.sip.jitter import LOST
 from gateway.sip.rtp import RtpSender, parse_rtp
-from gateway.sip.rtp_session import LATCH_BURST, RtpSession
+from gateway.sip.rtp_session import LATCH_BURST
 from gateway.sip.sdp import NoCommonCodec, parse_sdp
 from tests.sip import samples
-
-CALLER_RTP = ("10.0.0.5", 17424)  # what Asterisk's SDP says
-NATTED = ("203.0.113.9", 40123)  # where its packets really come from
-
-
-def session() -> RtpSession:
-    s = RtpSession("192.0.2.10", 40000)
-    answer = parse_sdp(s.answer(samples.ASTERISK_SDP.encode()))
-    assert answer.audio is not None and answer.audio.formats == ["8", "101"]
-    return s
+from tests.sip.samples import CALLER_RTP, NATTED
+from tests.sip.samples import answered_session as session
 
 
 def test_answer_versions_grow_and_codec_change_keeps_stream() -> None:

@@ -17,7 +17,7 @@ from agent.events import SDKAgentAudioEvent, SDKAgentEndCallEvent, SDKAgentSendD
 from agent.nodes import Node
 from gateway.sip.dtmf import DIGITS, parse_event
 from media.dtmf_tones import DTMF_KEYS, dtmf_frequencies
-from tests.media.test_dtmf_tones import detect
+from tests.kit.audio import detect
 from tests.sip_interop.helpers import (
     SCENARIOS,
     decode_stream,

@@ -25,7 +25,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from tests.serve_process import Served, start_serve
+from tests.kit.serve_process import Served, start_serve
 from tests.sip_interop.helpers import (
     LOCALHOST,
     BaresipControl,

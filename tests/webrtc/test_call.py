@@ -8,26 +8,13 @@ import asyncio
 import numpy as np
 import pytest
 
-from agent.session import AgentSession
-from gateway.demo import GREETING, DemoAgent
+from gateway.demo import GREETING
 from gateway.transports.webrtc import WEBRTC
 from tests.speechgen import speech, trim_silence
+from tests.webrtc.agents import SHORT_GREETING, short_setup
 from tests.webrtc.peer import Received, RtcCaller, loud_runs
 
-SHORT_GREETING = "Hello, how can I help you?"
 BARGE_IN_TOLERANCE_S = 0.6  # speech onset -> last loud agent frame, network and jitter included
-
-
-class ShortGreeting(DemoAgent):
-    async def on_event(self, event) -> None:
-        if event.type == "system.user.joined":
-            await self.speak(SHORT_GREETING)
-
-
-async def short_setup(session: AgentSession) -> None:
-    session.add_node(ShortGreeting())
-    await session.start()
-    await session.wait_until_complete()
 
 
 async def tts_audio(app, text: str) -> tuple[float, float]:

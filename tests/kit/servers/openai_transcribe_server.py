@@ -13,7 +13,7 @@ every request with that HTTP error, `hold` keeps answers back until `release()`,
         ...
         assert server.requests[0]["model"] == "gpt-4o-mini-transcribe"
 
-    python -m tests.openai_transcribe_server --port 8768 [--phrases A B ...]
+    python -m tests.kit.servers.openai_transcribe_server --port 8768 [--phrases A B ...]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import soxr
 from aiohttp import web
 
 from media.frames import SAMPLE_RATE, split_frames
-from tests.local_server import LocalServer, run_forever
+from tests.kit.servers.local_server import LocalServer, run_forever
 
 
 class FakeTranscribeServer(LocalServer):

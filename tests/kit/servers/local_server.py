@@ -1,6 +1,6 @@
 """What the local stand-ins for cloud services share: an aiohttp server on 127.0.0.1
 (an ephemeral port unless one is given), `async with` to run it, `release()` for tests
-that hold a reply back, and `run_forever` for `python -m tests.<server>`."""
+that hold a reply back, and `run_forever` for `python -m tests.kit.servers.<server>`."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ is set), `drop_idle()` closes every connection between requests.
     async with waves_server(api_key="k") as server:
         tts = WavesTTS(api_key="k", url=server.url)
 
-    python -m tests.waves_server --port 8767 --api-key k   # for a gateway in another process
+    python -m tests.kit.servers.waves_server --port 8767 --api-key k   # for a gateway in another process
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.local_server import LocalServer, run_forever
+from tests.kit.servers.local_server import LocalServer, run_forever
 from tests.speechgen import speech
 
 PATH = "/waves/v1/lightning-v3.1/get_speech/stream"

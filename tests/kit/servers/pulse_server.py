@@ -14,7 +14,7 @@ keeps the final back until `release()`.
     async with pulse_server(api_key="k", phrases=[...]) as server:
         stt = PulseSTT(api_key="k", url=server.url)
 
-    python -m tests.pulse_server --port 8769 --api-key k [--phrases A B ...]
+    python -m tests.kit.servers.pulse_server --port 8769 --api-key k [--phrases A B ...]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from aiohttp import WSMsgType, web
 
 from media.frames import split_frames
 from media.stt_pocketsphinx import PocketSphinxSTT
-from tests.local_server import LocalServer, run_forever
+from tests.kit.servers.local_server import LocalServer, run_forever
 from tests.speechgen import speech
 
 PATH = "/waves/v1/pulse/get_text"

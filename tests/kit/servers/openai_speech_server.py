@@ -14,7 +14,7 @@ split across pieces.
         ...
         assert server.requests[0]["input"] == "Hello."
 
-    python -m tests.openai_speech_server --port 8766   # for a gateway in another process
+    python -m tests.kit.servers.openai_speech_server --port 8766   # for a gateway in another process
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.local_server import LocalServer, run_forever
+from tests.kit.servers.local_server import LocalServer, run_forever
 from tests.speechgen import speech
 
 RATE = 24000

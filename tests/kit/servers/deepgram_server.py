@@ -32,7 +32,7 @@ and read what each connection sent in `connections`.
     async with DeepgramServer(phrases=[...]) as dg:
         stt = DeepgramSTT(api_key=dg.api_key, url=dg.url)
 
-    python -m tests.deepgram_server --port 8765 [--fixed-transcript TEXT] [--phrases A B ...]
+    python -m tests.kit.servers.deepgram_server --port 8765 [--fixed-transcript TEXT] [--phrases A B ...]
 """
 
 from __future__ import annotations
@@ -440,7 +440,7 @@ class _Session:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.deepgram_server",
+    parser = argparse.ArgumentParser(prog="python -m tests.kit.servers.deepgram_server",
                                      description="a local server speaking Deepgram's live protocol")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

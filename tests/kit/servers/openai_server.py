@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.local_server import LocalServer
+from tests.kit.servers.local_server import LocalServer
 
 MODEL = "fake-gpt"
 
