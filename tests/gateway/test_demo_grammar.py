@@ -80,3 +80,14 @@ def test_a_phrase_is_answered_and_other_speech_gets_didnt_catch_that() -> None:
     assert replies[1].startswith(NOT_CAUGHT)
     call.assert_heard(NOT_CAUGHT)
     call.assert_not_interrupted()
+
+
+def test_garbage_settings_name_what_is_wrong() -> None:
+    from gateway.settings import SettingError, Settings
+
+    assert Settings.from_env({"ATOMS_STT_GARBAGE": "words",
+                              "ATOMS_STT_UNRECOGNISED": "(what?)"}).stt_unrecognised == "(what?)"
+    with pytest.raises(SettingError, match="ATOMS_STT_GARBAGE='noise': use phones or words"):
+        Settings.from_env({"ATOMS_STT_GARBAGE": "noise"})
+    with pytest.raises(ValueError, match="garbage='noise'"):
+        PocketSphinxSTT(phrases=PHRASES, garbage="noise", pool_size=1)
