@@ -28,6 +28,8 @@ from pydantic import (
     field_validator,
 )
 
+from runtime.dtmf import DTMF_KEYS
+
 _REGISTRY: dict[str, type[SDKEvent]] = {}
 _BY_KEY: dict[str, str] = {}
 
@@ -287,9 +289,6 @@ class SDKAgentTransferConversationEvent(SDKAgentEvent, type="agent.transfer_call
     transfer_call_number: str
     transfer_options: TransferOption = Field(default_factory=TransferOption)
     on_hold_music: Literal["ringtone", "relaxing_sound", "uplifting_beats", "none"] | None = None
-
-
-DTMF_KEYS = "0123456789*#ABCD"
 
 
 class SDKAgentSendDtmfEvent(SDKAgentEvent, type="agent.send_dtmf"):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from media.codecs import WireFormat
-from media.frames import SAMPLE_RATE, FrameChunker
+from media.frames import FRAME_MS, SAMPLE_RATE, FrameChunker
 from media.resample import StreamResampler
 
 # Sample rates accepted for audio that an agent or a client hands us with a rate of its own
@@ -44,7 +44,7 @@ class AudioEdge:
         self._in = StreamResampler(wire.sample_rate, SAMPLE_RATE)
         self._out = StreamResampler(SAMPLE_RATE, wire.sample_rate)
         self._chunker = FrameChunker()
-        self._out_chunker = FrameChunker(wire.sample_rate * 20 // 1000)
+        self._out_chunker = FrameChunker(wire.sample_rate * FRAME_MS // 1000)
 
     def decode(self, payload: bytes) -> list[np.ndarray]:
         """Wire bytes in; zero or more complete 16 kHz frames out."""

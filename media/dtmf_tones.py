@@ -14,13 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 from media.frames import SAMPLE_RATE
+from runtime.dtmf import DTMF_KEYS
 
 __all__ = ["DTMF_KEYS", "HIGH_DBFS", "LOW_DBFS", "dtmf_frequencies", "dtmf_tones"]
 
 _ROWS = (697, 770, 852, 941)  # low group, Hz
 _COLUMNS = (1209, 1336, 1477, 1633)  # high group, Hz
 _KEYPAD = ("123A", "456B", "789C", "*0#D")
-DTMF_KEYS = "0123456789*#ABCD"
 LOW_DBFS = -10.0
 HIGH_DBFS = -8.0
 RAMP_MS = 5.0

@@ -37,6 +37,7 @@ from gateway.protocols.common import (
     show,
 )
 from gateway.protocols.jsonstream import check_audio
+from media.frames import FRAME_MS
 
 __all__ = [
     "AUDIO_KINDS",
@@ -164,7 +165,7 @@ class AudioSocketProtocol:
         Clearing and marks have no AudioSocket message (b"")."""
         if isinstance(cmd, SendAudio):
             check_audio(cmd.payload, self.wire, self.name)
-            frame = self.wire.bytes_for_ms(20)
+            frame = self.wire.bytes_for_ms(FRAME_MS)
             data = bytes(cmd.payload)
             head = bytes((self._audio_kind, frame >> 8, frame & 0xFF))
             return b"".join(head + data[i : i + frame] for i in range(0, len(data), frame))

@@ -20,6 +20,7 @@ import orjson
 
 from agent.events import MAX_JSON_DEPTH, too_deep
 from media.codecs import WireFormat
+from runtime.dtmf import DTMF_KEYS
 
 __all__ = [
     "AudioIn",
@@ -48,7 +49,7 @@ DEFAULT_MAX_MESSAGE = 256 * 1024
 """Largest text or binary message a protocol accepts, in characters/bytes. A 20 ms mu-law
 frame is about 300 characters of JSON; Exotel's largest documented chunk is 100 KB of PCM."""
 
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
+DTMF_DIGITS = frozenset(DTMF_KEYS)
 
 
 class ProtocolError(ValueError):
@@ -229,10 +230,6 @@ def decode_b64(value: Any, where: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ProtocolError(f"{where}: bad base64 payload ({exc})") from None
-
-
-def encode_b64(payload: bytes) -> str:
-    return base64.b64encode(payload).decode("ascii")
 
 
 def check_digit(value: Any, where: str) -> str:

@@ -29,6 +29,7 @@ from gateway.protocols.common import (
     parse_json_object,
     show,
 )
+from media.frames import FRAME_MS
 
 
 class JsonMediaStream:
@@ -143,7 +144,7 @@ def check_audio(payload: Any, wire: WireFormat, who: str) -> None:
     """Outbound audio must be bytes of whole 20 ms frames in the wire format."""
     if not isinstance(payload, bytes | bytearray | memoryview):
         raise CommandError(f"{who}: audio payload must be bytes")
-    frame = wire.bytes_for_ms(20)
+    frame = wire.bytes_for_ms(FRAME_MS)
     if not len(payload) or len(payload) % frame:
         raise CommandError(
             f"{who}: audio of {len(payload)} bytes is not whole 20 ms frames of {frame} bytes "

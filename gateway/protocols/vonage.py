@@ -47,6 +47,7 @@ from gateway.protocols.common import (
     str_params,
 )
 from gateway.protocols.jsonstream import check_audio
+from media.frames import FRAME_MS
 
 __all__ = ["VonageProtocol", "vonage_ncco"]
 
@@ -127,7 +128,7 @@ class VonageProtocol:
             raise CommandError(f"vonage: cannot send {type(cmd).__name__} before connected")
         if isinstance(cmd, SendAudio):
             check_audio(cmd.payload, self.wire, self.name)
-            frame = self.wire.bytes_for_ms(20)
+            frame = self.wire.bytes_for_ms(FRAME_MS)
             data = bytes(cmd.payload)
             return [data[i : i + frame] for i in range(0, len(data), frame)]
         if isinstance(cmd, SendMark):

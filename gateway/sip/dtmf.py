@@ -13,10 +13,12 @@ import struct
 from dataclasses import dataclass
 
 from gateway.sip.rtp import RtpError, RtpPacket, RtpSender
+from media.frames import FRAME_MS
+from runtime.dtmf import DTMF_KEYS
 
 __all__ = ["DIGITS", "DtmfDecoder", "TelephoneEvent", "dtmf_packets", "parse_event"]
 
-DIGITS = "0123456789*#ABCD"  # event codes 0-15; 16 is flash
+DIGITS = DTMF_KEYS  # event codes 0-15 (16 is flash)
 _EVENT = struct.Struct("!BBH")
 
 
@@ -62,14 +64,14 @@ def dtmf_packets(
     *,
     duration_ms: int = 100,
     volume: int = 10,
-    packet_ms: int = 20,
+    packet_ms: int = FRAME_MS,
 ) -> list[bytes]:
     """The packets of one key press, to send one per `packet_ms` tick in place of audio.
 
     The audio timestamp of `sender` moves past the event and its next audio packet
     gets the marker bit."""
     code = _event_code(digit)
-    step = sender.samples_per_frame * packet_ms // 20
+    step = sender.samples_per_frame * packet_ms // FRAME_MS
     updates = max(1, -(-duration_ms // packet_ms))
     total = min(updates * step, 0xFFFF)
     start = sender.timestamp

@@ -99,7 +99,6 @@ class SipCall:
     state: CallState = CallState.OFFERED
     end_reason: str = ""
     local_cseq: int = 0
-    last_sdp_offer: bytes = b""
     _invite_txn: _ServerTxn | None = field(default=None, repr=False)
     _ack_wait: _Retransmit | None = field(default=None, repr=False)
     _ack_cseq: int = field(default=-1, repr=False)
@@ -204,6 +203,17 @@ class UasConfig:
     t1: float = 0.5
     t2: float = 4.0
 
+    @property
+    def transaction_timeout(self) -> float:
+        """64*T1 (RFC 3261 timers B, F, H, J): when a transaction gives up, and how long
+        a finished one (or an ended dialog) is remembered for retransmissions."""
+        return transaction_timeout(self.t1)
+
+
+def transaction_timeout(t1: float) -> float:
+    """64*T1: RFC 3261's transaction timeout for a given T1."""
+    return 64 * t1
+
 
 # ----------------------------------------------------------------------------- internals
 
@@ -247,7 +257,7 @@ class _Retransmit:
         self._send = send
         self._t2 = t2
         self._interval = t1
-        self._give_up_at = now + 64 * t1
+        self._give_up_at = now + transaction_timeout(t1)
         self._on_give_up = on_give_up
         self._handle: TimerHandle = timers.schedule(now + t1, self._fire)
 
@@ -412,7 +422,8 @@ class SipUas:
         assert isinstance(send, Send)
 
         def give_up(when: float) -> list[Action]:
-            log.warning("call %s: no ACK for 200 OK after %.1fs", call.call_id, 64 * self.config.t1)
+            log.warning("call %s: no ACK for 200 OK after %.1fs", call.call_id,
+                        self.config.transaction_timeout)
             call._ack_wait = None
             return self._end(call, "no ACK", when) + self._send_bye(call, when)
 
@@ -613,7 +624,6 @@ class SipUas:
             remote_cseq=req.cseq[0],
             offer=req.body,
             x_headers=x_headers,
-            last_sdp_offer=req.body,
             local_cseq=secrets.randbelow(10000) + 1,
         )
         txn.call = call
@@ -668,7 +678,6 @@ class SipUas:
             if req.body and req.content_type != "application/sdp":
                 return self._respond(txn, 415, now, headers=[("Accept", "application/sdp")])
             call._invite_txn = txn
-            call.last_sdp_offer = req.body
             return self._respond(txn, 100, now) + [CallUpdated(call, req.body)]
         if method == "INFO":
             actions = self._respond(txn, 200, now)
@@ -791,7 +800,7 @@ class SipUas:
         txn.last_response = resp
         send = Send(resp, txn.addr, txn.transport)
         if status >= 200:
-            self._timers.schedule(now + 64 * self.config.t1, self._forget(txn))
+            self._timers.schedule(now + self.config.transaction_timeout, self._forget(txn))
             if txn.request.method == "INVITE" and status >= 300 and txn.transport == "UDP":
                 txn.retransmit = _Retransmit(
                     self._timers, send, now, self.config.t1, self.config.t2, self._stop(txn)
@@ -847,7 +856,7 @@ class SipUas:
                 del self._dialogs[key]
             return []
 
-        self._timers.schedule(now + 64 * self.config.t1, drop)
+        self._timers.schedule(now + self.config.transaction_timeout, drop)
         return [CallEnded(call, reason)]
 
     def _local_uri(self, transport: str = "UDP") -> str:
@@ -918,7 +927,7 @@ class SipUas:
                 self._timers, send, now, self.config.t1, self.config.t2, timeout
             )
         else:
-            self._timers.schedule(now + 64 * self.config.t1, timeout)
+            self._timers.schedule(now + self.config.transaction_timeout, timeout)
         return [send]
 
     def _send_bye(self, call: SipCall, now: float) -> list[Action]:

@@ -39,7 +39,7 @@ from gateway.media_tick import MediaTick, TickedStream
 from gateway.sip.jitter import LOST
 from gateway.sip.rtp_session import RtpSession
 from media.batch_edge import codec_index
-from media.frames import FRAME_S
+from media.frames import FRAME_MS, FRAME_S
 
 if TYPE_CHECKING:
     from gateway.call import Call
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
-WIRE_FRAME_BYTES = 160  # 20 ms of G.711 at 8 kHz
+WIRE_FRAME_BYTES = 8000 * FRAME_MS // 1000  # a frame of G.711 at 8 kHz: 160 bytes
 SILENCE = {"pcmu": b"\xff" * WIRE_FRAME_BYTES, "pcma": b"\xd5" * WIRE_FRAME_BYTES}
 NEW_TALKSPURT_GAP_S = 0.25  # a pause this long in our sending is silence, not lateness
 LATE_S = FRAME_S  # a frame sent more than one frame after its due time is late (a gap

@@ -23,7 +23,7 @@ import asyncio
 import ipaddress
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent.events import SDKSystemInitEvent
@@ -77,7 +77,6 @@ class SipMedia:
     late_offer: bool = False
     answer_sdp: bytes = b""
     ended: bool = False
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 def sip_context(sc: SipCall) -> tuple[dict[str, Any], SDKSystemInitEvent]:
