@@ -6,7 +6,7 @@
 
 The demo (`gateway.demo`) listens with a pocketsphinx phrase grammar of its eight phrases.
 A plain grammar forces any speech onto the nearest phrase ("uh huh" becomes "hello").
-Modes compared (`media.stt_pocketsphinx.PocketSphinxSTT`):
+Modes compared (`media.stt.pocketsphinx.PocketSphinxSTT`):
 
 - `plain`: the phrases alone;
 - `words:W`: the phrases, or a loop of common short words, fillers and backchannels
@@ -56,7 +56,7 @@ import numpy as np
 from gateway.demo import PHRASES
 from gateway.testing import _resample_whole
 from media.frames import SAMPLE_RATE, split_frames
-from media.stt_pocketsphinx import PocketSphinxSTT, normalize_phrase
+from media.stt.pocketsphinx import PocketSphinxSTT, normalize_phrase
 from tests.speechgen import speech
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en")

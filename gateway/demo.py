@@ -44,7 +44,7 @@ PHRASES = [
     "no",
 ]
 # Speech that is none of the phrases: the recogniser's grammar has a garbage path
-# (`media.stt_pocketsphinx`, measured in benchmarks/demo_grammar.py) that such speech takes
+# (`media.stt.pocketsphinx`, measured in benchmarks/demo_grammar.py) that such speech takes
 # instead of being forced onto the nearest phrase, and the turn then reaches the agent as
 # UNRECOGNISED, which it answers with NOT_CAUGHT.
 GARBAGE = "words"

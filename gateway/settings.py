@@ -16,7 +16,7 @@ from typing import Any
 
 STT_ENGINES = ("pocketsphinx", "deepgram", "openai", "pulse")
 TTS_ENGINES = ("espeak", "piper", "openai", "waves")
-STT_GARBAGE = ("phones", "words")  # media.stt_pocketsphinx's out-of-grammar paths
+STT_GARBAGE = ("phones", "words")  # media.stt.pocketsphinx's out-of-grammar paths
 PROVIDERS = ("twilio", "telnyx", "plivo", "exotel", "vonage")  # their webhook and stream routes
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")

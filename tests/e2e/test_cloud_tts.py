@@ -17,7 +17,7 @@ import pytest
 
 from gateway.demo import GREETING, STORY, canned_reply
 from media.frames import split_frames
-from media.stt_pocketsphinx import PocketSphinxSTT
+from media.stt.pocketsphinx import PocketSphinxSTT
 from tests.e2e.clients import TwilioClient
 from tests.e2e.harness import HOST, rms_dbfs, utterance
 from tests.e2e.test_cli import CLI, serve_fails, serving

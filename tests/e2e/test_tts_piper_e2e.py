@@ -13,7 +13,7 @@ import pytest
 from gateway.demo import GREETING, STORY, canned_reply
 from media.frames import split_frames
 from media.resample import StreamResampler
-from media.stt_pocketsphinx import PocketSphinxSTT
+from media.stt.pocketsphinx import PocketSphinxSTT
 from media.tts import synthesize_all
 from media.tts.piper import PiperTTS
 from tests.e2e.clients import TwilioClient

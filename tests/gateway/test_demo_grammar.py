@@ -11,7 +11,7 @@ from gateway.app import AtomsApp
 from gateway.demo import GARBAGE, NOT_CAUGHT, PHRASES, UNRECOGNISED
 from gateway.replay_kit import replay_turns
 from media.frames import split_frames
-from media.stt_pocketsphinx import PocketSphinxSTT
+from media.stt.pocketsphinx import PocketSphinxSTT
 from tests.speechgen import espeak_available, speech
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not in
 
 USER_TESTS = '''
 from agent.nodes import OutputAgentNode
-from media.stt_pocketsphinx import PocketSphinxSTT
+from media.stt.pocketsphinx import PocketSphinxSTT
 
 LONG = ("Welcome to the bakery. Today we have fresh bread, croissants, and apple pie. "
         "We open at seven every morning and close at six in the evening.")

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media.frames import split_frames
-from media.stt_pocketsphinx import PocketSphinxSTT
+from media.stt.pocketsphinx import PocketSphinxSTT
 from media.tts import espeak as tts_espeak
 from media.tts import synthesize_all
 from media.tts.espeak import EspeakTTS, WavFormatError, WavStreamParser

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media.frames import split_frames
-from media.stt_pocketsphinx import PocketSphinxSTT
+from media.stt.pocketsphinx import PocketSphinxSTT
 from media.tts import synthesize_all
 from media.tts.cache import CachedTTS
 from media.tts.piper import PiperTTS, split_phrases

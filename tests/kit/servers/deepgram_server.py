@@ -8,7 +8,7 @@ What it does, as the service documents it:
   here, `sample_rate` is required with it, `channels` must be 1, booleans must be
   `true`/`false`, `endpointing` a number or `false`; else HTTP 400).
 - Binary messages are linear16 audio. Recognition is real: the audio runs through
-  `media.stt_pocketsphinx` (optionally with a phrase grammar). `interim_results=true`
+  `media.stt.pocketsphinx` (optionally with a phrase grammar). `interim_results=true`
   sends `Results` with `is_final: false` whenever the hypothesis changes.
 - `{"type": "Finalize"}`: the audio since the last final becomes one `Results` with
   `is_final`, `speech_final` and `from_finalize` true (nothing is sent when no audio
@@ -101,7 +101,7 @@ class DeepgramServer:
         self.refused: list[int] = []  # HTTP statuses of refused handshakes
         self._engine: Any = None
         if fixed_transcript is None:
-            from media.stt_pocketsphinx import PocketSphinxSTT
+            from media.stt.pocketsphinx import PocketSphinxSTT
 
             self._engine = PocketSphinxSTT(phrases=phrases, pool_size=pool_size)
         self._cmn = self._warm_up() if self._engine is not None else None

@@ -54,7 +54,7 @@ class FakeTranscribeServer(LocalServer):
 
     async def start(self) -> Self:
         if self.fixed_transcript is None:
-            from media.stt_pocketsphinx import PocketSphinxSTT
+            from media.stt.pocketsphinx import PocketSphinxSTT
 
             self._engine = PocketSphinxSTT(phrases=self.phrases, pool_size=1)
         return await super().start()

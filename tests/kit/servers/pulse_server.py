@@ -29,7 +29,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from media.frames import split_frames
-from media.stt_pocketsphinx import PocketSphinxSTT
+from media.stt.pocketsphinx import PocketSphinxSTT
 from tests.kit.servers.local_server import LocalServer, run_forever
 from tests.speechgen import speech
 
