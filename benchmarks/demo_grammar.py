@@ -57,7 +57,7 @@ from gateway.demo import PHRASES
 from gateway.testing import _resample_whole
 from media.frames import SAMPLE_RATE, split_frames
 from media.stt.pocketsphinx import PocketSphinxSTT, normalize_phrase
-from tests.speechgen import speech
+from tests.kit.speech import speech
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
 TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")

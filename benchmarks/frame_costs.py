@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.speechgen
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.kit.speech
 
 from media.bargein import BargeInDetector  # noqa: E402
 from media.codecs import ulaw_decode, ulaw_encode  # noqa: E402
@@ -20,7 +20,7 @@ from media.playout import PlayoutBuffer  # noqa: E402
 from media.resample import StreamResampler  # noqa: E402
 from media.turn import TurnDetector  # noqa: E402
 from media.vad import Vad  # noqa: E402
-from tests.speechgen import speech  # noqa: E402
+from tests.kit.speech import speech  # noqa: E402
 
 
 def timed(name: str, frames: list[np.ndarray], fn: Callable[[np.ndarray], object]) -> None:

@@ -251,7 +251,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"   added  {added50:8.0f} {added99:8.0f}   (goal: under 1000 us)")
 
     from tests.compat.twilio_caller import RATE
-    from tests.speechgen import speech, trim_silence
+    from tests.kit.speech import speech, trim_silence
 
     question = trim_silence(speech("what time is it", rate=RATE))
     rows: dict[str, list[dict[str, float]]] = {"local": [], "remote": []}

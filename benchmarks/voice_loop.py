@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.speechgen
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.kit.speech
 
 from gateway.audio_edge import AudioEdge
 from gateway.testing import replay_async
@@ -33,7 +33,7 @@ from media.codecs import WireFormat
 from media.stt import Transcript
 from media.tts.cache import CachedTTS
 from media.tts.espeak import EspeakTTS
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 RUNS = 3
 

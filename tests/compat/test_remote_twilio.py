@@ -22,7 +22,7 @@ from tests.compat.published_server import free_port, published_atoms_app
 from tests.compat.serve_published import published_server_process
 from tests.compat.servers import HOST
 from tests.compat.twilio_caller import RATE, TwilioCaller, rms_dbfs
-from tests.speechgen import espeak_available, speech, trim_silence
+from tests.kit.speech import espeak_available, speech, trim_silence
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.e2e.clients import OPEN
 from tests.e2e.harness import Gateway, start_gateway
-from tests.speechgen import espeak_available
+from tests.kit.speech import espeak_available
 
 
 @pytest.fixture(scope="session", autouse=True)

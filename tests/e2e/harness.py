@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 HOST = "127.0.0.1"
 

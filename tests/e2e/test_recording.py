@@ -10,7 +10,7 @@ import numpy as np
 from media.recording_stream import StreamingRecorder
 from tests.e2e.clients import WebClient
 from tests.e2e.harness import HOST, listed
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 
 async def test_record_dir_writes_stereo_wav_and_timeline(gateway_factory, tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from gateway.observability import Observability
 from gateway.testing import replay_async
 from gateway.turns import CallTurns, Turn
 from media.frames import SAMPLE_RATE
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 FLOOR_DBFS = -60.0
 FRAMES_APART = 3  # 60 ms: the two onsets are found differently, frame for frame

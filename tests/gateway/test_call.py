@@ -7,7 +7,7 @@ from gateway.demo import GREETING
 from gateway.testing import replay_async
 from media.frames import FRAME_MS, SAMPLE_RATE
 from tests.kit.audio import at
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 
 def types(result) -> list[str]:

@@ -13,7 +13,7 @@ from gateway.call import Call, CallSettings
 from gateway.testing import replay_async
 from media.frames import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from media.stt import Transcript
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 TOTAL_MS = 16000  # the greeting plays to its end inside this
 

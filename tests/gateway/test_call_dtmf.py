@@ -14,7 +14,7 @@ from media.frames import FRAME_MS, SAMPLE_RATE
 from tests.gateway.lines import SilentLine
 from tests.kit.audio import at, detect
 from tests.kit.fakes import FakeSession, NoStt
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 HUM = (6000 * np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE)).astype("<i2")
 

@@ -12,7 +12,7 @@ from media.frames import FRAME_SAMPLES, SAMPLE_RATE, split_frames
 from runtime.clock import VirtualClock
 from tests.gateway.lines import SilentLine
 from tests.kit.fakes import FakeSession
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 
 class _ClosingStt:

@@ -14,7 +14,7 @@ from gateway.media_tick import MediaTick
 from media.frames import SAMPLE_RATE
 from runtime.clock import VirtualClock
 from tests.gateway.lines import TickedLine, run_until
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 
 async def _call(app: AtomsApp, pcm: np.ndarray) -> tuple[weakref.ref, weakref.ref, TickedLine]:

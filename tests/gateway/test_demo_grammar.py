@@ -12,7 +12,7 @@ from gateway.demo import GARBAGE, NOT_CAUGHT, PHRASES, UNRECOGNISED
 from gateway.replay_kit import replay_turns
 from media.frames import split_frames
 from media.stt.pocketsphinx import PocketSphinxSTT
-from tests.speechgen import espeak_available, speech
+from tests.kit.speech import espeak_available, speech
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from media.frames import SAMPLE_RATE
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 CLI = [sys.executable, "-m", "gateway.cli"]
 

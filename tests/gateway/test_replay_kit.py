@@ -12,7 +12,7 @@ from gateway.demo import STORY
 from gateway.replay_kit import CallerTurn, ReplayCheck, caller_track, replay_turns
 from gateway.testing import replay, replay_async
 from media.frames import SAMPLE_RATE
-from tests.speechgen import espeak_available, speech, trim_silence
+from tests.kit.speech import espeak_available, speech, trim_silence
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.testing import replay_async, speech_onset_ms, window_levels
 from media.frames import SAMPLE_RATE
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 FLOOR_DBFS = -60.0
 

@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from tests.speechgen import espeak_available
+from tests.kit.speech import espeak_available
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")

@@ -1,6 +1,7 @@
 """The test kit: what tests (and benchmarks) share, so that no test module imports another.
 
 - `tests.kit.fakes`: stand-ins for a session, a recogniser and an event sink.
+- `tests.kit.speech`: speech for tests, made offline by espeak-ng (cached), and trimming.
 - `tests.kit.audio`: test signals and measurements (placing speech in a silent track,
   finding DTMF tones).
 - `tests.kit.servers`: local servers speaking the cloud services' protocols (OpenAI chat,
@@ -9,6 +10,5 @@
 - `tests.kit.serve_process`: `atoms-gateway serve` as a child process.
 
 Per-folder helpers that only one folder's tests use stay beside them (tests/sip/samples.py,
-tests/webrtc/peer.py, tests/compat/servers.py, ...); speech made for tests is
-tests/speechgen.py.
+tests/webrtc/peer.py, tests/compat/servers.py, ...).
 """

@@ -7,7 +7,7 @@ import numpy as np
 from gateway.audio_edge import AudioEdge
 from media.batch_edge import BatchEdge, codec_index
 from media.codecs import WireFormat
-from tests.speechgen import speech
+from tests.kit.speech import speech
 
 ENCODINGS = ("pcmu", "pcma")
 

@@ -8,7 +8,7 @@ import pytest
 from media.frames import split_frames
 from media.stt import SttStream, Transcript, finish_turn
 from media.stt.pocketsphinx import PocketSphinxSTT
-from tests.speechgen import espeak_available, speech
+from tests.kit.speech import espeak_available, speech
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 

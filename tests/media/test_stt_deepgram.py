@@ -19,7 +19,7 @@ from media.frames import split_frames
 from media.stt import AsyncEndOfTurn, Transcript
 from media.stt.deepgram import DEEPGRAM_URL, DeepgramStream, DeepgramSTT
 from tests.kit.servers.deepgram_server import DeepgramServer
-from tests.speechgen import espeak_available, speech
+from tests.kit.speech import espeak_available, speech
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 

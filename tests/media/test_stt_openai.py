@@ -17,7 +17,7 @@ from media.frames import split_frames
 from media.stt import Transcript
 from media.stt.openai import DEFAULT_MODEL, OpenAISTT
 from tests.kit.servers.openai_transcribe_server import transcribe_server
-from tests.speechgen import espeak_available, speech
+from tests.kit.speech import espeak_available, speech
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 

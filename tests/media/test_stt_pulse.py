@@ -19,7 +19,7 @@ from media.frames import split_frames
 from media.stt import Transcript
 from media.stt.pulse import PulseSTT
 from tests.kit.servers.pulse_server import pulse_server
-from tests.speechgen import espeak_available, speech
+from tests.kit.speech import espeak_available, speech
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 

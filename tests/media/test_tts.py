@@ -20,7 +20,7 @@ from media.stt.pocketsphinx import PocketSphinxSTT
 from media.tts import espeak as tts_espeak
 from media.tts import synthesize_all
 from media.tts.espeak import EspeakTTS, WavFormatError, WavStreamParser
-from tests.speechgen import espeak_available, speech
+from tests.kit.speech import espeak_available, speech
 
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 

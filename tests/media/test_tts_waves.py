@@ -16,7 +16,7 @@ import pytest
 from media.tts import synthesize_all
 from media.tts.waves import DEFAULT_VOICE, WavesTTS
 from tests.kit.servers.waves_server import waves_server
-from tests.speechgen import espeak_available, speech
+from tests.kit.speech import espeak_available, speech
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.kit.speech import speech
 from tests.sip_interop.helpers import (
     BaresipControl,
     active_seconds,
@@ -28,7 +29,6 @@ from tests.sip_interop.helpers import (
     write_baresip_config,
     write_wav,
 )
-from tests.speechgen import speech
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from tests.kit.serve_process import Served, start_serve
+from tests.kit.speech import speech
 from tests.sip_interop.helpers import (
     LOCALHOST,
     BaresipControl,
@@ -39,7 +40,6 @@ from tests.sip_interop.helpers import (
     write_baresip_config,
     write_wav,
 )
-from tests.speechgen import speech
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from gateway.app import recording_name
+from tests.kit.speech import speech, trim_silence
 from tests.sip_interop.helpers import (
     BaresipControl,
     require,
@@ -28,7 +29,6 @@ from tests.sip_interop.helpers import (
     write_baresip_config,
     write_wav,
 )
-from tests.speechgen import speech, trim_silence
 
 pytestmark = pytest.mark.timeout(180)
 

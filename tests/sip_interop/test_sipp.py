@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gateway.sip.rtp import RtpSender
+from tests.kit.speech import speech
 from tests.sip_interop.helpers import (
     active_seconds,
     decode_stream,
@@ -21,7 +22,6 @@ from tests.sip_interop.helpers import (
     start_gateway,
     wait_for,
 )
-from tests.speechgen import speech
 
 pytestmark = pytest.mark.timeout(120)
 

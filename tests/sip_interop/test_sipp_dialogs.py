@@ -33,6 +33,7 @@ from agent.session import AgentSession
 from gateway.demo import PHRASES, DemoAgent
 from gateway.sip.rtp import RtpPacket
 from media.codecs import WireFormat
+from tests.kit.speech import speech
 from tests.sip_interop.helpers import (
     LOCALHOST,
     RtpPeer,
@@ -43,7 +44,6 @@ from tests.sip_interop.helpers import (
     rms_dbfs,
     run_sipp,
 )
-from tests.speechgen import speech
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.speechgen import espeak_available
+from tests.kit.speech import espeak_available
 
 if not espeak_available():
     pytest.skip("espeak-ng is not installed (make system-deps)", allow_module_level=True)

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.demo import GREETING
 from gateway.transports.webrtc import WEBRTC
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 playwright_api = pytest.importorskip("playwright.async_api")
 

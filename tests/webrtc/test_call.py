@@ -10,7 +10,7 @@ import pytest
 
 from gateway.demo import GREETING
 from gateway.transports.webrtc import WEBRTC
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 from tests.webrtc.agents import SHORT_GREETING, short_setup
 from tests.webrtc.peer import Received, RtcCaller, loud_runs
 

@@ -121,7 +121,7 @@ class DeepgramServer:
         has no such cold start. With this state every connection starts the same, warm
         (24 of 24 demo phrases in 3 voices, against 1 miss in 5 cold)."""
         from media.frames import split_frames
-        from tests.speechgen import espeak_available, speech
+        from tests.kit.speech import espeak_available, speech
 
         if not espeak_available():
             return None

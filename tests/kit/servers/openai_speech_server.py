@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.kit.servers.local_server import LocalServer, run_forever
-from tests.speechgen import speech
+from tests.kit.speech import speech
 
 RATE = 24000
 

@@ -31,7 +31,7 @@ from aiohttp import WSMsgType, web
 from media.frames import split_frames
 from media.stt.pocketsphinx import PocketSphinxSTT
 from tests.kit.servers.local_server import LocalServer, run_forever
-from tests.speechgen import speech
+from tests.kit.speech import speech
 
 PATH = "/waves/v1/pulse/get_text"
 

@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tests.kit.servers.local_server import LocalServer, run_forever
-from tests.speechgen import speech
+from tests.kit.speech import speech
 
 PATH = "/waves/v1/lightning-v3.1/get_speech/stream"
 RATES = (8000, 16000, 24000, 44100)
