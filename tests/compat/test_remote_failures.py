@@ -19,8 +19,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from agent.events import SDKEvent, SDKSystemInitEvent
 from gateway.app import AtomsApp
 from gateway.remote_agent import RemoteSession
@@ -33,9 +31,9 @@ from tests.compat.published_server import free_port, published_atoms_app
 from tests.compat.serve_published import published_server_process
 from tests.compat.servers import HOST
 from tests.compat.twilio_caller import TwilioCaller, rms_dbfs
-from tests.kit.speech import espeak_available
+from tests.kit.speech import needs_espeak
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
+pytestmark = needs_espeak
 
 APOLOGY = "Sorry, the agent is unavailable."
 AUDIBLE_DBFS = -35.0

@@ -14,17 +14,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from gateway.app import AtomsApp
 from tests.compat.porting import load_agent
 from tests.compat.published_server import free_port, published_atoms_app
 from tests.compat.serve_published import published_server_process
 from tests.compat.servers import HOST
 from tests.compat.twilio_caller import RATE, TwilioCaller, rms_dbfs
-from tests.kit.speech import espeak_available, speech, trim_silence
+from tests.kit.speech import needs_espeak, speech, trim_silence
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
+pytestmark = needs_espeak
 
 QUESTION = "what time is it"
 APOLOGY = "Sorry, the agent is unavailable."

@@ -12,9 +12,9 @@ from gateway.demo import GARBAGE, NOT_CAUGHT, PHRASES, UNRECOGNISED
 from gateway.replay_kit import replay_turns
 from media.frames import split_frames
 from media.stt.pocketsphinx import PocketSphinxSTT
-from tests.kit.speech import espeak_available, speech
+from tests.kit.speech import needs_espeak, speech
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+pytestmark = needs_espeak
 
 GAP = np.zeros(4800, dtype=np.int16)
 # Out-of-grammar speech of several kinds: backchannels, near misses of a phrase, requests

@@ -12,9 +12,9 @@ from gateway.demo import STORY
 from gateway.replay_kit import CallerTurn, ReplayCheck, caller_track, replay_turns
 from gateway.testing import replay, replay_async
 from media.frames import SAMPLE_RATE
-from tests.kit.speech import espeak_available, speech, trim_silence
+from tests.kit.speech import needs_espeak, speech, trim_silence
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+pytestmark = needs_espeak
 
 # The demo greets for about 11 s; then the caller asks for the story, and talks over it.
 ASK_AT, CUT_AT = 12.5, 18.0

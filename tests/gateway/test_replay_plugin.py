@@ -8,10 +8,10 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from tests.kit.speech import espeak_available
+from tests.kit.speech import needs_espeak
 
 pytest_plugins = ["pytester"]
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+pytestmark = needs_espeak
 
 USER_TESTS = '''
 from agent.nodes import OutputAgentNode

@@ -9,11 +9,16 @@ import subprocess
 import wave
 
 import numpy as np
+import pytest
 import soxr
 
 
 def espeak_available() -> bool:
     return shutil.which("espeak-ng") is not None
+
+
+# a test (or, as `pytestmark`, a module) that needs espeak-ng
+needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
 
 
 @functools.lru_cache(maxsize=256)

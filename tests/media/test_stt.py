@@ -8,9 +8,9 @@ import pytest
 from media.frames import split_frames
 from media.stt import SttStream, Transcript, finish_turn
 from media.stt.pocketsphinx import PocketSphinxSTT
-from tests.kit.speech import espeak_available, speech
+from tests.kit.speech import needs_espeak, speech
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+pytestmark = needs_espeak
 
 PHRASES = ["what time is it", "tell me a story", "goodbye", "operator", "hello"]
 GAP = np.zeros(4800, dtype=np.int16)  # 300 ms of digital silence either side

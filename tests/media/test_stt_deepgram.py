@@ -19,9 +19,9 @@ from media.frames import split_frames
 from media.stt import AsyncEndOfTurn, Transcript
 from media.stt.deepgram import DEEPGRAM_URL, DeepgramStream, DeepgramSTT
 from tests.kit.servers.deepgram_server import DeepgramServer
-from tests.kit.speech import espeak_available, speech
+from tests.kit.speech import needs_espeak, speech
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+pytestmark = needs_espeak
 
 GAP = np.zeros(4800, dtype=np.int16)  # 300 ms of silence, as the voice loop's preroll gives
 SILENCE = np.zeros(320, dtype=np.int16)

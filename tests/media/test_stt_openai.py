@@ -17,9 +17,9 @@ from media.frames import split_frames
 from media.stt import Transcript
 from media.stt.openai import DEFAULT_MODEL, OpenAISTT
 from tests.kit.servers.openai_transcribe_server import transcribe_server
-from tests.kit.speech import espeak_available, speech
+from tests.kit.speech import needs_espeak, speech
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+pytestmark = needs_espeak
 
 KEY = "sk-test-key"
 GAP = np.zeros(4800, np.int16)  # 300 ms, as the voice loop's pre-roll gives

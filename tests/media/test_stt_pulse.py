@@ -19,9 +19,9 @@ from media.frames import split_frames
 from media.stt import Transcript
 from media.stt.pulse import PulseSTT
 from tests.kit.servers.pulse_server import pulse_server
-from tests.kit.speech import espeak_available, speech
+from tests.kit.speech import needs_espeak, speech
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+pytestmark = needs_espeak
 
 KEY = "sk_test_pulse"
 LOGGER = "media.stt.pulse"

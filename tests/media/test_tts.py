@@ -20,9 +20,7 @@ from media.stt.pocketsphinx import PocketSphinxSTT
 from media.tts import espeak as tts_espeak
 from media.tts import synthesize_all
 from media.tts.espeak import EspeakTTS, WavFormatError, WavStreamParser
-from tests.kit.speech import espeak_available, speech
-
-needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+from tests.kit.speech import needs_espeak, speech
 
 LONG_TEXT = " ".join(f"This is sentence number {i} of a long reading." for i in range(60))
 

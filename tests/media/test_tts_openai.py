@@ -15,9 +15,9 @@ from media.resample import StreamResampler
 from media.tts import synthesize_all
 from media.tts.openai import DEFAULT_MODEL, DEFAULT_VOICE, OpenAITTS
 from tests.kit.servers.openai_speech_server import RATE, speech_server
-from tests.kit.speech import espeak_available, speech
+from tests.kit.speech import needs_espeak, speech
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+pytestmark = needs_espeak
 
 TEXT = "Thanks for calling, how can I help you today?"
 KEY = "sk-test-key"

@@ -16,9 +16,9 @@ import pytest
 from media.tts import synthesize_all
 from media.tts.waves import DEFAULT_VOICE, WavesTTS
 from tests.kit.servers.waves_server import waves_server
-from tests.kit.speech import espeak_available, speech
+from tests.kit.speech import needs_espeak, speech
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+pytestmark = needs_espeak
 
 TEXT = "Your order has shipped and will arrive on Monday."
 KEY = "sk_test_waves"

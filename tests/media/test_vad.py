@@ -8,9 +8,7 @@ import pytest
 from media.frames import FRAME_MS, split_frames
 from media.turn import TurnDetector
 from media.vad import Vad, VadConfig
-from tests.kit.speech import espeak_available, speech, trim_silence
-
-needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+from tests.kit.speech import needs_espeak, speech, trim_silence
 
 
 def _silence(ms: int) -> np.ndarray:
