@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,6 +93,7 @@ class PlayoutBuffer:
         self._finished: list[str] = []
         self._last: tuple[str, int] | None = None  # (uid, popped) after the last pop
         self._paused = False
+        self._watch: tuple[int, Callable[[], None]] | None = None  # (samples, callback)
 
     # --- input -------------------------------------------------------------------------
 
@@ -182,6 +184,8 @@ class PlayoutBuffer:
         utt.popped += filled
         self._last = (utt.uid, utt.popped)
         self._retire()
+        if self._watch is not None and self._queued_samples() <= self._watch[0]:
+            self._fire_watch()
         return frame
 
     def position(self) -> tuple[str, float] | None:
@@ -218,6 +222,7 @@ class PlayoutBuffer:
         self._queue.clear()
         self._last = None
         self._paused = False
+        self._fire_watch()
         return heard
 
     def pause(self) -> None:
@@ -228,6 +233,17 @@ class PlayoutBuffer:
     def resume(self) -> None:
         """Go on from exactly where `pause` held."""
         self._paused = False
+
+    def notify_room(self, ms: float, callback: Callable[[], None] | None) -> None:
+        """Call `callback` once, when a pop leaves at most `ms` of audio queued (or a flush
+        leaves none): a producer that synthesises ahead waits for room this way, at the pace
+        of whatever clock pops. One watcher at a time; `None` removes it."""
+        self._watch = None if callback is None else (int(ms * _SAMPLES_PER_MS), callback)
+
+    def _fire_watch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch[1]()
 
     # --- state -------------------------------------------------------------------------
 
@@ -243,7 +259,10 @@ class PlayoutBuffer:
     @property
     def queued_ms(self) -> float:
         """Audio pushed but not yet popped."""
-        return sum(u.total - u.popped for u in self._queue) / _SAMPLES_PER_MS
+        return self._queued_samples() / _SAMPLES_PER_MS
+
+    def _queued_samples(self) -> int:
+        return sum(u.total - u.popped for u in self._queue)
 
     def played_ms(self, utterance_id: str) -> float:
         return self._played(self._get(utterance_id)) / _SAMPLES_PER_MS
