@@ -8,11 +8,15 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from media.resample import StreamResampler
 from tests.kit.speech import speech, trim_silence
+
+if TYPE_CHECKING:
+    from tests.e2e.clients import CallClient
 
 HOST = "127.0.0.1"
 
@@ -164,3 +168,21 @@ def codec_margin(pcm: np.ndarray, codec: str) -> tuple[float, float]:
 
     wire = encode(codec, pcm)  # G.711 and L16 round-trip decoded audio to the same bytes
     return smoothness(pcm), smoothness(decode(CONFUSABLE[codec], wire))
+
+
+async def wait_quiet(client: CallClient, quiet: float = 2.5, timeout: float = 40.0) -> None:
+    """Until agent audio has arrived and then stopped for `quiet` seconds (the gateway
+    paces its audio in real time, so a pause this long means the utterance is over)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        seen = len(client.agent_frames)
+        await asyncio.sleep(quiet)
+        if seen and len(client.agent_frames) == seen:
+            return
+    raise AssertionError(f"agent audio did not pause within {timeout} s")
+
+
+def upsample(pcm8k: np.ndarray) -> np.ndarray:
+    up = StreamResampler(8000, 16000)
+    return np.concatenate((up.process(pcm8k), up.flush()))

@@ -5,7 +5,6 @@ greeting, asks "what time is it" and hears the demo agent tell the time."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 
@@ -13,24 +12,11 @@ import numpy as np
 import pytest
 
 from tests.e2e.clients import TwilioClient
-from tests.e2e.harness import HOST, demo_phrases, rms_dbfs, utterance
-from tests.e2e.test_cli import CLI, serve_fails, serving
+from tests.e2e.harness import HOST, demo_phrases, rms_dbfs, utterance, wait_quiet
+from tests.kit.serve_process import CLI, serve_fails, serving
 from tests.kit.servers.deepgram_server import DeepgramServer
 
 QUESTION = "what time is it"
-
-
-async def wait_quiet(client: TwilioClient, quiet: float = 2.5, timeout: float = 40.0) -> None:
-    """Until agent audio has arrived and then stopped for `quiet` seconds (the gateway
-    paces its audio in real time, so a pause this long means the utterance is over)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        seen = len(client.agent_frames)
-        await asyncio.sleep(quiet)
-        if seen and len(client.agent_frames) == seen:
-            return
-    raise AssertionError(f"agent audio did not pause within {timeout} s")
 
 
 @pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed in this venv")

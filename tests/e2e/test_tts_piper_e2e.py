@@ -17,9 +17,8 @@ from media.stt.pocketsphinx import PocketSphinxSTT
 from media.tts import synthesize_all
 from media.tts.piper import PiperTTS
 from tests.e2e.clients import TwilioClient
-from tests.e2e.harness import HOST, rms_dbfs
-from tests.e2e.test_cli import CLI, serve_fails, serving
-from tests.e2e.test_cloud_stt import wait_quiet
+from tests.e2e.harness import HOST, rms_dbfs, upsample, wait_quiet
+from tests.kit.serve_process import CLI, serve_fails, serving
 
 needs_cli = pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed")
 
@@ -29,11 +28,6 @@ def phone_line(pcm16k: np.ndarray) -> np.ndarray:
     down = StreamResampler(16000, 8000)
     narrow = np.concatenate((down.process(pcm16k), down.flush()))
     return upsample(narrow)
-
-
-def upsample(pcm8k: np.ndarray) -> np.ndarray:
-    up = StreamResampler(8000, 16000)
-    return np.concatenate((up.process(pcm8k), up.flush()))
 
 
 async def recognise_greeting(heard: np.ndarray) -> str | None:

@@ -1,8 +1,10 @@
 """The import graph has no cycle through the app: transports depend on `gateway.host`, and
 the provider stream routes come from one registry."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +44,37 @@ def test_listeners_are_declared():
     paths = {r.canonical for r in app.web.router.resources()}
     for provider, entry in WEBSOCKET_PROTOCOLS.items():
         assert set(entry.paths(provider)) <= paths
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _imports(path: Path) -> set[str]:
+    """The modules `path` imports (absolute imports; `from x import y` gives x and x.y)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("package, forbidden", [
+    ("runtime", ("agent", "media", "gateway")),  # a leaf: all three may use it
+    ("agent", ("media", "gateway")),
+    ("media", ("agent", "gateway")),
+])
+def test_the_arrows_point_one_way(package, forbidden):
+    for path in sorted((ROOT / package).rglob("*.py")):
+        bad = {m for m in _imports(path) if m.split(".")[0] in forbidden}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_no_test_module_imports_another():
+    """Tests share what they need through tests/kit/ (or a folder's helper modules)."""
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        bad = {m for m in _imports(path)
+               if m.startswith("tests.") and m.split(".")[-1].startswith("test_")}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"

@@ -43,8 +43,8 @@ from gateway.protocols.webclient import WebClientProtocol
 from gateway.transports.media_stream import parse_mark
 from gateway.transports.webrtc import parse_offer
 from media.playout import PlayoutBuffer
-from tests.protocols import test_exotel, test_plivo, test_telnyx, test_twilio, test_vonage
 from tests.protocols._util import EVENT_TYPES, j
+from tests.protocols.samples import exotel, plivo, telnyx, twilio, vonage
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -53,42 +53,42 @@ VALID: dict[str, tuple[Callable[[], Any], list[dict | bytes]]] = {
     "twilio": (
         TwilioProtocol,
         [
-            test_twilio.CONNECTED,
-            test_twilio.START,
-            test_twilio.media(1, b"\xff" * 160),
-            {"event": "dtmf", "streamSid": test_twilio.SID, "dtmf": {"digit": "1"}},
-            {"event": "mark", "streamSid": test_twilio.SID, "mark": {"name": "m"}},
-            {"event": "stop", "streamSid": test_twilio.SID, "stop": {"callSid": "CA"}},
+            twilio.CONNECTED,
+            twilio.START,
+            twilio.media(1, b"\xff" * 160),
+            {"event": "dtmf", "streamSid": twilio.SID, "dtmf": {"digit": "1"}},
+            {"event": "mark", "streamSid": twilio.SID, "mark": {"name": "m"}},
+            {"event": "stop", "streamSid": twilio.SID, "stop": {"callSid": "CA"}},
         ],
     ),
     "telnyx": (
         TelnyxProtocol,
         [
             {"event": "connected", "version": "1.0.0"},
-            test_telnyx.start_frame(),
-            test_telnyx.media(1, b"\xff" * 160),
+            telnyx.start_frame(),
+            telnyx.media(1, b"\xff" * 160),
             {"event": "dtmf", "dtmf": {"digit": "2"}},
             {"event": "mark", "mark": {"name": "m"}},
             {"event": "error", "payload": {"code": 1, "title": "t"}},
-            {"event": "stop", "stream_id": test_telnyx.SID, "stop": {}},
+            {"event": "stop", "stream_id": telnyx.SID, "stop": {}},
         ],
     ),
     "plivo": (
         PlivoProtocol,
         [
-            test_plivo.start_event(),
-            test_plivo.media(1, b"\xff" * 160),
+            plivo.start_event(),
+            plivo.media(1, b"\xff" * 160),
             {"event": "dtmf", "dtmf": {"digit": "3"}},
-            {"event": "playedStream", "streamId": test_plivo.SID, "name": "m"},
-            {"event": "clearedAudio", "streamId": test_plivo.SID},
+            {"event": "playedStream", "streamId": plivo.SID, "name": "m"},
+            {"event": "clearedAudio", "streamId": plivo.SID},
         ],
     ),
     "exotel": (
         ExotelProtocol,
         [
             {"event": "connected"},
-            test_exotel.start_event(),
-            test_exotel.media(1, b"\x00" * 320),
+            exotel.start_event(),
+            exotel.media(1, b"\x00" * 320),
             {"event": "dtmf", "dtmf": {"digit": "4"}},
             {"event": "mark", "mark": {"name": "m"}},
             {"event": "stop", "stop": {"reason": "stopped"}},
@@ -97,7 +97,7 @@ VALID: dict[str, tuple[Callable[[], Any], list[dict | bytes]]] = {
     "vonage": (
         VonageProtocol,
         [
-            test_vonage.connected(),
+            vonage.connected(),
             b"\x00\x01" * 320,
             {"event": "websocket:dtmf", "digit": "5", "duration": 100},
             {"event": "websocket:notify", "payload": {"mark": "m"}},
@@ -516,11 +516,11 @@ def test_mark_names_confirm_or_are_ignored(name: str, pushed: int) -> None:
 def test_mark_messages_of_every_provider(name: str, mark: str) -> None:
     proto = primed(name, 2)
     message = {
-        "twilio": {"event": "mark", "streamSid": test_twilio.SID, "mark": {"name": mark}},
+        "twilio": {"event": "mark", "streamSid": twilio.SID, "mark": {"name": mark}},
         "telnyx": {"event": "mark", "mark": {"name": mark}},
         "exotel": {"event": "mark", "mark": {"name": mark}},
         "vonage": {"event": "websocket:notify", "payload": {"mark": mark}},
-        "plivo": {"event": "playedStream", "streamId": test_plivo.SID, "name": mark},
+        "plivo": {"event": "playedStream", "streamId": plivo.SID, "name": mark},
     }[name]
     try:
         text = json.dumps(message)

@@ -25,48 +25,8 @@ from gateway.protocols import (
     TwilioProtocol,
     twilio_twiml,
 )
-from media.codecs import WireFormat
 from tests.protocols._util import b64, j, parsed, tone
-
-SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
-CALL = "CA0123456789abcdef0123456789abcdef"
-ULAW = WireFormat("pcmu", 8000)
-
-CONNECTED = {"event": "connected", "protocol": "Call", "version": "1.0.0"}
-START = {
-    "event": "start",
-    "sequenceNumber": "1",
-    "start": {
-        "accountSid": "AC0123",
-        "streamSid": SID,
-        "callSid": CALL,
-        "tracks": ["inbound"],
-        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        "customParameters": {"caller": "+15550001111", "agent": "demo"},
-    },
-    "streamSid": SID,
-}
-
-
-def media(n: int, payload: bytes, track: str = "inbound") -> dict:
-    return {
-        "event": "media",
-        "sequenceNumber": str(n + 2),
-        "media": {
-            "track": track,
-            "chunk": str(n),
-            "timestamp": str(20 * n),
-            "payload": b64(payload),
-        },
-        "streamSid": SID,
-    }
-
-
-def started() -> TwilioProtocol:
-    proto = TwilioProtocol()
-    proto.receive_text(j(CONNECTED))
-    proto.receive_text(j(START))
-    return proto
+from tests.protocols.samples.twilio import CALL, CONNECTED, SID, START, ULAW, media, started
 
 
 def test_documented_sequence_parses_to_events() -> None:

@@ -25,19 +25,7 @@ from gateway.protocols import (
 )
 from media.codecs import WireFormat
 from tests.protocols._util import j, tone
-
-UUID = "63f61863-4a51-4f6b-86e1-46edebcf9356"
-
-
-def connected(rate: int = 16000) -> dict:
-    return {
-        "event": "websocket:connected",
-        "content-type": f"audio/l16;rate={rate}",
-        "uuid": UUID,
-        "from": "447700900000",
-        "to": "447700900001",
-        "app": {"tier": 2},
-    }
+from tests.protocols.samples.vonage import UUID, connected
 
 
 def test_documented_sequence_parses_to_events() -> None:
