@@ -26,14 +26,24 @@ import numpy as np
 
 from agent.clients.observe import first_token_observer
 from agent.events import (
+    SDKAgentAudioEvent,
+    SDKAgentControlInterruptEvent,
+    SDKAgentControlMuteUserEvent,
+    SDKAgentControlUnmuteUserEvent,
     SDKAgentEndCallEvent,
+    SDKAgentLLMResponseChunkEvent,
+    SDKAgentLLMResponseEndEvent,
+    SDKAgentLLMResponseStartEvent,
+    SDKAgentSendDtmfEvent,
     SDKAgentSpeakEvent,
     SDKAgentTranscriptUpdateEvent,
+    SDKAgentTransferConversationEvent,
     SDKEvent,
     SDKSystemControlInterruptEvent,
     SDKSystemDtmfEvent,
     SDKSystemInitEvent,
     SDKSystemLLMRequestEvent,
+    SDKSystemUpdateOutputAgentSettingsEvent,
     SDKSystemUserJoinedEvent,
     SDKSystemUserStartedSpeakingEvent,
     SDKSystemUserStoppedSpeakingEvent,
@@ -592,71 +602,76 @@ class Call:
             await self._show(event)
             if etype != "agent.audio":
                 self._close_audio()
-        if etype == "agent.speak":
-            self.turns.tts_asked(self.elapsed())
-            self.speaker.say(self._new_utterance(), event.text)  # type: ignore[attr-defined]
-        elif etype == "agent.llm.response.start":
-            self._response_id = self._new_utterance()
-            self._discard_response = False
-            self.gatherer = SentenceGatherer()
-        elif etype == "agent.llm.response.chunk":
-            if self._discard_response:
-                return
-            if self._response_id is None:
-                self._response_id = self._new_utterance()
-            for sentence in self.gatherer.push(event.text):  # type: ignore[attr-defined]
+        match event:
+            case SDKAgentSpeakEvent():
                 self.turns.tts_asked(self.elapsed())
-                self.speaker.say(self._response_id, sentence, last=False)
-        elif etype == "agent.llm.response.end":
-            rest = self.gatherer.flush() or ""
-            if self._response_id is not None and not self._discard_response:
-                if rest.strip():
+                self.speaker.say(self._new_utterance(), event.text)
+            case SDKAgentLLMResponseStartEvent():
+                self._response_id = self._new_utterance()
+                self._discard_response = False
+                self.gatherer = SentenceGatherer()
+            case SDKAgentLLMResponseChunkEvent():
+                if self._discard_response:
+                    return
+                if self._response_id is None:
+                    self._response_id = self._new_utterance()
+                for sentence in self.gatherer.push(event.text):
                     self.turns.tts_asked(self.elapsed())
-                self.speaker.say(self._response_id, rest, last=True)
-            self._response_id = None
-            self._discard_response = False
-        elif etype == "agent.audio":
-            problem = audio_problem(event)
-            if problem is not None:
-                self._drop_audio(problem)
-                return
-            rate = event.sample_rate  # type: ignore[attr-defined]
-            queued = self.playout.queued_ms / 1000 + self.speaker.queued_samples / SAMPLE_RATE
-            seconds = len(event.pcm) / 2 / rate  # type: ignore[attr-defined]
-            if queued + seconds > self.settings.max_agent_audio_s:
-                self._drop_audio(f"{queued:.1f} s of agent audio already queued; at most "
-                                 f"{self.settings.max_agent_audio_s:g} s may be")
-                return
-            pcm = np.frombuffer(event.pcm, dtype="<i2")  # type: ignore[attr-defined]
-            if rate != SAMPLE_RATE:
-                # one stateful resampler per rate for the whole call: a fresh one per
-                # chunk would drop each chunk's filter tail and click at every boundary
-                rs = self._agent_audio_rs.get(rate)
-                if rs is None:
-                    rs = self._agent_audio_rs[rate] = StreamResampler(rate, SAMPLE_RATE)
-                pcm = rs.process(pcm)
-            # consecutive agent.audio events are one utterance: no padding between chunks
-            if self._audio_uid is None:
-                self._audio_uid = self._new_utterance()
-            self.speaker.play(self._audio_uid, pcm, last=False)
-        elif etype == "agent.control.interrupt":
-            await self._stop_output()
-            await self.transport.clear_audio()
-        elif etype == "agent.send_dtmf":
-            await self._send_dtmf(event.digits)  # type: ignore[attr-defined]
-        elif etype == "agent.control.mute_user":
-            self.muted = True
-        elif etype == "agent.control.unmute_user":
-            self.muted = False
-        elif etype == "agent.end_call":
-            self._after_drain.append(("hangup", ""))
-            self._wake_ticker()
-        elif etype == "agent.transfer_call":
-            self._after_drain.append(("transfer", event.transfer_call_number))  # type: ignore[attr-defined]
-            self._wake_ticker()
-        elif etype == "system.output_agent.update_settings":
-            if "interruptible" in event.settings:  # type: ignore[attr-defined]
-                self.interruptible = bool(event.settings["interruptible"])  # type: ignore[attr-defined]
+                    self.speaker.say(self._response_id, sentence, last=False)
+            case SDKAgentLLMResponseEndEvent():
+                rest = self.gatherer.flush() or ""
+                if self._response_id is not None and not self._discard_response:
+                    if rest.strip():
+                        self.turns.tts_asked(self.elapsed())
+                    self.speaker.say(self._response_id, rest, last=True)
+                self._response_id = None
+                self._discard_response = False
+            case SDKAgentAudioEvent():
+                self._agent_audio(event)
+            case SDKAgentControlInterruptEvent():
+                await self._stop_output()
+                await self.transport.clear_audio()
+            case SDKAgentSendDtmfEvent():
+                await self._send_dtmf(event.digits)
+            case SDKAgentControlMuteUserEvent():
+                self.muted = True
+            case SDKAgentControlUnmuteUserEvent():
+                self.muted = False
+            case SDKAgentEndCallEvent():
+                self._after_drain.append(("hangup", ""))
+                self._wake_ticker()
+            case SDKAgentTransferConversationEvent():
+                self._after_drain.append(("transfer", event.transfer_call_number))
+                self._wake_ticker()
+            case SDKSystemUpdateOutputAgentSettingsEvent():
+                if "interruptible" in event.settings:
+                    self.interruptible = bool(event.settings["interruptible"])
+
+    def _agent_audio(self, event: SDKAgentAudioEvent) -> None:
+        """Agent audio from the session: checked, bounded, resampled, queued."""
+        problem = audio_problem(event)
+        if problem is not None:
+            self._drop_audio(problem)
+            return
+        rate = event.sample_rate
+        queued = self.playout.queued_ms / 1000 + self.speaker.queued_samples / SAMPLE_RATE
+        seconds = len(event.pcm) / 2 / rate
+        if queued + seconds > self.settings.max_agent_audio_s:
+            self._drop_audio(f"{queued:.1f} s of agent audio already queued; at most "
+                             f"{self.settings.max_agent_audio_s:g} s may be")
+            return
+        pcm = np.frombuffer(event.pcm, dtype="<i2")
+        if rate != SAMPLE_RATE:
+            # one stateful resampler per rate for the whole call: a fresh one per
+            # chunk would drop each chunk's filter tail and click at every boundary
+            rs = self._agent_audio_rs.get(rate)
+            if rs is None:
+                rs = self._agent_audio_rs[rate] = StreamResampler(rate, SAMPLE_RATE)
+            pcm = rs.process(pcm)
+        # consecutive agent.audio events are one utterance: no padding between chunks
+        if self._audio_uid is None:
+            self._audio_uid = self._new_utterance()
+        self.speaker.play(self._audio_uid, pcm, last=False)
 
     def _drop_audio(self, why: str) -> None:
         """Agent audio that cannot be taken: dropped, with a log line (the first of a call,
