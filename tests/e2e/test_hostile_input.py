@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,7 +21,15 @@ import websockets
 
 from agent.events import SDKAgentSpeakEvent, SDKSystemInitEvent, encode_event
 from agent.nodes.base import Node
-from tests.e2e.clients import CLIENTS, CallClient, TwilioClient, WebClient
+from tests.e2e.canary import (
+    canary_call,
+    canary_keeps_its_audio,
+    health,
+    no_tracebacks,
+    rss_mb,
+    until,
+)
+from tests.e2e.clients import CLIENTS, TwilioClient, WebClient
 from tests.e2e.harness import HOST, Gateway
 
 GOING_AWAY = 1001
@@ -36,45 +43,6 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 def deep(levels: int, inner: str = "1") -> str:
     """JSON arrays nested `levels` deep."""
     return "[" * levels + inner + "]" * levels
-
-
-def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
-    """Nothing was logged as an error or with a traceback (aiohttp's "Error handling
-    request" included): every hostile input got a clean answer."""
-    bad = [f"{r.name}: {r.getMessage()}" for r in caplog.records
-           if r.exc_info or r.levelno >= logging.ERROR]
-    assert not bad, bad
-
-
-async def until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    """Poll `predicate` (the gateway's registry has no event to await)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def health(gw: Gateway) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(f"{gw.http}/health") as resp:
-        return dict(await resp.json())
-
-
-async def canary_call(gw: Gateway) -> CallClient:
-    """A well-behaved Twilio call that hears the demo agent's greeting."""
-    client = TwilioClient(HOST, gw.port)
-    await client.connect()
-    await client.start()
-    client.start_mic()
-    await client.wait_audio(0.2)
-    return client
-
-
-async def canary_keeps_its_audio(canary: CallClient, seconds: float = 0.4) -> None:
-    """The canary still receives agent frames: `seconds` of them, counted from now."""
-    await canary.wait_audio(seconds, after=canary.loop.time())
-    assert not canary.problems, canary.problems
 
 
 class AtomsPeer:
@@ -511,6 +479,49 @@ async def test_agent_speak_longer_than_an_argument_may_be(gateway_factory, caplo
     await client.wait_audio(0.6)
     no_tracebacks(caplog)
     assert "synthesis failed" not in caplog.text
+    await client.hangup_and_wait()
+    await client.close()
+
+
+async def test_a_megabyte_of_agent_speak_is_synthesised_a_little_ahead(gateway_factory, caplog):
+    """1 MB of text (hours of speech) costs the call a few seconds of audio in memory: the
+    speaker synthesises it sentence by sentence and only `AHEAD_S` ahead of playout."""
+    from gateway.speaker import AHEAD_S
+
+    caplog.set_level(logging.INFO)
+    sentence = "This sentence is one of a great many that the agent was told to say. "
+    text = sentence * (1_000_000 // len(sentence))
+
+    class Talker(Node):
+        async def process_event(self, event: Any) -> None:
+            if event.type == "system.user.joined":
+                await self.send_event(SDKAgentSpeakEvent(text=text))
+
+    async def setup(session: Any) -> None:
+        session.add_node(Talker(name="talker"))
+        await session.start()
+        await session.wait_until_complete()
+
+    gw = await gateway_factory(setup)
+    client = CLIENTS["twilio"](HOST, gw.port)
+    await client.connect()
+    await client.start()
+    client.start_mic()
+    await client.wait_audio(0.2)
+    call = next(iter(gw.app.calls.values()))
+    before = rss_mb()
+    peak_s = 0.0
+    t0 = client.loop.time()
+    while client.loop.time() - t0 < 3.0:  # while it plays, however fast espeak is
+        peak_s = max(peak_s, call.playout.queued_ms / 1000)
+        await asyncio.sleep(0.05)
+    await client.wait_audio(2.0, after=t0)  # and the caller hears it all along
+    grown = rss_mb() - before
+    # (+ one piece: the gateway's speech cache hands over a sentence it holds, ~4.5 s, whole)
+    assert peak_s <= AHEAD_S + 5.0, peak_s
+    assert grown < 30, f"{grown:.0f} MB more while 3 s played"  # unbounded: 100s of MB
+    assert not client.problems, client.problems
+    no_tracebacks(caplog)
     await client.hangup_and_wait()
     await client.close()
 

@@ -10,45 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
-from typing import Any
+import logging
 
-import aiohttp
 import pytest
 import websockets
 
-from tests.e2e.clients import CallClient, TwilioClient
-from tests.e2e.harness import HOST, Gateway
+from tests.e2e.canary import (
+    canary_call,
+    canary_keeps_its_audio,
+    health,
+    no_tracebacks,
+    until,
+)
+from tests.e2e.harness import HOST
 
 SHORT = 0.5  # the timeouts these gateways run with, in seconds
 PATIENT = 30.0  # long enough that nothing is closed by a timeout during a test
 POLICY_VIOLATION = 1008
-
-
-async def canary_call(gw: Gateway) -> CallClient:
-    """A well-behaved Twilio call that hears the demo agent's greeting."""
-    client = TwilioClient(HOST, gw.port)
-    await client.connect()
-    await client.start()
-    client.start_mic()
-    await client.wait_audio(0.2)
-    return client
-
-
-async def canary_keeps_its_audio(canary: CallClient, seconds: float = 0.4) -> None:
-    await canary.wait_audio(seconds, after=canary.loop.time())
-    assert not canary.problems, canary.problems
-    await canary.hangup_and_wait()
-    await canary.close()
-
-
-async def until(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def connect(port: int, first: bytes = b"") -> tuple[asyncio.StreamReader,
@@ -93,15 +71,11 @@ def close_all(writers: list[asyncio.StreamWriter]) -> None:
             writer.close()
 
 
-async def health(gw: Gateway) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(f"{gw.http}/health") as resp:
-        return dict(await resp.json())
-
-
 # ------------------------------------------------------------------------------ HTTP
 
 
-async def test_http_slowloris_is_closed_after_the_timeouts(gateway_factory):
+async def test_http_slowloris_is_closed_after_the_timeouts(gateway_factory, caplog):
+    caplog.set_level(logging.INFO)
     gw = await gateway_factory(header_timeout=SHORT, body_timeout=SHORT)
     canary = await canary_call(gw)
     partial_headers = [await connect(gw.port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: ")
@@ -120,8 +94,11 @@ async def test_http_slowloris_is_closed_after_the_timeouts(gateway_factory):
         assert (await health(gw))["status"] == "ok"
     finally:
         close_all([w for _, w in partial_headers + nothing + short_body])
-    await canary_keeps_its_audio(canary)
+    await canary_keeps_its_audio(canary, hang_up=True)
     await until(lambda: gw.app.http_gate.pending == 0, 5, "no HTTP connection pending")
+    late = [r for r in caplog.records if "body not complete within" in r.getMessage()]
+    assert len(late) == len(short_body), [r.getMessage() for r in late]  # one line each
+    no_tracebacks(caplog)
 
 
 async def test_http_half_open_connections_beyond_the_cap_are_closed_at_once(gateway_factory):
@@ -139,7 +116,7 @@ async def test_http_half_open_connections_beyond_the_cap_are_closed_at_once(gate
         close_all([w for _, w in held])
     await until(lambda: gw.app.http_gate.pending == 0, 5, "the held connections to go")
     assert (await health(gw))["status"] == "ok"  # new connections are welcome again
-    await canary_keeps_its_audio(canary)
+    await canary_keeps_its_audio(canary, hang_up=True)
 
 
 # ------------------------------------------------------------------------------ SIP over TCP
@@ -183,7 +160,7 @@ async def test_sip_over_tcp_half_open_connections_are_closed(gateway_factory):
     finally:
         close_all([w for _, w in half_open + unmet + nothing] + [writer])
     await until(lambda: gw.app.sip.tcp_gate.pending == 0, 5, "no SIP connection pending")
-    await canary_keeps_its_audio(canary)
+    await canary_keeps_its_audio(canary, hang_up=True)
 
 
 async def test_sip_over_tcp_half_open_connections_beyond_the_cap_are_closed(gateway_factory):
@@ -203,7 +180,7 @@ async def test_sip_over_tcp_half_open_connections_beyond_the_cap_are_closed(gate
         assert (await sip_response(reader)).startswith("SIP/2.0 200")  # welcome again
     finally:
         writer.close()
-    await canary_keeps_its_audio(canary)
+    await canary_keeps_its_audio(canary, hang_up=True)
 
 
 # ------------------------------------------------------------------------------ AudioSocket
@@ -224,7 +201,7 @@ async def test_audiosocket_without_a_first_frame_is_closed(gateway_factory):
         close_all([w for _, w in garbage + half_header + nothing])
     assert not any(c.call_id.startswith("audiosocket") for c in gw.app.calls.values())
     await until(lambda: gw.app.audiosocket_gate.pending == 0, 5, "no AudioSocket pending")
-    await canary_keeps_its_audio(canary)
+    await canary_keeps_its_audio(canary, hang_up=True)
 
 
 async def test_audiosocket_half_open_connections_beyond_the_cap_are_closed(gateway_factory):
@@ -266,7 +243,7 @@ async def test_a_stream_that_never_starts_a_call_is_closed(gateway_factory):
         for ws in sockets:
             await ws.close()
     assert gw.app.stream_gate.pending == 0
-    await canary_keeps_its_audio(canary)
+    await canary_keeps_its_audio(canary, hang_up=True)
 
 
 async def test_streams_not_started_beyond_the_cap_are_refused(gateway_factory):
@@ -283,7 +260,7 @@ async def test_streams_not_started_beyond_the_cap_are_refused(gateway_factory):
         for ws in held:
             await ws.close()
     await until(lambda: gw.app.stream_gate.pending == 0, 5, "the held streams to go")
-    await canary_keeps_its_audio(canary)
+    await canary_keeps_its_audio(canary, hang_up=True)
 
 
 def tcp_invite(n: int, port: int, sdp: bytes, method: str = "INVITE", cseq: int = 1,
