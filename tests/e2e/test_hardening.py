@@ -214,8 +214,10 @@ async def test_agent_audio_at_an_absurd_rate_from_a_node_is_dropped(gateway_fact
 # ------------------------------------------------------------------ typed turns
 
 
-async def test_typed_turns_do_not_resend_the_conversation(gateway_factory):
+async def test_typed_turns_do_not_resend_the_conversation(gateway_factory, caplog):
+    caplog.set_level(logging.INFO)
     gw = await gateway_factory(text_turns_per_s=1e6, text_turn_burst=1_000_000)
+    canary = await canary_call(gw)
     client = WebClient(HOST, gw.port)
     await client.connect()
     await client.start()
@@ -237,6 +239,8 @@ async def test_typed_turns_do_not_resend_the_conversation(gateway_factory):
                 10, "the page to see every request")
     shown = [e for e in client.events if e.get("type") == "system.llm.request"]
     assert all(not e.get("messages") for e in shown)
+    await canary_keeps_its_audio(canary, 0.3, hang_up=True)
+    no_tracebacks(caplog)
     await end(gw, client)
 
 

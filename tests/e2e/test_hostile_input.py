@@ -153,6 +153,8 @@ async def test_an_idle_atoms_session_times_out(gateway_factory, caplog):
     assert any("idle timeout" in e for e in peer.errors()), peer.received
     await until(lambda: not gw.app.sessions, 5, "the idle session to leave the registry")
     assert (await health(gw))["active_calls"] == 0
+    assert "no event from the peer" in caplog.text  # its end is one clean warning line
+    no_tracebacks(caplog)
     await peer.close()
 
 
