@@ -52,7 +52,6 @@ from gateway.audio_edge import audio_problem
 from gateway.speaker import Speaker
 from gateway.turns import CallTurns
 from media.bargein import BargeInConfig, BargeInDetector
-from media.clock import Clock, RealClock
 from media.dtmf_tones import dtmf_tones
 from media.far_end_clock import FarEndClock
 from media.frames import FRAME_MS, FRAME_S, SAMPLE_RATE
@@ -61,9 +60,10 @@ from media.recording import CallRecorder
 from media.resample import StreamResampler
 from media.sentences import SentenceGatherer
 from media.stt import AsyncEndOfTurn, Transcript
-from media.tasks import cancel_and_wait
 from media.turn import TurnDetector
 from media.vad import Vad, VadConfig
+from runtime.clock import Clock, RealClock
+from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -44,10 +44,10 @@ import numpy as np
 
 from gateway.audio_edge import AudioEdge
 from media.batch_edge import WIRE_FRAME, BatchEdge, codec_index
-from media.clock import Clock, RealClock
 from media.codecs import WireFormat
 from media.frames import SILENCE
-from media.tasks import cancel_and_wait
+from runtime.clock import Clock, RealClock
+from runtime.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from gateway.call import Call

@@ -39,12 +39,12 @@ from agent.events import SDKEvent
 from gateway.audio_edge import AudioEdge
 from gateway.call import Call, CallSettings
 from gateway.media_tick import TICK_S, MediaTick, TickedStream
-from media.clock import VirtualClock
 from media.codecs import WireFormat
 from media.frames import FRAME_MS, FRAME_S, FRAME_SAMPLES, SAMPLE_RATE, rms_dbfs, split_frames
 from media.recording import frame_positions, read_timeline, timeline_path
 from media.resample import StreamResampler
 from media.wavstream import read_pcm
+from runtime.clock import VirtualClock
 
 ECHO_ALLOWANCE_DB = 6.0
 QUIET_ROUNDS = 6  # event-loop rounds without news that count as settled

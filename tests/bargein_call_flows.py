@@ -81,7 +81,7 @@ from tests.bargein_flows import (
     _read_wav,
     _ringing,
 )
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 # line -> (echo dB or None, echo delay ms, phone band)
 LINES: dict[str, tuple[float | None, float, bool]] = {
@@ -169,8 +169,8 @@ class ScriptedSTT:
 def agent_tts() -> Any:
     """The agent's voice (espeak-ng, the gateway's default) behind the TTS cache: shared by
     every flow of a process, so each text is synthesized once."""
-    from media.tts_cache import CachedTTS
-    from media.tts_espeak import EspeakTTS
+    from media.tts.cache import CachedTTS
+    from media.tts.espeak import EspeakTTS
 
     return CachedTTS(EspeakTTS())
 

@@ -27,7 +27,7 @@ import soxr
 from media.bargein import BargeInDetector
 from media.codecs import ulaw_decode, ulaw_encode
 from media.frames import FRAME_MS, SAMPLE_RATE
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 Split = Literal["dev", "holdout", "redraw"]
 

@@ -56,7 +56,7 @@ from tests.bargein_eval import (
     _tone,
     phone_channel,
 )
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 Split = Literal["dev", "holdout"]
 ASTERISK = "/usr/share/asterisk"
@@ -143,7 +143,7 @@ def _read_wav(path: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _piper(text: str) -> np.ndarray:
-    from media.tts_piper import PiperTTS  # (heavy: only the holdout flows need it)
+    from media.tts.piper import PiperTTS  # (heavy: only the holdout flows need it)
 
     tts = PiperTTS()
     voice, phrases = tts._phonemize(text)

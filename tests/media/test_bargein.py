@@ -26,7 +26,7 @@ from media.bargein import (
 from media.far_end_clock import FarEndClock
 from media.frames import FRAME_MS, FRAME_S, FRAME_SAMPLES, split_frames
 from tests.bargein_eval import ECHO_DELAYS_MS, Case, build_cases, play_tick
-from tests.speechgen import espeak_available
+from tests.kit.speech import espeak_available
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
 

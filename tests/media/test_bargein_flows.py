@@ -11,7 +11,7 @@ import numpy as np
 from media.bargein import BargeInDetector
 from media.frames import FRAME_MS, SAMPLE_RATE, split_frames
 from tests.bargein_flows import Flow, build_flows, run_flow, score
-from tests.speechgen import speech, trim_silence
+from tests.kit.speech import speech, trim_silence
 
 
 @functools.lru_cache(maxsize=2)
