@@ -20,7 +20,7 @@ import re
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -59,7 +59,8 @@ from media.playout import PlayoutBuffer
 from media.recording import CallRecorder
 from media.resample import StreamResampler
 from media.sentences import SentenceGatherer
-from media.stt import AsyncEndOfTurn, Transcript
+from media.stt import AsyncEndOfTurn, SttEngine, SttStream, Transcript
+from media.tts import TtsEngine
 from media.turn import TurnDetector
 from media.vad import Vad, VadConfig
 from runtime.clock import Clock, RealClock
@@ -93,12 +94,9 @@ _NO_AUDIO = np.zeros(0, dtype=np.int16)
 class Transport(Protocol):
     """What the loop needs from a transport. Audio is 16 kHz int16, 20 ms frames.
 
-    Optional: `async send_dtmf(digits) -> bool`, True when the transport sent the key
-    presses out of band (SIP: RFC 4733); otherwise the loop plays them as tones.
     The loop has no clock of its own: the media tick its transport belongs to
     (`gateway.media_tick`) calls `Call.play_tick()` every 20 ms and `Call.caller_frame()`
-    for each caller frame. Optional `play_now()`: a talkspurt's first frame is ready; play
-    it now rather than at the next tick."""
+    for each caller frame. A transport may also be `SendsDtmf` and `PlaysNow`."""
 
     async def send_audio(self, frame: np.ndarray) -> None: ...
 
@@ -109,6 +107,22 @@ class Transport(Protocol):
     async def transfer(self, target: str) -> None: ...
 
     async def send_event(self, event: SDKEvent) -> None: ...
+
+
+@runtime_checkable
+class SendsDtmf(Protocol):
+    """A transport that sends key presses out of band (SIP: RFC 4733): True when it did;
+    otherwise the loop plays them as tones."""
+
+    async def send_dtmf(self, digits: str) -> bool: ...
+
+
+@runtime_checkable
+class PlaysNow(Protocol):
+    """A transport whose media tick can play a talkspurt's first frame at once rather
+    than at its next tick."""
+
+    def play_now(self) -> None: ...
 
 
 class SessionLike(Protocol):
@@ -166,8 +180,8 @@ class Call:
         self,
         transport: Transport,
         session: SessionLike,
-        stt: Any,
-        tts: Any,
+        stt: SttEngine,
+        tts: TtsEngine,
         init_event: SDKSystemInitEvent | None = None,
         settings: CallSettings | None = None,
         clock: Clock | None = None,
@@ -192,7 +206,7 @@ class Call:
                      if self.settings.end_of_turn_ms else TurnDetector())
         self.bargein = BargeInDetector(self.settings.bargein)
         self._far_end = FarEndClock()  # frame numbers, to pair caller frames with the echo
-        self.stt = stt.new_stream()
+        self.stt: SttStream = stt.new_stream()
         self.playout = PlayoutBuffer(far_end_confirms=self.settings.far_end_confirms)
         self.speaker = Speaker(tts, self.playout, on_audio=self._wake_ticker, call_id=self.call_id)
         self.gatherer = SentenceGatherer()
@@ -264,6 +278,23 @@ class Call:
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
+
+    def now(self) -> float:
+        """The call's clock (seconds): when a transport received caller audio."""
+        return self.clock.now()
+
+    # -- what a transport whose far end reports playback (marks) asks of the playout
+    def play_position(self) -> tuple[str, float] | None:
+        """What has been sent so far: (utterance, ms into it), for a mark; None if nothing."""
+        return self.playout.position()
+
+    def at_play_boundary(self) -> bool:
+        """The frame just sent ended an utterance, or emptied the queue: mark it now."""
+        return self.playout.at_utterance_end or not self.playout.queued_ms
+
+    def far_end_played(self, utterance_id: str, ms: float) -> None:
+        """The far end reports it played `utterance_id` up to `ms`."""
+        self.playout.confirm(utterance_id, ms)
 
     def elapsed(self) -> float:
         return self.clock.now() - self._t0
@@ -685,9 +716,8 @@ class Call:
         """Key presses for the far end: out of band if the transport can, else as tones
         after the audio already queued (an utterance with no words, like `agent.audio`,
         so it is cut by barge-in like speech)."""
-        send = getattr(self.transport, "send_dtmf", None)
         try:
-            if send is not None and await send(digits):
+            if isinstance(self.transport, SendsDtmf) and await self.transport.send_dtmf(digits):
                 return
         except Exception:
             log.exception("call %s: transport could not send DTMF; playing tones", self.call_id)
@@ -698,10 +728,8 @@ class Call:
         talkspurt's first frame at once, not at its next tick (up to 20 ms later)."""
         if self.turns.awaiting_reply and self.playout.is_playing:
             self.turns.audio_ready(self.elapsed())
-        if self._dry and self.playout.is_playing:
-            play_now = getattr(self.transport, "play_now", None)
-            if play_now is not None:
-                play_now()
+        if self._dry and self.playout.is_playing and isinstance(self.transport, PlaysNow):
+            self.transport.play_now()
 
     async def play_tick(self) -> None:
         """One 20 ms tick of playout: a frame if there is one, and once playout runs dry, a

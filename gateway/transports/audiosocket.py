@@ -94,7 +94,7 @@ async def serve_audiosocket(app: CallHost, reader: asyncio.StreamReader,
             events = protocol.feed(data) if data else protocol.closed()
             for ev in events:
                 if isinstance(ev, AudioIn) and call is not None:
-                    transport.received(ev.payload, call.clock.now())
+                    transport.received(ev.payload, call.now())
                 elif isinstance(ev, CallStarted):
                     transport.open_audio(protocol.wire, app.media_tick)
                     context, init = call_context(ev, "audiosocket")

@@ -62,8 +62,7 @@ class MediaStreamTransport(TickedStream):
         # long. (An utterance followed back to back by another one would be confirmed by
         # the next one's first mark anyway: the far end plays in order.)
         if self.marks and self.call is not None and (
-                self._frames % MARK_EVERY_FRAMES == 0 or self.call.playout.at_utterance_end
-                or not self.call.playout.queued_ms):
+                self._frames % MARK_EVERY_FRAMES == 0 or self.call.at_play_boundary()):
             await self.mark()
 
     # -- the voice loop's side -----------------------------------------------------------
@@ -78,7 +77,7 @@ class MediaStreamTransport(TickedStream):
 
     async def mark(self) -> None:
         """Label what has been sent so far; the far end reports it back once played."""
-        pos = self.call.playout.position() if self.call is not None else None
+        pos = self.call.play_position() if self.call is not None else None
         if pos is not None:
             await self._send(SendMark(f"{pos[0]}@{pos[1]:.0f}"))
 
@@ -89,7 +88,7 @@ class MediaStreamTransport(TickedStream):
         if mark is None:
             log.debug("ignoring mark %s: not one of ours", show(name))
             return
-        self.call.playout.confirm(*mark)
+        self.call.far_end_played(*mark)
 
     async def clear_audio(self) -> None:
         if getattr(self.protocol, "supports_clear", False):
@@ -231,7 +230,7 @@ async def _serve_media_stream(app: CallHost, request: web.Request, protocol: Any
             for ev in events:
                 if isinstance(ev, AudioIn):
                     if call is not None:
-                        transport.received(ev.payload, call.clock.now())
+                        transport.received(ev.payload, call.now())
                 elif isinstance(ev, CallStarted):
                     checked = check_start(ev) if check_start is not None else ev
                     if checked is None:

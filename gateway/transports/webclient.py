@@ -124,7 +124,7 @@ async def serve_web_client(app: CallHost, request: web.Request) -> web.StreamRes
             for item in items:
                 if isinstance(item, WebAudio):
                     assert call is not None and transport is not None
-                    transport.received(item.pcm, call.clock.now())
+                    transport.received(item.pcm, call.now())
                 elif isinstance(item, WebStart):
                     transport = WebClientTransport(ws, lambda: handler.writing_paused)
                     transport.open_audio(WireFormat("l16", item.sample_rate), app.media_tick)
@@ -144,7 +144,7 @@ async def serve_web_client(app: CallHost, request: web.Request) -> web.StreamRes
                 elif isinstance(item, WebText):
                     if turns is None:
                         turns = TokenBucket(app.settings.text_turns_per_s,
-                                            app.settings.text_turn_burst, call.clock.now)
+                                            app.settings.text_turn_burst, call.now)
                     if turns.take():
                         await call.user_said(item.text)
                     else:

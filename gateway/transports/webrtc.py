@@ -258,7 +258,7 @@ class WebRtcPeer:
             while True:
                 frame = await track.recv()
                 idle.touch()
-                arrived = call.clock.now()
+                arrived = call.now()
                 for f in self.inbound.process(frame):
                     self.media.put_caller_frame(f, arrived)  # heard at the next tick
         except MediaStreamError:
