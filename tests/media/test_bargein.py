@@ -21,8 +21,8 @@ from media.bargein import (
     DecisionRule,
     EchoCanceller,
     FrameFeatures,
-    _KindTracker,
 )
+from media.bargein.rule import _KindTracker
 from media.far_end_clock import FarEndClock
 from media.frames import FRAME_MS, FRAME_S, FRAME_SAMPLES, split_frames
 from tests.bargein_eval import ECHO_DELAYS_MS, Case, build_cases, play_tick

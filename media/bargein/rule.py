@@ -1,0 +1,161 @@
+"""Frame kinds and the firing rule of the barge-in detector, from `FrameFeatures` alone."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from media.bargein.config import BargeInConfig
+from media.bargein.features import _MIN_PERIODIC, _OCTAVES, _RATIOS, FrameFeatures
+
+GATED, VOICED, TONAL, OTHER = 0, 1, 2, 3
+KIND_MARKS = ".VT-"  # one character per kind, for timelines
+
+
+class DecisionRule:
+    """Frame kinds and the firing rule, from `FrameFeatures` alone.
+
+    Split from the signal processing so that benchmarks/bargein.py can replay recorded
+    features under other settings.
+    """
+
+    def __init__(self, config: BargeInConfig) -> None:
+        self.config = config
+        self._full = _KindTracker(config, low=False)
+        self._low = _KindTracker(config, low=True)
+        self._kinds = np.zeros(config.context, np.int8)
+        self._low_kinds = np.zeros(config.context, np.int8)
+        self._levels = np.full(config.context, np.inf)  # residual level (inf: before reset)
+        self._lags = np.zeros(config.context)  # pitch of onset-eligible voiced frames, else 0
+        self._i = 0
+        self.fired = False
+
+    def reset(self) -> None:
+        self._kinds[:] = GATED
+        self._low_kinds[:] = GATED
+        self._levels[:] = np.inf
+        self._lags[:] = 0.0
+        self.fired = False
+
+    def kind(self, f: FrameFeatures) -> int:
+        """The (full-band) kind of one frame (updates the frame-to-frame state)."""
+        return self._full.kind(f)
+
+    def low_kind(self, f: FrameFeatures) -> int:
+        """The low-band kind of one frame (updates its own frame-to-frame state)."""
+        return self._low.kind(f)
+
+    def push(self, f: FrameFeatures) -> tuple[int, bool]:
+        """One frame: (its kind, True if the caller barges in now, once until reset)."""
+        cfg = self.config
+        j = self._i % cfg.context
+        self._i += 1
+        k, lk = self._kinds, self._low_kinds
+        self._levels[j] = f.level_dbfs
+        if not f.active:  # most frames: keep this path short
+            self._full.gated()
+            self._low.gated()
+            k[j] = lk[j] = GATED
+            self._lags[j] = 0.0
+            return GATED, False
+        k[j] = kind = self.kind(f)
+        lk[j] = self.low_kind(f) if cfg.low_path else GATED
+        self._lags[j] = self._onset_lag(f, kind, int(lk[j]))
+        if self.fired or not _tonal_ok(k, cfg):
+            return kind, False
+        idx = np.arange(j - cfg.window + 1, j + 1) % cfg.context
+        if not (_window_ok(k[idx], cfg.min_voiced, cfg.max_other)
+                or (cfg.low_path and _window_ok(lk[idx], cfg.min_voiced, cfg.low_max_other)
+                    and _tonal_ok(lk, cfg))
+                or (cfg.onset_pair and self._onset(j, f))):
+            return kind, False
+        self.fired = True
+        return kind, True
+
+    def _onset_lag(self, f: FrameFeatures, kind: int, low_kind: int) -> float:
+        """The pitch lag of a frame that may be half of an onset pair, else 0: voiced (either
+        band), well above the expected echo, and not at the pitch of the agent's echo."""
+        cfg = self.config
+        if f.guard_db < cfg.onset_min_guard_db:
+            return 0.0
+        lag = f.pitch_lag if kind == VOICED else f.low_pitch_lag if low_kind == VOICED else 0.0
+        return 0.0 if _at_echo_pitch(lag, f, cfg.echo_pitch_tol) else lag
+
+    def _onset(self, j: int, f: FrameFeatures) -> bool:
+        """Two eligible voiced frames (this one, `f`, and the one before) whose pitch glides
+        and spectrum moves as a voice does, after a stretch in which the residual was
+        clearly quieter."""
+        cfg = self.config
+        n = cfg.context
+        a, b = self._lags[(j - 1) % n], self._lags[j]
+        if not (a and b and f.stationarity < cfg.onset_max_stationarity):
+            return False
+        glide = float(np.min(np.abs(b / a / _OCTAVES - 1.0)))  # the estimate slips octaves
+        if not cfg.onset_min_glide < glide <= cfg.onset_max_glide:
+            return False
+        before = self._levels[np.arange(j - 1 - cfg.onset_lookback, j - 1) % n]
+        level = min(self._levels[j], self._levels[(j - 1) % n])
+        return int(np.count_nonzero(before <= level - cfg.onset_drop_db)) >= cfg.onset_quiet
+
+
+def _at_echo_pitch(lag: float, f: FrameFeatures, tol: float) -> bool:
+    """The pitch `lag` is within `tol` of the pitch (or an octave of it) of the agent audio
+    whose echo arrives with frame `f`."""
+    return bool(lag and f.echo_lag and float(np.min(np.abs(lag / f.echo_lag / _OCTAVES - 1.0))
+                                             ) < tol)
+
+
+def _window_ok(recent: np.ndarray, min_voiced: int, max_other: int) -> bool:
+    return (int(np.count_nonzero(recent == VOICED)) >= min_voiced
+            and int(np.count_nonzero(recent == OTHER)) <= max_other)
+
+
+def _tonal_ok(k: np.ndarray, cfg: BargeInConfig) -> bool:
+    return bool(np.count_nonzero(k == TONAL) <= cfg.tonal_ratio * np.count_nonzero(k == VOICED))
+
+
+class _KindTracker:
+    """Frame kinds from one set of pitch measures (full band or low band) and its state."""
+
+    def __init__(self, config: BargeInConfig, low: bool) -> None:
+        self.config = config
+        self.low = low
+        self._stat = [0.0, 0.0]  # stationarity of the two frames before (0 if gated)
+        self._prev_lag = 0.0  # pitch of the frame before, if it was periodic
+
+    def gated(self) -> None:
+        """A frame stopped by the gate: the frame-to-frame state starts over."""
+        self._stat = [0.0, 0.0]
+        self._prev_lag = 0.0
+
+    def kind(self, f: FrameFeatures) -> int:
+        cfg = self.config
+        if not f.active:
+            self.gated()
+            return GATED
+        if self.low:
+            per, fper, lag = f.low_periodicity, f.low_frame_periodicity, f.low_pitch_lag
+            min_per, min_fper = cfg.low_min_periodicity, cfg.low_min_frame_periodicity
+        else:
+            per, fper, lag = f.periodicity, f.frame_periodicity, f.pitch_lag
+            min_per, min_fper = cfg.min_periodicity, cfg.min_frame_periodicity
+        steady = (f.stationarity + self._stat[0] + self._stat[1]) / 3.0 >= cfg.tonal_stationarity
+        self._stat = [f.stationarity, self._stat[0]]
+        speech = f.vad or not cfg.require_vad
+        held = False
+        if speech and per >= _MIN_PERIODIC:
+            if self._prev_lag:
+                r = lag / self._prev_lag
+                held = bool(np.min(np.abs(r / _RATIOS - 1.0)) < cfg.pitch_hold)
+            self._prev_lag = lag
+        else:
+            self._prev_lag = 0.0
+        if steady or held or f.peakiness >= cfg.tonal_peakiness:
+            return TONAL
+        if f.rumble > cfg.max_rumble:
+            return OTHER
+        if speech and per >= min_per and fper >= min_fper and f.rise_db >= cfg.min_rise_db:
+            if f.guard_db < cfg.echo_voice_guard_db and _at_echo_pitch(lag, f, cfg.echo_voice_tol):
+                return OTHER  # leftover echo: the agent's own voice, barely over the guess
+            return VOICED
+        return OTHER
+
