@@ -20,7 +20,8 @@ A call fails when it raises, times out (15 s) or the gateway closes it first. Ev
 `--every` calls the server is sampled from /proc/<pid>/ once no call is active (`/health`):
 resident memory, open file descriptors, threads; and the failures so far. At the end: the
 growth per 1,000 calls (least squares over the samples after the first, which holds the
-warm-up: pools, caches, lazily imported modules).
+warm-up: pools, caches, lazily imported modules; and over the second half of the samples,
+where a growth that levels off has levelled).
 
 `--lanes K` runs K such sequences side by side (calls stay one after another within a
 lane), for when one at a time does not fit the time there is; `--minutes M` stops early
@@ -254,6 +255,13 @@ async def main() -> None:
     print(f"  RSS {slope(xs, [s[1] / 1e6 for s in later]):+.2f} MB, "
           f"fds {slope(xs, [s[2] for s in later]):+.2f}, "
           f"threads {slope(xs, [s[3] for s in later]):+.2f}")
+    tail = samples[len(samples) // 2:]  # where a warm-up that levels off has levelled
+    if len(tail) >= 2:
+        xs = [s[0] / 1000 for s in tail]
+        print(f"  over the second half (from call {tail[0][0]}): RSS "
+              f"{slope(xs, [s[1] / 1e6 for s in tail]):+.2f} MB, fds "
+              f"{slope(xs, [s[2] for s in tail]):+.2f}, threads "
+              f"{slope(xs, [s[3] for s in tail]):+.2f}")
     first, last = samples[0], samples[-1]
     print(f"  whole run: RSS {first[1] / 1e6:.1f} -> {last[1] / 1e6:.1f} MB, fds {first[2]} -> "
           f"{last[2]}, threads {first[3]} -> {last[3]}")
