@@ -246,7 +246,8 @@ def header(response: str, name: str) -> str:
     return ""
 
 
-async def test_non_ascii_digest_nonce_or_response_gets_a_401(gateway_factory):
+async def test_non_ascii_digest_nonce_or_response_gets_a_401(gateway_factory, caplog):
+    caplog.set_level(logging.INFO)
     gw = await gateway_factory(sip_port=0, sip_user="agent", sip_password="s3cret")
     canary = await canary_call(gw)
     loop = asyncio.get_running_loop()
@@ -273,6 +274,7 @@ async def test_non_ascii_digest_nonce_or_response_gets_a_401(gateway_factory):
     await canary_keeps_its_audio(canary)
     await canary.hangup_and_wait()
     await canary.close()
+    no_tracebacks(caplog)
 
 
 # ------------------------------------------------------------------ defect 10: digest replay
@@ -290,10 +292,11 @@ def digest(nonce: str, uri: str, nc: int, password: str = "s3cret") -> str:
             f'response="{response}", algorithm=MD5, qop=auth, nc={count}, cnonce="{cnonce}"')
 
 
-async def test_a_replayed_digest_header_starts_no_call(gateway_factory):
+async def test_a_replayed_digest_header_starts_no_call(gateway_factory, caplog):
     """A captured `Authorization` header, sent again with a new Call-ID, from the same
     port or another, gets a 401 (403 once the source has failed too often) and starts no
     call; the same nonce with the next nc (an honest client reusing it) still works."""
+    caplog.set_level(logging.INFO)
     gw = await gateway_factory(sip_port=0, sip_user="agent", sip_password="s3cret")
     canary = await canary_call(gw)
     loop = asyncio.get_running_loop()
@@ -338,6 +341,7 @@ async def test_a_replayed_digest_header_starts_no_call(gateway_factory):
     await canary_keeps_its_audio(canary)
     await canary.hangup_and_wait()
     await canary.close()
+    no_tracebacks(caplog)
 
 
 # ------------------------------------------------------------------ defect 11: deep JSON
