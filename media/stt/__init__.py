@@ -12,10 +12,10 @@ when its engine is asked for. `media.stt.ws` is what the two live WebSocket reco
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 from typing import Any
 
+from media.engine_registry import EngineRegistry
 from media.stt.base import (
     AsyncEndOfTurn,
     SttEngine,
@@ -37,22 +37,21 @@ ENGINES: dict[str, str] = {
 }
 
 
+_REGISTRY = EngineRegistry("speech recogniser", ENGINES)
+
+
 def engine_module(name: str) -> ModuleType:
     """The module of the engine called `name` (ValueError for an unknown one)."""
-    path = ENGINES.get(name.strip().lower())
-    if path is None:
-        raise ValueError(f"unknown speech recogniser {name!r}: use "
-                         + ", ".join(repr(n) for n in ENGINES))
-    return importlib.import_module(path)
+    return _REGISTRY.module(name)
 
 
 def get_engine(name: str, options: Any = None) -> SttEngine:
     """A new engine `name` made from `options` (that engine's `Options`; None: defaults).
     Cloud engines are not checked yet: call their `check()`."""
-    module = engine_module(name)
-    return module.create(module.Options() if options is None else options)
+    engine: SttEngine = _REGISTRY.create(name, options)
+    return engine
 
 
 def describe(name: str, options: Any, engine: Any) -> str:
     """How the start-up line names engine `name` made from `options`."""
-    return engine_module(name).describe(options, engine)
+    return _REGISTRY.describe(name, options, engine)
