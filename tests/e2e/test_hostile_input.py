@@ -462,22 +462,26 @@ async def test_control_characters_in_twilio_webhook_parameters(gateway_factory, 
 # ------------------------------------------------------------------ defect 11: long speech
 
 
-async def test_agent_speak_longer_than_an_argument_may_be(gateway_factory, caplog):
-    caplog.set_level(logging.INFO)
-    # one argument may be 128 KB (MAX_ARG_STRLEN); mostly spaces, so it speaks briefly
-    text = "Hello " + " " * 140_000 + "there, how are you?"
-
-    class LongSpeaker(Node):
+def says_on_join(text: str) -> Any:
+    """A setup handler whose agent says `text` as the caller joins."""
+    class Speaker(Node):
         async def process_event(self, event: Any) -> None:
             if event.type == "system.user.joined":
                 await self.send_event(SDKAgentSpeakEvent(text=text))
 
     async def setup(session: Any) -> None:
-        session.add_node(LongSpeaker(name="long"))
+        session.add_node(Speaker(name="speaker"))
         await session.start()
         await session.wait_until_complete()
 
-    gw = await gateway_factory(setup)
+    return setup
+
+
+async def test_agent_speak_longer_than_an_argument_may_be(gateway_factory, caplog):
+    caplog.set_level(logging.INFO)
+    # one argument may be 128 KB (MAX_ARG_STRLEN); mostly spaces, so it speaks briefly
+    text = "Hello " + " " * 140_000 + "there, how are you?"
+    gw = await gateway_factory(says_on_join(text))
     client = CLIENTS["twilio"](HOST, gw.port)
     await client.connect()
     await client.start()
@@ -497,18 +501,7 @@ async def test_a_megabyte_of_agent_speak_is_synthesised_a_little_ahead(gateway_f
     caplog.set_level(logging.INFO)
     sentence = "This sentence is one of a great many that the agent was told to say. "
     text = sentence * (1_000_000 // len(sentence))
-
-    class Talker(Node):
-        async def process_event(self, event: Any) -> None:
-            if event.type == "system.user.joined":
-                await self.send_event(SDKAgentSpeakEvent(text=text))
-
-    async def setup(session: Any) -> None:
-        session.add_node(Talker(name="talker"))
-        await session.start()
-        await session.wait_until_complete()
-
-    gw = await gateway_factory(setup)
+    gw = await gateway_factory(says_on_join(text))
     client = CLIENTS["twilio"](HOST, gw.port)
     await client.connect()
     await client.start()
