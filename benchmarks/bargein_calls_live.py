@@ -60,6 +60,7 @@ from tests.e2e.clients import FRAME_S, TwilioClient, decode, encode  # noqa: E40
 
 HOST = "127.0.0.1"
 WIRE_RATE = 8000
+WIRE_FRAME = WIRE_RATE * 20 // 1000  # samples in a 20 ms frame on the wire
 AFTER_S = 3.0  # a live call goes on this long after the caller's sound (or the echo's start)
 REPLY_SLACK_MS = 100.0  # a live reply starting further from replay's is not compared
 
@@ -92,9 +93,10 @@ class LineClient(TwilioClient):
         self.play_at = 0  # the line's sample where the queued agent audio ends playing
         self.sent = asyncio.Event()
 
-    def _at(self, t: float) -> int:
+    def _sample(self, t: float) -> int:
+        """The line's sample at loop time `t`."""
         assert self.t_line is not None
-        return int(round((t - self.t_line) * WIRE_RATE)) + self.delay
+        return int(round((t - self.t_line) * WIRE_RATE))
 
     def _got_audio(self, data: bytes) -> None:
         if (self.gain and self.t_line is not None and data
@@ -102,9 +104,8 @@ class LineClient(TwilioClient):
             # A phone or a media server plays on its own 20 ms frame grid (its audio clock,
             # the one its microphone frames run on): audio that arrives plays from the next
             # slot, right after what is queued.
-            slot = WIRE_RATE * 20 // 1000
-            now = -(-(self._at(self.loop.time()) - self.delay) // slot) * slot
-            start = max(self.play_at, now)
+            next_slot = -(-self._sample(self.loop.time()) // WIRE_FRAME) * WIRE_FRAME
+            start = max(self.play_at, next_slot)
             pcm = decode(self.codec, data).astype(np.float32) * self.gain
             self.play_at = start + len(pcm)
             at = start + self.delay
@@ -115,12 +116,13 @@ class LineClient(TwilioClient):
 
     def _got_control(self, kind: str, msg: Any = None) -> None:
         if kind == "clear" and self.gain and self.t_line is not None:
-            self.line[max(0, self._at(self.loop.time())) :] = 0.0  # the rest never plays
+            # the rest never plays
+            self.line[max(0, self._sample(self.loop.time()) + self.delay) :] = 0.0
             self.play_at = 0
         super()._got_control(kind, msg)
 
     async def _mic(self) -> None:
-        n = WIRE_RATE * 20 // 1000
+        n = WIRE_FRAME
         t0 = self.loop.time()
         self.t_line = t0 - FRAME_S  # frame i holds what was said in the 20 ms before it
         for i in range(len(self.caller) // n):
