@@ -1,4 +1,4 @@
-"""Barge-in benchmark: the detector frame by frame over the labelled set of tests/bargein_eval.py.
+"""Barge-in benchmark: the detector frame by frame over the labelled set of tests/kit/bargein_eval.py.
 
     .venv/bin/python -m benchmarks.bargein            # figures for dev, holdout, redraw
     .venv/bin/python -m benchmarks.bargein --sweep    # the grid that chose the defaults
@@ -39,7 +39,7 @@ from media.bargein import (
 from media.frames import FRAME_MS, split_frames
 from media.turn import TurnDetector
 from media.vad import Vad, VadConfig
-from tests.bargein_eval import Case, build_cases, play_tick
+from tests.kit.bargein_eval import Case, build_cases, play_tick
 
 SPLITS = ("dev", "holdout", "redraw")
 

@@ -5,7 +5,7 @@
     .venv/bin/python -m benchmarks.bargein_calls dev --kinds speech,backchannel --list
     .venv/bin/python -m benchmarks.bargein_calls dev --resume-ms 240     # other settings
 
-Every flow of `tests/bargein_call_flows.py` is a whole call replayed twice under the virtual
+Every flow of `tests/kit/bargein_call_flows.py` is a whole call replayed twice under the virtual
 clock with the demo agent (no greeting: the caller speaks first), a scripted recogniser and
 espeak-ng behind the TTS cache: pass 1 finds when the agent's reply starts, pass 2 puts the
 caller's sound that far into it. The call pauses the agent's audio when the detector fires,
@@ -47,7 +47,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.*
 
 from gateway.call import CallSettings  # noqa: E402
-from tests.bargein_call_flows import (  # noqa: E402
+from tests.kit.bargein_call_flows import (  # noqa: E402
     NONSPEECH,
     CallFlow,
     Outcome,

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.bargein_calls_live                 # 16 flows per split
     .venv/bin/python -m benchmarks.bargein_calls_live dev --n 8 --list --keep /tmp/recs
 
-A subset of the flows of `tests/bargein_call_flows.py` (real barge-ins, backchannels,
+A subset of the flows of `tests/kit/bargein_call_flows.py` (real barge-ins, backchannels,
 non-speech, echo alone; both splits) runs three ways:
 - replay: the flow as `benchmarks/bargein_calls.py` runs it (virtual clock, 16 kHz caller
   channel, the line's echo added by the replay);
@@ -42,7 +42,8 @@ import soxr
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.*
 
 from gateway.testing import replay_async  # noqa: E402
-from tests.bargein_call_flows import (  # noqa: E402
+from tests.e2e.clients import FRAME_S, TwilioClient, decode, encode  # noqa: E402
+from tests.kit.bargein_call_flows import (  # noqa: E402
     LINES,
     NONSPEECH,
     Calibration,
@@ -56,7 +57,6 @@ from tests.bargein_call_flows import (  # noqa: E402
     run_call_flow,
     score_events,
 )
-from tests.e2e.clients import FRAME_S, TwilioClient, decode, encode  # noqa: E402
 
 HOST = "127.0.0.1"
 WIRE_RATE = 8000

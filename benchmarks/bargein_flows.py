@@ -1,4 +1,4 @@
-"""Barge-in on conversation flows (tests/bargein_flows.py), split by speaker.
+"""Barge-in on conversation flows (tests/kit/bargein_flows.py), split by speaker.
 
     .venv/bin/python -m benchmarks.bargein_flows            # dev and holdout
     .venv/bin/python -m benchmarks.bargein_flows holdout    # one split
@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from tests.bargein_flows import build_flows, run_flow
+from tests.kit.bargein_flows import build_flows, run_flow
 
 
 def report(split: str) -> None:

@@ -1,4 +1,4 @@
-"""Barge-in on whole calls (tests/bargein_call_flows.py), a small dev subset: the caller
+"""Barge-in on whole calls (tests/kit/bargein_call_flows.py), a small dev subset: the caller
 speaks first, the demo agent replies (its first playout of the call, or a later one), and
 the caller talks over the reply, says a backchannel, slams a door, or stays quiet while the
 line echoes the agent. Times are the call's own, on the virtual clock: the same every run.
@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from tests.bargein_call_flows import (
+from tests.kit.bargein_call_flows import (
     ASTERISK,
     Calibration,
     CallFlow,

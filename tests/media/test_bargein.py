@@ -25,7 +25,7 @@ from media.bargein import (
 from media.bargein.rule import _KindTracker
 from media.far_end_clock import FarEndClock
 from media.frames import FRAME_MS, FRAME_S, FRAME_SAMPLES, split_frames
-from tests.bargein_eval import ECHO_DELAYS_MS, Case, build_cases, play_tick
+from tests.kit.bargein_eval import ECHO_DELAYS_MS, Case, build_cases, play_tick
 from tests.kit.speech import espeak_available
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
@@ -298,7 +298,7 @@ def test_dev_set_quality_gate() -> None:
     """The whole dev set (tuned on): every speech case but two interrupts, and at most one
     noise case does. Before the echo estimate started from 'no echo' (it learns only from what
     the reference explains) it was none and none; that change made the first reply of a
-    call 5-10x faster on the conversation flows (tests/bargein_flows.py). The misses are
+    call 5-10x faster on the conversation flows (tests/kit/bargein_flows.py). The misses are
     quiet voices on a phone line whose frames the rule calls noise (the residual passes
     the gate): the rule's weakness, not the echo estimate's."""
     missed, false = _outcome("dev")

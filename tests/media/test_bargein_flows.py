@@ -1,4 +1,4 @@
-"""Barge-in on conversation flows (tests/bargein_flows.py): the caller spoke first, the
+"""Barge-in on conversation flows (tests/kit/bargein_flows.py): the caller spoke first, the
 agent replies, the caller talks over the reply. Behaviour on the simulated timeline (frame
 times), never wall-clock time."""
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from media.bargein import BargeInDetector
 from media.frames import FRAME_MS, SAMPLE_RATE, split_frames
-from tests.bargein_flows import Flow, build_flows, run_flow, score
+from tests.kit.bargein_flows import Flow, build_flows, run_flow, score
 from tests.kit.speech import speech, trim_silence
 
 

@@ -36,7 +36,7 @@ import soxr
 
 from media.bargein import BargeInConfig, BargeInDetector
 from media.frames import FRAME_MS, SAMPLE_RATE, split_frames
-from tests.bargein_eval import (
+from tests.kit.bargein_eval import (
     PHONE_DELAY_MS,
     SPEECH_DBFS,
     _at_level,

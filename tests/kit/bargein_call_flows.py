@@ -1,6 +1,6 @@
 """Barge-in on whole calls: conversation flows through the voice loop, as the product does it.
 
-`tests/bargein_flows.py` measures the barge-in detector alone. Here each flow is a whole
+`tests/kit/bargein_flows.py` measures the barge-in detector alone. Here each flow is a whole
 call replayed under the virtual clock (`gateway.testing.replay_async`) on the shared media
 tick, with the demo agent (waiting for the caller to speak first: no greeting), a stubbed
 recogniser that answers from a script, and espeak-ng speech behind the TTS cache. What is
@@ -27,10 +27,10 @@ starts elsewhere in pass 2 is reported as a setup failure, never scored.
 Lines: `clean`; `echo40` (the agent's audio back 10 dB down 40 ms later), `echo120` (6 dB
 down, 120 ms), `echo200` (12 dB down, 200 ms), the echo played by the replay itself from
 what the call really played; `phone` (the caller's channel through 300-3400 Hz, 8 kHz
-mu-law: `tests.bargein_eval.phone_channel`; no echo). Every channel has a -65 dBFS noise
+mu-law: `tests.kit.bargein_eval.phone_channel`; no echo). Every channel has a -65 dBFS noise
 floor. Callers are +6, 0 or -15 dB against the agent's own speech level.
 
-Voices are split by speaker as in `tests/bargein_flows.py`: `dev` has espeak set A, the
+Voices are split by speaker as in `tests/kit/bargein_flows.py`: `dev` has espeak set A, the
 agent's own voice and the recorded Allison (en-US, es-MX) and June (fr-CA) prompt voices;
 `holdout` has espeak set B, piper, and the recorded Carlo (it-IT) and ru-RU voices.
 
@@ -57,7 +57,7 @@ from gateway.demo import STORY, DemoAgent
 from gateway.testing import ReplayResult, replay_async
 from media.frames import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from media.stt import Transcript
-from tests.bargein_eval import (
+from tests.kit.bargein_eval import (
     _active_rms,
     _babble,
     _chime,
@@ -70,7 +70,7 @@ from tests.bargein_eval import (
     _to_int16,
     phone_channel,
 )
-from tests.bargein_flows import (
+from tests.kit.bargein_flows import (
     _SPLITS,
     ASTERISK,
     FLOOR_DBFS,
@@ -100,7 +100,7 @@ BACKCHANNELS = ("uh huh", "yeah", "okay", "mm hmm", "right")
 RECORDED_BACKCHANNELS = ("letters/o", "letters/k", "letters/m")
 NONSPEECH = ("cough", "click", "door", "tone", "ringing", "alarm", "chime", "music", "moh",
              "babble")
-# the kinds' levels against the agent's speech level (as tests/bargein_flows.py has them)
+# the kinds' levels against the agent's speech level (as tests/kit/bargein_flows.py has them)
 NONSPEECH_DB = {"cough": 3.0, "click": 3.0, "door": 6.0, "tone": -3.0, "ringing": 0.0,
                 "alarm": 0.0, "chime": 0.0, "music": 0.0, "moh": -6.0, "babble": -15.0}
 TURN_TEXTS = (
