@@ -42,7 +42,6 @@ import soxr
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.*
 
 from gateway.testing import replay_async  # noqa: E402
-from tests.e2e.clients import FRAME_S, TwilioClient, decode, encode  # noqa: E402
 from tests.kit.bargein_call_flows import (  # noqa: E402
     LINES,
     NONSPEECH,
@@ -57,6 +56,7 @@ from tests.kit.bargein_call_flows import (  # noqa: E402
     run_call_flow,
     score_events,
 )
+from tests.kit.clients import FRAME_S, TwilioClient, decode, encode  # noqa: E402
 
 HOST = "127.0.0.1"
 WIRE_RATE = 8000

@@ -8,7 +8,7 @@ The server is a child process (tests/kit/serve_process.py) running the offline d
 (espeak-ng speaks, pocketsphinx listens with the demo's phrase grammar). The calls, in the
 proportions `--mix` gives, round-robin:
 
-- `twilio`: a Twilio Media Streams call (tests/e2e/clients, mu-law at 8 kHz, real-time
+- `twilio`: a Twilio Media Streams call (tests/kit/clients, mu-law at 8 kHz, real-time
   microphone, marks echoed): it hears the greeting start, says "what time is it" over it
   (espeak-ng, about 1 s), and waits for the agent's answer (audio that starts after the
   caller stopped), then sends `stop`;
@@ -46,7 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.clients import CallClient, TwilioClient, WebClient  # noqa: E402
+from tests.kit.clients import CallClient, TwilioClient, WebClient  # noqa: E402
 from tests.kit.serve_process import HOST, Served, start_serve  # noqa: E402
 
 CALL_TIMEOUT_S = 15.0

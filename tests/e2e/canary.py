@@ -22,8 +22,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.clients import CallClient, TwilioClient
 from tests.e2e.harness import HOST, Gateway
+from tests.kit.clients import CallClient, TwilioClient
 
 MAX_GAP_ENV = "ATOMS_CANARY_MAX_GAP_MS"
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.clients import OPEN
 from tests.e2e.harness import Gateway, start_gateway
+from tests.kit.clients import OPEN
 from tests.kit.speech import espeak_available
 
 

@@ -16,7 +16,7 @@ from media.resample import StreamResampler
 from tests.kit.speech import speech, trim_silence
 
 if TYPE_CHECKING:
-    from tests.e2e.clients import CallClient
+    from tests.kit.clients import CallClient
 
 HOST = "127.0.0.1"
 
@@ -164,7 +164,7 @@ CONFUSABLE = {"pcmu": "pcma", "pcma": "pcmu", "l16": "l16be", "l16be": "l16"}
 def codec_margin(pcm: np.ndarray, codec: str) -> tuple[float, float]:
     """(smoothness decoded as `codec`, smoothness of the same bytes decoded as the codec it
     is most easily confused with)."""
-    from tests.e2e.clients import decode, encode
+    from tests.kit.clients import decode, encode
 
     wire = encode(codec, pcm)  # G.711 and L16 round-trip decoded audio to the same bytes
     return smoothness(pcm), smoothness(decode(CONFUSABLE[codec], wire))

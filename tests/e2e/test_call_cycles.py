@@ -13,8 +13,8 @@ import weakref
 import pytest
 
 from tests.e2e.canary import until
-from tests.e2e.clients import CLIENTS
 from tests.e2e.harness import HOST
+from tests.kit.clients import CLIENTS
 
 
 @pytest.mark.parametrize("provider", ["twilio", "web", "telnyx"])

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.e2e.clients import TwilioClient
 from tests.e2e.harness import HOST, rms_dbfs
+from tests.kit.clients import TwilioClient
 from tests.kit.serve_process import CLI, serving, wait_url_ready
 from tests.kit.serve_process import free_tcp_port as free_port
 

@@ -11,8 +11,8 @@ import os
 import numpy as np
 import pytest
 
-from tests.e2e.clients import TwilioClient
 from tests.e2e.harness import HOST, demo_phrases, rms_dbfs, utterance, wait_quiet
+from tests.kit.clients import TwilioClient
 from tests.kit.serve_process import CLI, serve_fails, serving
 from tests.kit.servers.deepgram_server import DeepgramServer
 

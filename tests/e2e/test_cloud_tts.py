@@ -18,8 +18,8 @@ import pytest
 from gateway.demo import GREETING, STORY, canned_reply
 from media.frames import split_frames
 from media.stt.pocketsphinx import PocketSphinxSTT
-from tests.e2e.clients import TwilioClient
 from tests.e2e.harness import HOST, rms_dbfs, upsample, utterance, wait_quiet
+from tests.kit.clients import TwilioClient
 from tests.kit.serve_process import CLI, serve_fails, serving
 from tests.kit.servers.openai_speech_server import speech_server
 from tests.kit.servers.waves_server import waves_server

@@ -18,7 +18,7 @@ import time
 from aiohttp import web
 
 from gateway.drain import OpenRequests
-from tests.e2e.clients import TwilioClient
+from tests.kit.clients import TwilioClient
 from tests.kit.serve_process import HOST, start_serve
 
 DRAIN_S = 60

@@ -13,8 +13,8 @@ import pytest
 
 from agent.events import SDKAgentEndCallEvent, SDKAgentSpeakEvent
 from agent.nodes.base import Node
-from tests.e2e.clients import CLIENTS
 from tests.e2e.harness import HOST
+from tests.kit.clients import CLIENTS
 
 FIRST = "This is the first sentence of the goodbye."
 SECOND = "And this is the second one, right after it."

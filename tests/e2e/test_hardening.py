@@ -27,8 +27,8 @@ from tests.e2e.canary import (
     no_tracebacks,
     until,
 )
-from tests.e2e.clients import CLIENTS, CallClient, TwilioClient, WebClient
 from tests.e2e.harness import HOST, Gateway, listed
+from tests.kit.clients import CLIENTS, CallClient, TwilioClient, WebClient
 
 TRY_AGAIN_LATER = 1013
 UNSUPPORTED_DATA = 1003

@@ -29,8 +29,8 @@ from tests.e2e.canary import (
     rss_mb,
     until,
 )
-from tests.e2e.clients import CLIENTS, TwilioClient, WebClient
 from tests.e2e.harness import HOST, Gateway
+from tests.kit.clients import CLIENTS, TwilioClient, WebClient
 
 GOING_AWAY = 1001
 UNSUPPORTED_DATA = 1003

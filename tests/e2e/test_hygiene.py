@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import websockets
 
-from tests.e2e.clients import (
+from tests.e2e.harness import HOST, Gateway, listed, start_gateway
+from tests.kit.clients import (
     CLIENTS,
     AudioSocketClient,
     CallClient,
@@ -25,7 +26,6 @@ from tests.e2e.clients import (
     b64,
     encode,
 )
-from tests.e2e.harness import HOST, Gateway, listed, start_gateway
 
 MAX_MESSAGE = 32 * 1024  # the gateway's message limit in these tests
 UNSUPPORTED_DATA = 1003

@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.clients import TwilioClient
 from tests.e2e.harness import HOST, utterance
+from tests.kit.clients import TwilioClient
 
 CLI = [sys.executable, "-m", "gateway.cli"]
 FRAME_MS = 20

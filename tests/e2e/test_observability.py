@@ -1,6 +1,6 @@
 """Metrics, traces and conversation logs of a real call (issue 24, items 1-3).
 
-A Twilio Media Streams client (tests/e2e/clients/) calls a served gateway with the demo
+A Twilio Media Streams client (tests/kit/clients/) calls a served gateway with the demo
 agent, talks over its greeting ("what time is it"), hears the reply and hangs up. Then
 `/metrics` is scraped over HTTP and parsed with prometheus-client's own parser, the spans
 come from the OpenTelemetry SDK's in-memory exporter, and the conversation log lines from
@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.clients import TwilioClient
 from tests.e2e.harness import HOST, utterance
+from tests.kit.clients import TwilioClient
 
 QUESTION = "what time is it"
 

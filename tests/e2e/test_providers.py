@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.e2e.clients import CLIENTS, FRAME_S, AgentFrame, CallClient
 from tests.e2e.harness import (
     CONFUSABLE,
     HOST,
@@ -27,6 +26,7 @@ from tests.e2e.harness import (
     start_gateway,
     utterance,
 )
+from tests.kit.clients import CLIENTS, FRAME_S, AgentFrame, CallClient
 
 PROVIDERS = ["twilio", "telnyx", "plivo", "exotel", "vonage", "web", "audiosocket"]
 QUESTION = "what time is it"

@@ -9,8 +9,8 @@ import numpy as np
 
 from media.recording import frame_positions
 from media.recording_stream import StreamingRecorder
-from tests.e2e.clients import WebClient
 from tests.e2e.harness import HOST, listed
+from tests.kit.clients import WebClient
 from tests.kit.speech import speech, trim_silence
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from media.recording import read_timeline
-from tests.e2e.clients import TwilioClient
+from tests.kit.clients import TwilioClient
 from tests.kit.serve_process import CLI, HOST, start_serve
 
 FRAME_S = 0.02

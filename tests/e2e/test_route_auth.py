@@ -31,8 +31,8 @@ from plivo.utils.signature_v3 import construct_post_url, get_signature_v3
 from gateway.app import AtomsApp, StartupError
 from gateway.route_auth import open_routes
 from gateway.settings import Settings
-from tests.e2e.clients import CLIENTS, CallClient
 from tests.e2e.harness import HOST, Gateway
+from tests.kit.clients import CLIENTS, CallClient
 
 FORBIDDEN = 403
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

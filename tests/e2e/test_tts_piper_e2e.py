@@ -16,8 +16,8 @@ from media.resample import StreamResampler
 from media.stt.pocketsphinx import PocketSphinxSTT
 from media.tts import synthesize_all
 from media.tts.piper import PiperTTS
-from tests.e2e.clients import TwilioClient
 from tests.e2e.harness import HOST, rms_dbfs, upsample, wait_quiet
+from tests.kit.clients import TwilioClient
 from tests.kit.serve_process import CLI, serve_fails, serving
 
 needs_cli = pytest.mark.skipif(not CLI.exists(), reason="atoms-gateway is not installed")

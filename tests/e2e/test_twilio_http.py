@@ -14,8 +14,8 @@ import pytest
 import websockets
 from twilio.request_validator import RequestValidator
 
-from tests.e2e.clients import TwilioClient
 from tests.e2e.harness import HOST
+from tests.kit.clients import TwilioClient
 
 TOKEN = "12345678901234567890123456789012"
 FORM = {

@@ -8,6 +8,7 @@
   speech and transcription, Deepgram, Smallest Waves and Pulse) on 127.0.0.1; each also
   runs on its own with `python -m tests.kit.servers.<name>`.
 - `tests.kit.serve_process`: `atoms-gateway serve` as a child process.
+- `tests.kit.clients`: far-end clients for the gateway's routes, one module per provider.
 - `tests.kit.bargein_eval`, `tests.kit.bargein_flows`, `tests.kit.bargein_call_flows`: the
   labelled barge-in sets (single overlaps, conversation flows, whole calls) that the barge-in
   tests and benchmarks score.

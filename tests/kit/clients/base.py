@@ -1,5 +1,5 @@
 """What the far-end clients of the end-to-end tests share; one module per provider sits
-beside this one, and `tests.e2e.clients` re-exports them all. Each client speaks one
+beside this one, and `tests.kit.clients` re-exports them all. Each client speaks one
 provider's wire protocol as that provider documents it (Twilio, Telnyx, Plivo, Exotel,
 Vonage, the `/ws` web client, Asterisk AudioSocket over TCP), streams caller audio at
 real-time pace from a drift-free ticker, and records what the gateway sends back (agent

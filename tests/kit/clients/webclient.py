@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from tests.e2e.clients.base import CallClient
+from tests.kit.clients.base import CallClient
 
 
 class WebClient(CallClient):

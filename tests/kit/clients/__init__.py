@@ -5,8 +5,8 @@ over TCP) on what they share (`base`: the codecs, the far end's playback model a
 
 from __future__ import annotations
 
-from tests.e2e.clients.audiosocket import AudioSocketClient
-from tests.e2e.clients.base import (
+from tests.kit.clients.audiosocket import AudioSocketClient
+from tests.kit.clients.base import (
     FRAME_S,
     OPEN,
     AgentFrame,
@@ -18,12 +18,12 @@ from tests.e2e.clients.base import (
     decode,
     encode,
 )
-from tests.e2e.clients.exotel import ExotelClient
-from tests.e2e.clients.plivo import PlivoClient
-from tests.e2e.clients.telnyx import TelnyxClient
-from tests.e2e.clients.twilio import TwilioClient
-from tests.e2e.clients.vonage import VonageClient
-from tests.e2e.clients.webclient import WebClient
+from tests.kit.clients.exotel import ExotelClient
+from tests.kit.clients.plivo import PlivoClient
+from tests.kit.clients.telnyx import TelnyxClient
+from tests.kit.clients.twilio import TwilioClient
+from tests.kit.clients.vonage import VonageClient
+from tests.kit.clients.webclient import WebClient
 
 __all__ = ["CLIENTS", "FRAME_S", "OPEN", "AgentFrame", "AudioSocketClient", "CallClient",
            "Control", "ExotelClient", "FarEnd", "PlivoClient", "TelnyxClient", "TwilioClient",

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from tests.e2e.clients.base import OPEN, CallClient
+from tests.kit.clients.base import OPEN, CallClient
 
 
 class AudioSocketClient(CallClient):

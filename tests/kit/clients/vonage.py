@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tests.e2e.clients.base import CallClient
+from tests.kit.clients.base import CallClient
 
 
 class VonageClient(CallClient):

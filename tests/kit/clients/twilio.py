@@ -7,7 +7,7 @@ import json
 import uuid
 from typing import Any
 
-from tests.e2e.clients.base import CallClient
+from tests.kit.clients.base import CallClient
 
 
 class TwilioClient(CallClient):
