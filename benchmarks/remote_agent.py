@@ -192,7 +192,7 @@ async def bench_round_trip(n: int) -> dict[str, list[float]]:
 
 async def one_call(port: int, question: object, delay: float) -> tuple[float, bool, bool]:
     """(call seconds, barge-in clear seen, reply heard)."""
-    from tests.compat.twilio_caller import TwilioCaller
+    from tests.kit.twilio_caller import TwilioCaller
 
     await asyncio.sleep(delay)
     loop = asyncio.get_running_loop()
@@ -250,8 +250,8 @@ async def main(args: argparse.Namespace) -> None:
     added99 = pct(trips["remote"], 0.99) - pct(trips["local"], 0.99)
     print(f"   added  {added50:8.0f} {added99:8.0f}   (goal: under 1000 us)")
 
-    from tests.compat.twilio_caller import RATE
     from tests.kit.speech import speech, trim_silence
+    from tests.kit.twilio_caller import RATE
 
     question = trim_silence(speech("what time is it", rate=RATE))
     rows: dict[str, list[dict[str, float]]] = {"local": [], "remote": []}

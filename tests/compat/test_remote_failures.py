@@ -30,8 +30,8 @@ from tests.compat.published_agents import (
 from tests.compat.published_server import free_port, published_atoms_app
 from tests.compat.serve_published import published_server_process
 from tests.compat.servers import HOST
-from tests.compat.twilio_caller import TwilioCaller, rms_dbfs
 from tests.kit.speech import needs_espeak
+from tests.kit.twilio_caller import TwilioCaller, rms_dbfs
 
 pytestmark = needs_espeak
 

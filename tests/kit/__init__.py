@@ -9,6 +9,8 @@
   runs on its own with `python -m tests.kit.servers.<name>`.
 - `tests.kit.serve_process`: `atoms-gateway serve` as a child process.
 - `tests.kit.clients`: far-end clients for the gateway's routes, one module per provider.
+- `tests.kit.twilio_caller`: a minimal Twilio Media Streams far end for the compat tests
+  (`audioop`'s G.711, not the gateway's).
 - `tests.kit.bargein_eval`, `tests.kit.bargein_flows`, `tests.kit.bargein_call_flows`: the
   labelled barge-in sets (single overlaps, conversation flows, whole calls) that the barge-in
   tests and benchmarks score.
