@@ -11,7 +11,8 @@ file descriptors. Here:
 - `GuardedHttpServer` puts that gate in front of aiohttp's server (`AppRunner.server`):
   each connection is counted until its first request's headers end (a blank line). The
   header timeout itself is aiohttp's keep-alive timeout, which is armed when a connection
-  opens and closes it if no complete request has arrived by then.
+  opens and closes it if no complete request has arrived by then; the gate logs that
+  close (rationed, `LogRation`).
 - `body_timeout_middleware` reads a request's body within a time limit (HTTP 408 and a
   close when it is not all there in time).
 - `read_before(reader, deadline)` is a stream read that gives up at an absolute time, so
@@ -29,7 +30,8 @@ from aiohttp import web
 
 from gateway.logtext import LogRation, printable
 
-__all__ = ["GuardedHttpServer", "PendingGate", "body_timeout_middleware", "read_before"]
+__all__ = ["GuardedHttpServer", "PendingGate", "body_timeout_middleware", "peer_text",
+           "read_before"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class PendingGate:
         self.pending = 0
         self.refused = 0
         self._ration = LogRation(log, f"refused {what} connections", burst=3)
+        self.timeouts = LogRation(log, f"{what} connections closed for slowness")
 
     def admit(self, peer: Any = None) -> bool:
         if self.pending >= self.limit:
@@ -51,7 +54,7 @@ class PendingGate:
             loop = asyncio.get_running_loop()
             self._ration.log(loop.time(), logging.WARNING,
                              "%s connection from %s refused: %d connections have not sent a "
-                             "complete request yet (the limit)", self.what, _peer(peer),
+                             "complete request yet (the limit)", self.what, peer_text(peer),
                              self.limit)
             return False
         self.pending += 1
@@ -62,7 +65,8 @@ class PendingGate:
         self.pending = max(0, self.pending - 1)
 
 
-def _peer(peer: Any) -> str:
+def peer_text(peer: Any) -> str:
+    """A socket's peer address (`peername`) as `host:port`, for a log line."""
     if isinstance(peer, tuple | list) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return str(peer)
@@ -91,9 +95,13 @@ class _CountingProtocol(asyncio.Protocol):
         self.admitted = False
         self.counted = False
         self._tail = b""
+        self._received = 0  # bytes before the headers ended
+        self._peer_done = False  # the peer half-closed (sent EOF)
+        self._opened = 0.0  # the loop's time at connection_made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._opened = asyncio.get_running_loop().time()
         if not self.gate.admit(transport.get_extra_info("peername")):
             transport.abort()  # type: ignore[attr-defined]
             return
@@ -103,6 +111,7 @@ class _CountingProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self.admitted:
             return
+        self._received += len(data)
         complete = b"\r\n\r\n" in self._tail + data  # (a blank line across two reads)
         self._tail = data[-3:]
         if complete:
@@ -121,14 +130,30 @@ class _CountingProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if not self.admitted:
             return None
+        self._peer_done = True
         return self.handler.eof_received()  # type: ignore[no-any-return]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.counted:
             self.counted = False
             self.gate.done()
+            self._log_if_timed_out(exc)
         if self.admitted:
             self.handler.connection_lost(exc)
+
+    def _log_if_timed_out(self, exc: Exception | None) -> None:
+        """A line when aiohttp's header timer closed this connection (we closed it, at or
+        after the timeout; not the peer, and not an early close of a bad request)."""
+        timeout = float(getattr(self.handler, "keepalive_timeout", 0.0))
+        now = asyncio.get_running_loop().time()
+        if exc is not None or self._peer_done or now - self._opened < timeout:
+            return
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        self.gate.timeouts.log(
+            now, logging.INFO,
+            "%s connection from %s: no complete request headers within %g s (%d bytes "
+            "received); closing", self.gate.what, peer_text(peer),
+            timeout, self._received)
 
     def pause_writing(self) -> None:
         if self.admitted:

@@ -114,6 +114,10 @@ class RtpSession:
             return []
         if not self._from_source(addr, pkt.ssrc, (neg.remote_host, neg.remote_port)):
             self.unlatched += 1
+            if self.unlatched == 1 and self._source is not None:
+                log.warning("RTP from %s:%s (ssrc %08x) dropped: the call's media comes from "
+                            "%s:%s (more such packets are counted, not logged)", addr[0],
+                            addr[1], pkt.ssrc, *self._source[0])
             return []
         if pkt.payload_type == neg.dtmf_payload_type:
             self.jitter.push(pkt, payload=b"")  # holds its slot: silence, not a loss

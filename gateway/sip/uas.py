@@ -510,7 +510,7 @@ class SipUas:
             try:
                 return self._on_ack(req, now)
             except SipParseError as exc:
-                self._dropped(now, "dropped malformed ACK from %s: %s", addr[0], exc)
+                self._dropped(now, "dropped malformed ACK from %s:%s: %s", addr[0], addr[1], exc)
                 return []
         try:
             key = _txn_key(req)
@@ -755,7 +755,8 @@ class SipUas:
             branch = resp.top_via.branch or ""
             _, method = resp.cseq
         except SipParseError as exc:
-            self._dropped(now, "dropped malformed response from %s: %s", addr[0], exc)
+            self._dropped(now, "dropped malformed response from %s:%s: %s", addr[0], addr[1],
+                          exc)
             return []
         txn = self._client_txns.get(branch)
         if txn is None or txn.request.method != method:

@@ -20,7 +20,7 @@ from gateway.protocols.common import (
     ProtocolError,
     SendAudio,
 )
-from gateway.read_limits import PendingGate, read_before
+from gateway.read_limits import PendingGate, peer_text, read_before
 from gateway.transports.media_stream import call_context
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ async def serve_audiosocket(app: CallHost, reader: asyncio.StreamReader,
     reason = "caller hung up"
     loop = asyncio.get_running_loop()
     first_by = loop.time() + app.settings.header_timeout
+    before_call = 0  # bytes received while no call had started
     try:
         while True:
             try:
@@ -88,9 +89,14 @@ async def serve_audiosocket(app: CallHost, reader: asyncio.StreamReader,
             except TimeoutError:
                 reason = "idle timeout" if call is not None else "no call started in time"
                 if call is None:
-                    log.info("audiosocket %s: no call started within %g s; closing", peer,
-                             app.settings.header_timeout)
+                    gate.timeouts.log(loop.time(), logging.INFO,
+                                      "AudioSocket connection from %s: no call started within "
+                                      "%g s (%d bytes received, no complete first frame); "
+                                      "closing", peer_text(peer), app.settings.header_timeout,
+                                      before_call)
                 break
+            if call is None:
+                before_call += len(data)
             events = protocol.feed(data) if data else protocol.closed()
             for ev in events:
                 if isinstance(ev, AudioIn) and call is not None:

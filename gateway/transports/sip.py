@@ -525,9 +525,12 @@ class SipServer:
         self.ended.frames += st.frames
         self.ended.late += st.late
         self.ended.max_late_ms = max(self.ended.max_late_ms, st.max_late_ms)
-        log.info("call %s ended (%s): %d frames sent, %d late (max %.0f ms), jitter %s",
+        session = media.transport.session
+        strays = (f"; {session.unlatched} RTP packets from other sources dropped"
+                  if session.unlatched else "")
+        log.info("call %s ended (%s): %d frames sent, %d late (max %.0f ms), jitter %s%s",
                  media.sip.call_id, reason, st.frames, st.late, st.max_late_ms,
-                 media.transport.session.jitter.stats)
+                 session.jitter.stats, strays)
         if media.call is not None:
             await self.app.end_call(media.call, reason)
 

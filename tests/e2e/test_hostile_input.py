@@ -8,9 +8,11 @@ counted, never timed."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 from urllib.parse import urlencode
@@ -21,6 +23,7 @@ import websockets
 
 from agent.events import SDKAgentSpeakEvent, SDKSystemInitEvent, encode_event
 from agent.nodes.base import Node
+from gateway.logtext import LogRation
 from tests.e2e.canary import (
     canary_call,
     canary_keeps_its_audio,
@@ -575,8 +578,11 @@ async def test_text_from_the_network_cannot_forge_log_lines(gateway_factory, cap
 # ------------------------------------------------------------------ defect 14: SIP garbage
 
 
-async def test_garbage_datagrams_do_not_write_a_log_line_each(gateway_factory, caplog):
+async def test_garbage_datagrams_do_not_write_a_log_line_each(gateway_factory, caplog,
+                                                              monkeypatch):
     caplog.set_level(logging.DEBUG, logger="gateway")
+    window = 2.0  # the ration's (60 s in service): its summary line comes after this
+    monkeypatch.setattr("gateway.sip.uas.LogRation", functools.partial(LogRation, window=window))
     gw = await gateway_factory(sip_port=0)
     canary = await canary_call(gw)
     loop = asyncio.get_running_loop()
@@ -596,11 +602,21 @@ async def test_garbage_datagrams_do_not_write_a_log_line_each(gateway_factory, c
         assert answer.startswith("SIP/2.0 200"), answer
     finally:
         transport.close()
+    # and, the window over, one line says how many were held back
+    summary = re.compile(r"(\d+) more malformed or refused SIP messages in \d+ s \(each "
+                         r"logged at DEBUG\)")
+    await until(lambda: any(summary.fullmatch(r.getMessage()) for r in caplog.records),
+                window + 10, "the summary line")
     sip = [r for r in caplog.records if r.name.startswith("gateway.sip")]
-    shown = [r for r in sip if r.levelno >= logging.INFO]
+    summaries = [int(m[1]) for r in sip if (m := summary.fullmatch(r.getMessage()))]
+    shown = [r for r in sip if r.levelno >= logging.INFO and "malformed" in r.getMessage()
+             and not summary.fullmatch(r.getMessage())]
     held = [r for r in sip if r.levelno == logging.DEBUG and "malformed" in r.getMessage()]
-    assert len(shown) <= 12, [r.getMessage() for r in shown]  # a burst of 10, no more
-    assert len(held) >= sent - 20  # the rest at DEBUG, counted for a summary line
+    # a burst of 10 a window (one window, unless sending took longer than one), no more
+    assert len(shown) <= 10 * len(summaries), [r.getMessage() for r in shown]
+    assert all(f" from {HOST}:{peer.port}" in r.getMessage() for r in shown)
+    assert len(held) >= sent - 10 * len(summaries)  # the rest at DEBUG ...
+    assert sum(summaries) == len(held)  # ... and counted in the summary lines
     assert not forged_lines(caplog)
     await canary_keeps_its_audio(canary)
     await canary.hangup_and_wait()
@@ -610,7 +626,8 @@ async def test_garbage_datagrams_do_not_write_a_log_line_each(gateway_factory, c
 # ------------------------------------------------------------------ defect 14: wire rates
 
 
-async def test_provider_streams_only_at_documented_rates(gateway_factory):
+async def test_provider_streams_only_at_documented_rates(gateway_factory, caplog):
+    caplog.set_level(logging.INFO, logger="gateway")
     gw = await gateway_factory()
     canary = await canary_call(gw)
     refused = [("twilio", "audio/x-mulaw", r) for r in (1000, 16000, 192000)]
@@ -637,6 +654,11 @@ async def test_provider_streams_only_at_documented_rates(gateway_factory):
         assert client.close_code == UNSUPPORTED_DATA, (provider, encoding, rate)
         assert "sample rate" in client.close_reason, client.close_reason
         await client.close()
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                and f"sample rate {rate} is not one of" in r.getMessage()]
+        assert len(said) == 1 and said[0].startswith(f"{provider}") and said[0].endswith(
+            "; closing this call"), said
+        caplog.clear()
     assert len(gw.app.calls) == 1  # none of them became a call
     await canary_keeps_its_audio(canary)
     await canary.hangup_and_wait()
@@ -672,7 +694,8 @@ def pcmu_packet(ssrc: int, seq: int) -> bytes:
         b"\xff" * 160)
 
 
-async def test_a_stranger_cannot_take_over_a_sip_calls_media(gateway_factory):
+async def test_a_stranger_cannot_take_over_a_sip_calls_media(gateway_factory, caplog):
+    caplog.set_level(logging.INFO, logger="gateway")
     gw = await gateway_factory(sip_port=0)
     loop = asyncio.get_running_loop()
     sig_t, sip = await loop.create_datagram_endpoint(SipPeer, local_addr=(HOST, 0))
@@ -712,6 +735,14 @@ async def test_a_stranger_cannot_take_over_a_sip_calls_media(gateway_factory):
         bye = invite(sip.port, to[1], 7001, None, method="BYE", cseq=2, to_tag=tag,
                      branch="-bye")
         assert (await sip.request(bye, to)).startswith("SIP/2.0 200")
+        # one line when the stranger's first packet is dropped, a count when the call ends
+        dropped = [r.getMessage() for r in caplog.records if "dropped: the call's media" in
+                   r.getMessage()]
+        assert dropped == [f"RTP from {HOST}:{stranger.port} (ssrc 0000029a) dropped: the "
+                           f"call's media comes from {HOST}:{caller.port} (more such packets "
+                           "are counted, not logged)"]
+        await until(lambda: any("RTP packets from other sources dropped" in r.getMessage()
+                                for r in caplog.records), 5, "the call's end line")
     finally:
         if talking is not None:
             talking.cancel()

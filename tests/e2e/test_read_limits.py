@@ -2,8 +2,10 @@
 sockets: HTTP slowloris (headers never finished, a body never sent in full), SIP over TCP
 (partial headers, a Content-Length never met, nothing at all) and AudioSocket (a garbage
 header, no first frame) are closed after the gateway's (here short) timeouts; beyond
-`max_pending_connections` a new half-open connection is closed at once. A well-behaved
-Twilio call alongside (the canary) keeps its audio: its frames are counted, never timed."""
+`max_pending_connections` a new half-open connection is closed at once. Each close says
+why in one log line (rationed where a flood could write them at line rate). A
+well-behaved Twilio call alongside (the canary) keeps its audio: its frames are counted,
+never timed."""
 
 from __future__ import annotations
 
@@ -65,6 +67,20 @@ async def still_open(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     return data != b""
 
 
+def lines(caplog: pytest.LogCaptureFixture, text: str, level: int = logging.DEBUG) -> list[str]:
+    """Logged messages holding `text`, at `level` or above."""
+    return [r.getMessage() for r in caplog.records
+            if text in r.getMessage() and r.levelno >= level]
+
+
+def rationed(caplog: pytest.LogCaptureFixture, text: str, expected: int) -> None:
+    """`expected` lines holding `text`: the first ten at INFO, the rest at DEBUG
+    (`LogRation`), so a flood of slow connections cannot write the log at line rate."""
+    every = lines(caplog, text)
+    assert len(every) == expected, every
+    assert len(lines(caplog, text, logging.INFO)) == min(expected, 10), every
+
+
 def close_all(writers: list[asyncio.StreamWriter]) -> None:
     for writer in writers:
         with contextlib.suppress(Exception):
@@ -75,7 +91,7 @@ def close_all(writers: list[asyncio.StreamWriter]) -> None:
 
 
 async def test_http_slowloris_is_closed_after_the_timeouts(gateway_factory, caplog):
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="gateway")
     gw = await gateway_factory(header_timeout=SHORT, body_timeout=SHORT)
     canary = await canary_call(gw)
     partial_headers = [await connect(gw.port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: ")
@@ -98,18 +114,27 @@ async def test_http_slowloris_is_closed_after_the_timeouts(gateway_factory, capl
     await until(lambda: gw.app.http_gate.pending == 0, 5, "no HTTP connection pending")
     late = [r for r in caplog.records if "body not complete within" in r.getMessage()]
     assert len(late) == len(short_body), [r.getMessage() for r in late]  # one line each
+    rationed(caplog, f"HTTP connection from {HOST}:", len(partial_headers + nothing))
+    assert len(lines(caplog, f"no complete request headers within {SHORT:g} s (0 bytes "
+                              "received)")) == len(nothing)
     no_tracebacks(caplog)
 
 
-async def test_http_half_open_connections_beyond_the_cap_are_closed_at_once(gateway_factory):
+async def test_http_half_open_connections_beyond_the_cap_are_closed_at_once(gateway_factory,
+                                                                           caplog):
+    caplog.set_level(logging.DEBUG, logger="gateway")
     gw = await gateway_factory(header_timeout=PATIENT, max_pending_connections=8)
     canary = await canary_call(gw)
     held = [await connect(gw.port, b"GET / HTTP/1.1\r\nHo") for _ in range(8)]
     await until(lambda: gw.app.http_gate.pending == 8, 5, "8 pending HTTP connections")
     try:
-        extra, _ = await connect(gw.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        extra, extra_writer = await connect(gw.port,
+                                            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert await closed_by_peer(extra, 5) == b""  # refused before its request is read
         assert gw.app.http_gate.refused >= 1
+        assert lines(caplog, f"HTTP connection from {HOST}:", logging.WARNING) == [
+            f"HTTP connection from {HOST}:{extra_writer.get_extra_info('sockname')[1]} "
+            "refused: 8 connections have not sent a complete request yet (the limit)"]
         for reader, writer in held[:2]:  # the held ones are not closed early by the cap
             assert await still_open(reader, writer, 0.2)
     finally:
@@ -135,7 +160,8 @@ async def sip_response(reader: asyncio.StreamReader) -> str:
     return head.decode()
 
 
-async def test_sip_over_tcp_half_open_connections_are_closed(gateway_factory):
+async def test_sip_over_tcp_half_open_connections_are_closed(gateway_factory, caplog):
+    caplog.set_level(logging.DEBUG, logger="gateway")
     gw = await gateway_factory(sip_port=0, header_timeout=SHORT)
     canary = await canary_call(gw)
     port = gw.app.sip_port
@@ -161,17 +187,26 @@ async def test_sip_over_tcp_half_open_connections_are_closed(gateway_factory):
         close_all([w for _, w in half_open + unmet + nothing] + [writer])
     await until(lambda: gw.app.sip.tcp_gate.pending == 0, 5, "no SIP connection pending")
     await canary_keeps_its_audio(canary, hang_up=True)
+    # one line for each, the message begun on the quiet connection included
+    rationed(caplog, f"no complete message within {SHORT:g} s; closing",
+             len(half_open + unmet + nothing) + 1)
+    no_tracebacks(caplog)
 
 
-async def test_sip_over_tcp_half_open_connections_beyond_the_cap_are_closed(gateway_factory):
+async def test_sip_over_tcp_half_open_connections_beyond_the_cap_are_closed(gateway_factory,
+                                                                           caplog):
+    caplog.set_level(logging.DEBUG, logger="gateway")
     gw = await gateway_factory(sip_port=0, header_timeout=PATIENT, max_pending_connections=5)
     canary = await canary_call(gw)
     port = gw.app.sip_port
     held = [await connect(port, b"OPTIONS sip:x SIP/2.0\r\n") for _ in range(5)]
     await until(lambda: gw.app.sip.tcp_gate.pending == 5, 5, "5 pending SIP connections")
     try:
-        extra, _ = await connect(port, options(7, port))
+        extra, extra_writer = await connect(port, options(7, port))
         assert await closed_by_peer(extra, 5) == b""  # closed without an answer
+        assert lines(caplog, "SIP over TCP connection from", logging.WARNING) == [
+            f"SIP over TCP connection from {HOST}:{extra_writer.get_extra_info('sockname')[1]}"
+            " refused: 5 connections have not sent a complete request yet (the limit)"]
     finally:
         close_all([w for _, w in held])
     await until(lambda: gw.app.sip.tcp_gate.pending == 0, 5, "the held connections to go")
@@ -186,7 +221,8 @@ async def test_sip_over_tcp_half_open_connections_beyond_the_cap_are_closed(gate
 # ------------------------------------------------------------------------------ AudioSocket
 
 
-async def test_audiosocket_without_a_first_frame_is_closed(gateway_factory):
+async def test_audiosocket_without_a_first_frame_is_closed(gateway_factory, caplog):
+    caplog.set_level(logging.DEBUG, logger="gateway")
     gw = await gateway_factory(audiosocket_port=0, header_timeout=SHORT, idle_timeout=PATIENT)
     canary = await canary_call(gw)
     port = gw.app.audiosocket_port
@@ -202,17 +238,27 @@ async def test_audiosocket_without_a_first_frame_is_closed(gateway_factory):
     assert not any(c.call_id.startswith("audiosocket") for c in gw.app.calls.values())
     await until(lambda: gw.app.audiosocket_gate.pending == 0, 5, "no AudioSocket pending")
     await canary_keeps_its_audio(canary, hang_up=True)
+    closed = f"no call started within {SHORT:g} s"
+    rationed(caplog, closed, len(garbage + half_header + nothing))
+    for sent, count in ((103, len(garbage)), (2, len(half_header)), (0, len(nothing))):
+        assert len(lines(caplog, f"{closed} ({sent} bytes received")) == count
+    no_tracebacks(caplog)
 
 
-async def test_audiosocket_half_open_connections_beyond_the_cap_are_closed(gateway_factory):
+async def test_audiosocket_half_open_connections_beyond_the_cap_are_closed(gateway_factory,
+                                                                            caplog):
+    caplog.set_level(logging.DEBUG, logger="gateway")
     gw = await gateway_factory(audiosocket_port=0, header_timeout=PATIENT,
                                max_pending_connections=4)
     port = gw.app.audiosocket_port
     held = [await connect(port, b"\x01") for _ in range(4)]
     await until(lambda: gw.app.audiosocket_gate.pending == 4, 5, "4 pending connections")
     try:
-        extra, _ = await connect(port)
+        extra, extra_writer = await connect(port)
         await closed_by_peer(extra, 5)
+        assert lines(caplog, "AudioSocket connection from", logging.WARNING) == [
+            f"AudioSocket connection from {HOST}:{extra_writer.get_extra_info('sockname')[1]}"
+            " refused: 4 connections have not sent a complete request yet (the limit)"]
         for reader, writer in held[:2]:
             assert await still_open(reader, writer, 0.2)
     finally:
@@ -223,7 +269,8 @@ async def test_audiosocket_half_open_connections_beyond_the_cap_are_closed(gatew
 # ------------------------------------------------------------------------------ media streams
 
 
-async def test_a_stream_that_never_starts_a_call_is_closed(gateway_factory):
+async def test_a_stream_that_never_starts_a_call_is_closed(gateway_factory, caplog):
+    caplog.set_level(logging.DEBUG, logger="gateway")
     gw = await gateway_factory(header_timeout=SHORT, idle_timeout=PATIENT)
     canary = await canary_call(gw)
     connected = json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
@@ -244,9 +291,14 @@ async def test_a_stream_that_never_starts_a_call_is_closed(gateway_factory):
             await ws.close()
     assert gw.app.stream_gate.pending == 0
     await canary_keeps_its_audio(canary, hang_up=True)
+    assert sorted(lines(caplog, "no start message within")) == [
+        f"{p}: no start message within {SHORT:g} s; closing" for p in ("plivo", "twilio",
+                                                                        "vonage")]
+    no_tracebacks(caplog)
 
 
-async def test_streams_not_started_beyond_the_cap_are_refused(gateway_factory):
+async def test_streams_not_started_beyond_the_cap_are_refused(gateway_factory, caplog):
+    caplog.set_level(logging.DEBUG, logger="gateway")
     gw = await gateway_factory(header_timeout=PATIENT, max_pending_connections=3)
     canary = await canary_call(gw)  # started: it does not count
     held = [await websockets.connect(f"{gw.ws}/twilio/stream", open_timeout=5)
@@ -256,6 +308,7 @@ async def test_streams_not_started_beyond_the_cap_are_refused(gateway_factory):
         with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
             await websockets.connect(f"{gw.ws}/twilio/stream", open_timeout=5)
         assert refused.value.response.status_code == 503
+        assert len(lines(caplog, "media stream connection from", logging.WARNING)) == 1
     finally:
         for ws in held:
             await ws.close()
@@ -289,7 +342,8 @@ async def sip_final(reader: asyncio.StreamReader) -> str:
 
 
 async def test_sip_over_tcp_quiet_connections_close_unless_they_carry_a_call(
-        gateway_factory, monkeypatch):
+        gateway_factory, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG, logger="gateway")
     monkeypatch.setattr("gateway.transports.sip.TCP_IDLE_S", 1.0)
     gw = await gateway_factory(sip_port=0, header_timeout=SHORT)
     port = gw.app.sip_port
@@ -306,6 +360,9 @@ async def test_sip_over_tcp_quiet_connections_close_unless_they_carry_a_call(
         caller_writer.write(tcp_invite(1, port, b"", "ACK", to_tag=tag))
         # quiet, and no call on it: closed after the (here short) quiet limit
         assert await closed_by_peer(prober, 10) == b""
+        probe_port = probe_writer.get_extra_info("sockname")[1]
+        assert lines(caplog, "with no call; closing") == [
+            f"SIP over TCP from {HOST}:{probe_port}: quiet for 1 s with no call; closing"]
         # quiet as long, but carrying a call: still there (nothing sent, nothing closed),
         # and the call ends over it
         with pytest.raises(TimeoutError):
@@ -315,5 +372,9 @@ async def test_sip_over_tcp_quiet_connections_close_unless_they_carry_a_call(
         bye_ok = await sip_final(caller)
         assert bye_ok.startswith("SIP/2.0 200") and "CSeq: 2 BYE" in bye_ok, bye_ok
         assert await closed_by_peer(caller, 10) == b""  # no call left on it
+        caller_port = caller_writer.get_extra_info("sockname")[1]
+        assert lines(caplog, "with no call; closing")[1:] == [  # only once its call ended
+            f"SIP over TCP from {HOST}:{caller_port}: quiet for 1 s with no call; closing"]
     finally:
         close_all([probe_writer, caller_writer])
+    no_tracebacks(caplog)
