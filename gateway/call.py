@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import re
+import weakref
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -49,11 +49,11 @@ from agent.events import (
     SDKSystemUserStoppedSpeakingEvent,
 )
 from gateway.audio_edge import audio_problem
+from gateway.barge_in import BargeIn, Pause
 from gateway.speaker import Speaker
 from gateway.turns import CallTurns
-from media.bargein import BargeInConfig, BargeInDetector
+from media.bargein import BargeInConfig
 from media.dtmf_tones import dtmf_tones
-from media.far_end_clock import FarEndClock
 from media.frames import FRAME_MS, FRAME_S, SAMPLE_RATE
 from media.playout import PlayoutBuffer
 from media.recording import CallRecorder
@@ -87,7 +87,6 @@ BACKCHANNEL_WORDS = frozenset(
     "uh huh uhhuh uhuh mm mmm hmm mhm mhmm hm um ah aha oh ooh okay ok kay yeah yea yes yep "
     "yup ya right alright all sure i see got it gotcha cool great good nice wow really "
     "exactly true indeed totally fine".split())
-_WORDS = re.compile(r"[a-z0-9']+")
 _NO_AUDIO = np.zeros(0, dtype=np.int16)
 
 
@@ -160,17 +159,6 @@ class CallSettings:
             raise ValueError("need bargein_confirm_ms >= 0 and bargein_resume_ms >= 20")
 
 
-@dataclass(slots=True)
-class _Pause:
-    """A barge-in not yet confirmed: the agent's audio is held."""
-
-    t: float  # when it paused (the call's elapsed time): the barge-in latency ends here
-    words: bool  # the recogniser hears the caller meanwhile
-    frames: int = 0  # caller frames since the pause, the firing one included
-    held: int = 0  # of them, kept in the preroll for the recogniser (not fed yet)
-    quiet: int = 0  # caller frames in a row with no voice
-
-
 class Call:
     """One call's voice loop."""
 
@@ -204,8 +192,6 @@ class Call:
         self.vad = Vad(self.settings.vad)
         self.turn = (TurnDetector(self.settings.end_of_turn_ms)
                      if self.settings.end_of_turn_ms else TurnDetector())
-        self.bargein = BargeInDetector(self.settings.bargein)
-        self._far_end = FarEndClock()  # frame numbers, to pair caller frames with the echo
         self.stt: SttStream = stt.new_stream()
         self.playout = PlayoutBuffer(far_end_confirms=self.settings.far_end_confirms)
         self.speaker = Speaker(tts, self.playout, on_audio=self._wake_ticker, call_id=self.call_id)
@@ -220,10 +206,13 @@ class Call:
         # (the frames of a pause go in too, for the recogniser once it is confirmed)
         self._preroll: deque[np.ndarray] = deque(
             maxlen=BARGE_IN_PREROLL_FRAMES + self.settings.bargein_confirm_ms // FRAME_MS + 1)
-        self._pause: _Pause | None = None
+        # The parts see the call through a weak proxy: an ended call is freed by reference
+        # counting, not left for the cyclic collector (tests/gateway/test_call_teardown.py).
+        me = weakref.proxy(self)
         words = self.settings.bargein_words
-        self._words_confirm = (bool(getattr(self.stt, "interim_words", False))
-                               if words is None else words)
+        self.barge_in = BargeIn(me, self.settings, self.playout, me,
+                                bool(getattr(self.stt, "interim_words", False))
+                                if words is None else words)
         self._response_id: str | None = None  # utterance of the LLM response being spoken
         self._discard_response = False
         self._utterances = itertools.count(1)
@@ -261,7 +250,7 @@ class Call:
         self.end_reason = reason
         self.closed = True
         self._closed.set()
-        self._mark("call.end", reason=reason)
+        self.mark("call.end", reason=reason)
         self.turns.call_ended(self.elapsed(), reason)
         await self.speaker.close()
         await cancel_and_wait(self._turn_task)
@@ -311,14 +300,14 @@ class Call:
         if self.closed:
             return
         now = self.clock.now()
-        n = self._far_end.caller_frame(now if arrived is None else arrived)
+        at = now if arrived is None else arrived
+        n = self.barge_in.caller_arrived(at)
         if self.recorder is not None:  # at its arrival, less the frame (`media.recording`)
-            start = (now if arrived is None else arrived) - self._t0 - FRAME_S
-            self.recorder.caller(frame, max(0.0, start), now - self._t0)
+            self.recorder.caller(frame, max(0.0, at - self._t0 - FRAME_S), now - self._t0)
         if self.muted:
             return
-        if self._pause is not None and not (self.agent_active and self.interruptible):
-            self._resume("agent done")  # (its audio was flushed, or it became uninterruptible)
+        if self.barge_in.pause is not None and not (self.agent_active and self.interruptible):
+            self.barge_in.resume("agent done")  # (flushed, or it became uninterruptible)
         if self.agent_active and not self.user_speaking:
             if not self.interruptible:
                 self.vad.process(frame)  # the VAD starts the turn once the agent stops
@@ -326,23 +315,16 @@ class Call:
                 return
             # The barge-in detector decides. The VAD sits this out: it would hear the
             # agent's echo as speech, and it runs again once the agent stops.
-            fired = self.bargein.caller_frame(frame, (n + 1) * FRAME_S)
-            last = self.bargein.last  # (where the caller's sound began: barge-in latency)
-            self.turns.detector_frame(last is not None and last.active,
-                                      (now if arrived is None else arrived) - self._t0 - FRAME_S)
-            if self._pause is None and not fired:
-                self._preroll.append(frame)
+            fired = self.barge_in.detect(frame, n)
+            # (where the caller's sound began: the barge-in latency)
+            self.turns.detector_frame(self.barge_in.hears_sound, at - self._t0 - FRAME_S)
+            if not self.barge_in.decide(frame, fired):  # pause first ...
                 return
-            if self._pause is None and self.settings.bargein_confirm_ms > 0:
-                if not self._pause_now(frame):  # pause first ...
-                    return
-            elif self._pause is not None and not self._pause_frame(frame):
-                return
-            fed = self._pause is not None and self._pause.words
-            await self._barge_in()  # ... interrupt when it is real
+            pause = self.barge_in.confirm()
+            await self._interrupt(pause)  # ... interrupt when it is real
             if self.closed:  # the caller hung up meanwhile: the recogniser is gone
                 return
-            if fed:  # (the recogniser has had this frame)
+            if pause.words:  # (the recogniser has had this frame)
                 self.vad.process(frame)
                 return
         vad = self.vad.process(frame)
@@ -357,7 +339,7 @@ class Call:
 
         if self.user_speaking:
             for partial in self.stt.feed(frame) or ():
-                self._mark("stt.partial", text=getattr(partial, "text", ""))
+                self.mark("stt.partial", text=getattr(partial, "text", ""))
             if not self._vad_confirmed and await self._unconfirmed_turn_over():
                 return
         else:
@@ -426,7 +408,7 @@ class Call:
 
     async def _turn_result(self, result: Transcript | None) -> None:
         text = (getattr(result, "text", "") or "").strip()
-        self._mark("turn.end", text=text)
+        self.mark("turn.end", text=text)
         self.turns.transcript(self.elapsed())
         if not text:
             log.info("call %s: turn ended with no words recognised", self.call_id)
@@ -454,82 +436,25 @@ class Call:
     async def dtmf(self, digit: str) -> None:
         await self._deliver(SDKSystemDtmfEvent(digit=digit))
 
-    # -- barge-in: pause first, interrupt when it is real ---------------------------------
-    def _pause_now(self, frame: np.ndarray) -> bool:
-        """The detector fired: hold the agent's audio (nothing more is sent from the next
-        tick on; nothing is dropped) and start watching the caller. True if confirmed at
-        once (the recogniser already has words)."""
-        self.playout.pause()
-        self._pause = pause = _Pause(self.elapsed(), self._words_confirm)
-        self._mark("bargein.pause")
-        self.turns.paused(pause.t)
-        words = False
-        if pause.words:  # the recogniser hears the caller from 500 ms before the fire
-            for f in list(self._preroll)[-BARGE_IN_PREROLL_FRAMES:]:
-                words = self._words_confirm_in(self.stt.feed(f)) or words
-            self._preroll.clear()
-        return self._pause_frame(frame) or words
+    # -- what a barge-in's pause needs of listening (`gateway.barge_in.Ears`) ------------
+    def hold(self, frame: np.ndarray) -> None:
+        self._preroll.append(frame)
 
-    def _words_confirm_in(self, results: Any) -> bool:
-        """True (marked) when a recogniser result holds a word that is not a backchannel."""
-        confirmed = False
-        for result in results or ():
-            text = getattr(result, "text", "")
-            self._mark("stt.partial", text=text)
-            if not confirmed and self._not_backchannel(text):
-                self._mark("bargein.confirm", reason="words", text=text)
-                confirmed = True
-        return confirmed
+    def take_held(self) -> list[np.ndarray]:
+        frames = list(self._preroll)[-BARGE_IN_PREROLL_FRAMES:]
+        self._preroll.clear()
+        return frames
 
-    def _pause_frame(self, frame: np.ndarray) -> bool:
-        """One caller frame while paused (the detector has seen it): True when it confirms
-        the barge-in; resumes the agent when the sound is over without confirming it."""
-        pause = self._pause
-        assert pause is not None
-        cfg = self.settings
-        pause.frames += 1
-        if (self.elapsed() - pause.t) * 1000 > self.settings.bargein.echo_tail_ms + FRAME_MS:
-            # the agent's audio stopped longer ago than any echo lasts: the caller channel
-            # is the caller alone, and the plain VAD judges it (the detector's gate would
-            # still weigh it against an echo that is gone)
-            voiced = self.vad.is_voiced(frame)
-        else:
-            last = self.bargein.last
-            voiced = last is not None and last.active and last.vad
-        pause.quiet = 0 if voiced else pause.quiet + 1
-        if pause.words and self._words_confirm_in(self.stt.feed(frame)):
-            return True
-        if voiced and pause.frames * FRAME_MS >= cfg.bargein_confirm_ms:
-            self._mark("bargein.confirm", reason="speech")
-            return True
-        if pause.quiet * FRAME_MS >= cfg.bargein_resume_ms:
-            self._resume("quiet")
-            self._preroll.append(frame)
-        elif not pause.words:
-            self._preroll.append(frame)
-            pause.held += 1
-        return False
+    def hear(self, frame: np.ndarray) -> Any:
+        return self.stt.feed(frame)
 
-    def _not_backchannel(self, text: str) -> bool:
-        words = _WORDS.findall(text.lower())
-        return any(w not in self.settings.backchannel_words for w in words)
+    def voiced(self, frame: np.ndarray) -> bool:
+        return self.vad.is_voiced(frame)
 
-    def _resume(self, reason: str) -> None:
-        """Not an interruption after all (a backchannel, a cough, a noise): the agent's audio
-        goes on from where it paused, and the session never hears of it."""
-        pause, self._pause = self._pause, None
-        if pause is None:
-            return
-        self.playout.resume()
-        self.bargein.reset()  # (so that the caller's next words can barge in again)
-        self.turns.resumed(self.elapsed())
-        self._mark("bargein.resume", reason=reason,
-                   paused_ms=round((self.elapsed() - pause.t) * 1000, 1))
-        if pause.words and not self.closed:
-            self._forget_stt_turn()
-
-    def _forget_stt_turn(self) -> None:
+    def forget_turn(self) -> None:
         """End the recogniser's utterance that heard the backchannel, unreported."""
+        if self.closed:
+            return
         try:
             if isinstance(self.stt, AsyncEndOfTurn):
                 pending = self.stt.end_of_turn_async()
@@ -541,25 +466,12 @@ class Call:
             log.exception("call %s: speech recogniser failed ending a backchannel",
                           self.call_id)
 
-    def _pause_overdue(self) -> bool:
-        """A pause outlives any decision when caller frames stop coming (a SIP phone's
-        silence suppression sends none): then the sound is over."""
-        pause = self._pause
-        if pause is None:
-            return False
-        cfg = self.settings
-        limit = (cfg.bargein_confirm_ms + cfg.bargein_resume_ms + 100) / 1000
-        return self.elapsed() - pause.t > limit
-
-    async def _barge_in(self) -> None:
+    # -- barge-in: interrupt when it is real (`gateway.barge_in` pauses first) ------------
+    async def _interrupt(self, pause: Pause) -> None:
         """The caller talks over the agent, confirmed: silence the agent first (no await in
         between, so no frame can slip out), then clear the far end, interrupt the session,
         and tell it what the caller heard."""
-        pause, self._pause = self._pause, None
-        if pause is None:  # (bargein_confirm_ms 0: no pause, the interrupt is at the fire)
-            pause = _Pause(self.elapsed(), False)
-            self._mark("bargein.pause")
-        self._mark("interrupt", paused_ms=round((self.elapsed() - pause.t) * 1000, 1))
+        self.mark("interrupt", paused_ms=round((self.elapsed() - pause.t) * 1000, 1))
         self.interrupts.append(pause.t)
         self.turns.interrupted(pause.t)
         heard = self._silence()
@@ -598,13 +510,12 @@ class Call:
         self._audio_uid = None
         self.gatherer = SentenceGatherer()
         self.speaker.drop_queued()
-        self._pause = None  # (a flush ends a pause)
         heard = self.playout.flush()
-        self.bargein.reset()
+        self.barge_in.drop()  # (a flush ends a pause)
         return heard
 
     async def _heard(self, utterance_id: str, text: str) -> None:
-        self._mark("agent.heard", utterance=utterance_id, text=text)
+        self.mark("agent.heard", utterance=utterance_id, text=text)
         self.turns.heard(text, self.elapsed(), not self.agent_active, utterance_id)
         if text:
             self._remember("assistant", text)
@@ -629,7 +540,7 @@ class Call:
             return  # our own transcripts coming back through the graph: already shown
         self.turns.agent_event(etype, event, self.elapsed())
         if etype.startswith("agent."):
-            self._mark(etype, **_brief(event))
+            self.mark(etype, **_brief(event))
             await self._show(event)
             if etype != "agent.audio":
                 self._close_audio()
@@ -748,13 +659,11 @@ class Call:
 
     async def output_tick(self) -> None:
         """Play one frame, if there is one, and report utterances that finished."""
-        if self._pause is not None and self._pause_overdue():
-            self._resume("no caller audio")
+        self.barge_in.resume_if_overdue()
         frame = self.playout.pop()
         if frame is not None:
             self._stall_t = None
-            slot = self._far_end.agent_frame(self.clock.now())
-            self.bargein.agent_frame(frame, slot * FRAME_S)  # plays during caller frame `slot`
+            self.barge_in.agent_frame(frame, self.clock.now())
             if self.recorder is not None:
                 self.recorder.agent(frame, self.elapsed())
             try:
@@ -789,11 +698,11 @@ class Call:
     async def _drained(self) -> None:
         """Playout is empty: run a pending hang-up or transfer once speech is done too."""
         if not self.playout.is_playing:
-            self.bargein.reset()
+            self.barge_in.agent_quiet()
         if not self._after_drain or self.speaker.busy or self._response_id is not None:
             return
         action, target = self._after_drain.pop(0)
-        self._mark(f"call.{action}", target=target)
+        self.mark(f"call.{action}", target=target)
         # A task, not in the tick itself: the shared media tick must not wait on one
         # call's transfer.
         # Actions run in order: a transfer's REFER goes out before a later hang-up's BYE.
@@ -825,7 +734,7 @@ class Call:
             log.exception("call %s: transport could not take %s", self.call_id, event.type)
 
     async def _deliver(self, event: SDKEvent) -> None:
-        self._mark(event.type, **_brief(event))
+        self.mark(event.type, **_brief(event))
         if event.type != "system.init":
             await self._show(event)
         # (tasks the session starts meanwhile report their LLM's first token to this call)
@@ -837,7 +746,7 @@ class Call:
         finally:
             first_token_observer.reset(token)
 
-    def _mark(self, kind: str, **fields: Any) -> None:
+    def mark(self, kind: str, **fields: Any) -> None:
         t = self.elapsed()
         self.timeline.append({"t_ms": round(t * 1000, 1), "type": kind, **fields})
         if self.recorder is not None:
