@@ -179,7 +179,7 @@ def callers(url: str, count: int, window: float, core: int) -> None:
     from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
     from av import AudioFrame, Packet
 
-    from tests.webrtc.peer import RtcCaller
+    from tests.kit.rtc_peer import RtcCaller
 
     arrivals: dict[int, list[tuple[float, int]]] = {}
 

@@ -11,10 +11,11 @@
 - `tests.kit.clients`: far-end clients for the gateway's routes, one module per provider.
 - `tests.kit.twilio_caller`: a minimal Twilio Media Streams far end for the compat tests
   (`audioop`'s G.711, not the gateway's).
+- `tests.kit.rtc_peer`: a WebRTC caller (aiortc) for the gateway's `/webrtc/offer` signalling.
 - `tests.kit.bargein_eval`, `tests.kit.bargein_flows`, `tests.kit.bargein_call_flows`: the
   labelled barge-in sets (single overlaps, conversation flows, whole calls) that the barge-in
   tests and benchmarks score.
 
 Per-folder helpers that only one folder's tests use stay beside them (tests/sip/samples.py,
-tests/webrtc/peer.py, tests/compat/servers.py, ...).
+tests/webrtc/agents.py, tests/compat/servers.py, ...).
 """

@@ -10,9 +10,9 @@ import pytest
 
 from gateway.demo import GREETING
 from gateway.transports.webrtc import WEBRTC
+from tests.kit.rtc_peer import Received, RtcCaller, loud_runs
 from tests.kit.speech import speech, trim_silence
 from tests.webrtc.agents import SHORT_GREETING, short_setup
-from tests.webrtc.peer import Received, RtcCaller, loud_runs
 
 BARGE_IN_TOLERANCE_S = 0.6  # speech onset -> last loud agent frame, network and jitter included
 

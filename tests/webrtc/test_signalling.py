@@ -12,7 +12,7 @@ from gateway.transports.webrtc import (
     parse_ice_server,
     parse_offer,
 )
-from tests.webrtc.peer import RtcCaller
+from tests.kit.rtc_peer import RtcCaller
 
 OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 

@@ -11,8 +11,8 @@ import threading
 from aiortc import RTCPeerConnection
 
 from gateway.transports.webrtc import WEBRTC
+from tests.kit.rtc_peer import RtcCaller
 from tests.webrtc.agents import short_setup
-from tests.webrtc.peer import RtcCaller
 
 CALLS = 50
 RSS_GROWTH_LIMIT_MB = 40.0  # after a 10-call warm-up; a leak of one call's state would exceed it
