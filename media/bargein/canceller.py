@@ -4,6 +4,8 @@ out of the caller channel, 20 ms frame by frame (see `media.bargein`)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +27,40 @@ def _db(power: float) -> float:
     return 10.0 * math.log10(power + 1e-12)
 
 
+@dataclass(frozen=True)
+class CancellerConfig:
+    """The echo canceller's hand-set constants (defaults: set by hand on the dev flows of
+    tests/kit/bargein_eval.py and tests/kit/bargein_call_flows.py), for a sweep to tune."""
+
+    max_delay_ms: int = 200  # longest echo delay searched (at most `MAX_ECHO_MS`)
+    taps: int = 128  # echo path filter length
+    pre: int = 32  # taps kept before the strongest echo (band-limited paths ring)
+    explained_ratio: float = 0.55  # share of a residual the reference explains: echo
+    seed_fit: float = 0.7  # the share explained (two frames in a row) that seeds or drops a filter
+    fit_taps: int = 24  # the short filter fitted around the best-matching lag ...
+    fit_pre: int = 8  # ... and its taps before that lag
+    converged: int = 20  # filter updates before the echo estimate is trusted
+    seed_keep: int = 12  # Welch updates before its estimate replaces a seeded filter
+    shift_frames: int = 3  # frames in a row that match the echo a frame off: the echo moved
+    nudge: int = 24  # samples (1.5 ms) a stale filter may be moved by at once
+    stale_left: float = 0.1  # a sure-echo frame the filter leaves more of (10 dB): correct it
+    max_echo_gain_db: float = 3.0  # sure echo is no louder than its reference by more than this
+    no_echo_db: float = -60.0  # the echo estimate of a line with no evidence of echo
+    audible_dbfs: float = -45.0  # a reference frame over this: echo would show
+    suspect_dbfs: float = -52.0  # a residual over this may be the caller: test it ...
+    suspect_margin: float = 3.0  # ... if it is this much (5 dB) over the expected echo as well
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_delay_ms <= MAX_ECHO_MS:
+            raise ValueError(f"max_delay_ms must be within 0..{MAX_ECHO_MS}")
+        if not 0 <= self.pre < self.taps <= _WELCH:
+            raise ValueError(f"need 0 <= pre < taps <= {_WELCH}")
+        if not 0 <= self.fit_pre < self.fit_taps:
+            raise ValueError("need 0 <= fit_pre < fit_taps")
+        if self.nudge < 0 or self.shift_frames < 1:
+            raise ValueError("need nudge >= 0 and shift_frames >= 1")
+
+
 class EchoCanceller:
     """Removes the agent's echo from the caller channel, 20 ms frame by frame.
 
@@ -35,16 +71,17 @@ class EchoCanceller:
     estimated from Welch-averaged cross-spectra, learned only on frames whose residual
     looks like echo alone. `leak_db` tracks the residual relative to the aligned agent
     level on those frames. The state is the echo path of the line: keep it for the call.
+    Settings: `config`, with `changes` to its fields (`EchoCanceller(max_delay_ms=120)`).
     """
 
-    def __init__(self, max_delay_ms: int = 200, taps: int = 128, pre: int = 32,
-                 explained_ratio: float = 0.55) -> None:
-        if not 0 <= max_delay_ms <= MAX_ECHO_MS:
-            raise ValueError(f"max_delay_ms must be within 0..{MAX_ECHO_MS}")
-        self.explained_ratio = explained_ratio
-        self.taps = taps
-        self.pre = pre  # taps kept before the strongest echo (band-limited paths ring)
-        self._max_lag = max(1, min(_GCC - _GCC_MIC, (max_delay_ms + 5) * SAMPLE_RATE // 1000))
+    def __init__(self, config: CancellerConfig | None = None, **changes: Any) -> None:
+        self.config = cfg = replace(config or CancellerConfig(), **changes)
+        self.explained_ratio = cfg.explained_ratio
+        self.taps = cfg.taps
+        self.pre = cfg.pre
+        self._max_lag = max(1, min(_GCC - _GCC_MIC, (cfg.max_delay_ms + 5) * SAMPLE_RATE // 1000))
+        self._audible_e = _N * _FULL * 10 ** (cfg.audible_dbfs / 10)
+        self._suspect_e = _N * _FULL * 10 ** (cfg.suspect_dbfs / 10)
         # The agent's audio by sample time (mod _RING), stored twice over so that any
         # window is one slice; written (or filled with silence) up to `_written`.
         self._line = np.zeros(2 * _RING, np.float32)
@@ -78,7 +115,7 @@ class EchoCanceller:
         self._expected = 0.0
         # before convergence: echo vs the loudest reference frame, learned only from frames
         # the reference explains (no echo until there is evidence of it)
-        self.raw_leak_db = _NO_ECHO_DB
+        self.raw_leak_db = cfg.no_echo_db
         self._shifted = 0  # the last caller frame matched the echo a frame off (+-_N)
         self._shift_run = 0  # caller frames in a row that did, the same way
 
@@ -129,6 +166,7 @@ class EchoCanceller:
         agent audio played before then; returns the residual (float32). `explain`: test
         whether the reference explains a residual that would pass the gate (off once the
         detector has decided, until its reset: the test is the costly part)."""
+        cfg = self.config
         self._silence_until(end)
         i = (end - _WINDOW) % _RING
         self._ref = self._line[i : i + _WINDOW]
@@ -159,7 +197,7 @@ class EchoCanceller:
             # with the caller talking, one may just happen to leave less behind
             moved = self._shifted and r_e < 0.1 * m_e
             self._shift_run = self._shift_run + 1 if moved else 0
-            if self._shift_run >= _SHIFT_FRAMES:  # it did move: move the echo path along
+            if self._shift_run >= cfg.shift_frames:  # it did move: move the echo path along
                 self._echo_moved(self._shifted)
                 self._shift_run = 0
         rb = self._res
@@ -172,7 +210,7 @@ class EchoCanceller:
             q = _N // 4
             seg = r[len(r) - _N - self.delay - q : len(r) - self.delay + min(q, self.delay)]
             self.ref_energy = float(np.dot(seg, seg)) * _N / len(seg)
-        if self.delay is None or (self._welch_n < _CONVERGED and not self._seeded):
+        if self.delay is None or (self._welch_n < cfg.converged and not self._seeded):
             # No filter to trust yet: expect the loudest reference frame of the span times
             # the echo ratio learned from explained frames (none: -60 dB, no echo).
             frames = r[len(r) - _N * (self._max_lag // _N + 1) :].reshape(-1, _N)
@@ -190,8 +228,8 @@ class EchoCanceller:
         self._explained_before = self.explained
         self.explained = False
         self.explained_share = 0.0
-        self._suspect = (e_e > _SUSPECT_E and loudest > _AUDIBLE_E
-                         and e_e > _SUSPECT_MARGIN * self._expected)
+        self._suspect = (e_e > self._suspect_e and loudest > self._audible_e
+                         and e_e > cfg.suspect_margin * self._expected)
         if explain and self._suspect:
             self.explained_share = self._explained_share()
             self.explained = (self.explained_share >= self.explained_ratio
@@ -201,7 +239,7 @@ class EchoCanceller:
         # voice ever is by chance. Only it seeds or drops a filter and raises the estimate
         # (one seeded on the caller would teach the estimate that the caller is echo).
         sure = (self.explained and self._explained_before
-                and self.explained_share >= _SEED_FIT)
+                and self.explained_share >= cfg.seed_fit)
         if sure:
             lo, hi, _ = self._fit
             if self.h is None:
@@ -214,7 +252,7 @@ class EchoCanceller:
                 self._gacc[:] = 0.0
                 self._gcc_n = 0
                 self.raw_leak_db = max(self.raw_leak_db, self.leak_db + 6.0)
-            elif e_e > _STALE_LEFT * m_e:
+            elif e_e > cfg.stale_left * m_e:
                 # the filter covers the echo's lags but leaves most of it: the path shifted
                 # a little (a far end that plays from arrival when its queue runs dry moves
                 # the echo by the lateness, a fraction of a frame): move the filter by the
@@ -224,9 +262,9 @@ class EchoCanceller:
                     self._echo_moved(moved)
                 else:
                     self._correct()
-        if loudest > _AUDIBLE_E and (self.delay is None
-                                     or (self._welch_n < _CONVERGED and not self._seeded)):
-            ratio = max(_db(e_e / loudest), _NO_ECHO_DB)
+        if loudest > self._audible_e and (
+                self.delay is None or (self._welch_n < cfg.converged and not self._seeded)):
+            ratio = max(_db(e_e / loudest), cfg.no_echo_db)
             if sure:
                 self.raw_leak_db += 0.5 * (ratio - self.raw_leak_db)
             elif ratio < self.raw_leak_db:
@@ -260,7 +298,8 @@ class EchoCanceller:
         # (a window of near silence must not divide the FFT's rounding noise by nothing)
         e += 1e-3 * float(_max(e)) + 1.0
         best = int(np.argmax(c / np.sqrt(e)))
-        lo, hi = max(0, best - _FIT_PRE), min(lags, best + _FIT_TAPS - _FIT_PRE)
+        fit_taps, fit_pre = self.config.fit_taps, self.config.fit_pre
+        lo, hi = max(0, best - fit_pre), min(lags, best + fit_taps - fit_pre)
         seg = pair[0, _GCC - _NCC - hi : _GCC - lo].astype(np.float64)
         # a row per lag (as_strided: sliding_window_view's checks cost 30 us here)
         w = _as_strided(seg, (hi - lo + 1, _NCC), (seg.strides[0], seg.strides[0])).copy()
@@ -274,19 +313,20 @@ class EchoCanceller:
 
     def _echo_not_louder(self, e_e: float) -> bool:
         """The share of the residual the fit explains is no louder than the reference it
-        came from, plus `_MAX_ECHO_GAIN_DB`: a line's echo is a loss (G.168 asks hybrids
+        came from, plus `max_echo_gain_db`: a line's echo is a loss (G.168 asks hybrids
         for 6 dB at least), so a loud caller whose voice a fit happens to match (same
         voice, same pitch) does not pass for echo."""
         lo, hi, _ = self._fit
         lag = (lo + hi) // 2
         r = self._ref
         seg = r[len(r) - _N - lag : len(r) - lag]
-        return self.explained_share * e_e <= 10 ** (_MAX_ECHO_GAIN_DB / 10) * float(np.dot(seg, seg))
+        gain = 10 ** (self.config.max_echo_gain_db / 10)
+        return self.explained_share * e_e <= gain * float(np.dot(seg, seg))
 
     def _seed(self, m_e: float) -> None:
         """No echo path yet, and the reference explains this residual (the raw caller
         channel): take the fitted short filter as the echo path at once. The Welch
-        estimate takes over once it has averaged `_SEED_KEEP` updates."""
+        estimate takes over once it has averaged `seed_keep` updates."""
         lo, hi, h = self._fit
         taps = np.zeros(self.taps, np.float32)
         n = min(hi - lo + 1, self.taps)
@@ -307,10 +347,10 @@ class EchoCanceller:
         self._sxx[:] = 0.0
 
     def _nudge(self) -> int:
-        """The shift (samples, within +-`_NUDGE`) of the filter's echo estimate that leaves
+        """The shift (samples, within +-`nudge`) of the filter's echo estimate that leaves
         the least of the last 40 ms of the caller channel, if it leaves a quarter (6 dB)
         of what the unshifted filter leaves or less; else 0."""
-        ref, k = self._ref, _NUDGE
+        ref, k = self._ref, self.config.nudge
         end = len(ref) - self.start
         lo, hi = end - _NCC - self.taps + 1 - k, end + k
         if lo < 0 or hi > len(ref):
@@ -383,10 +423,10 @@ class EchoCanceller:
             r_db = _db(e_e / ref_e)
             if not self.explained and (self._suspect or r_db > self.leak_db + 10.0):
                 return  # the caller (or a noise) is louder than echo: double talk
-            if ref_e > _N * _FULL * 10**-4.5:
+            if ref_e > self._audible_e:
                 # (fast only on sure echo: a caller's voice the fit happens to explain
                 # half of, a few frames in a row, must not teach the line 15 dB of echo)
-                fast = self.explained and self.explained_share >= _SEED_FIT
+                fast = self.explained and self.explained_share >= self.config.seed_fit
                 self.leak_db += (0.3 if fast else 0.05) * (r_db - self.leak_db)
         f = self._frame
         # Learn fast while locking on, then only often enough to follow a slow drift.
@@ -433,14 +473,13 @@ class EchoCanceller:
         self._sxx += x.real * x.real + x.imag * x.imag
         self._welch_n += 1
         if self._welch_n % (2 if self._welch_n < 40 else 4) == 0 and (
-                not self._seeded or self._welch_n >= _SEED_KEEP):
+                not self._seeded or self._welch_n >= self.config.seed_keep):
             hf = self._sxm / (self._sxx + 1e-6 * float(self._sxx.max()) + 1e-3)
             self.h = np.fft.irfft(hf, _WELCH)[: self.taps].astype(np.float32)
             self._h_rev = self.h[::-1]
 
 
 _GCC = 4096  # delay search: 256 ms of reference
-_SHIFT_FRAMES = 3  # frames in a row that match the echo a frame off: the echo moved
 _WINDOW = _GCC + _N  # reference samples a caller frame is cancelled against
 _RING = 16384  # the reference timeline kept: about 1 s (late caller frames still pair)
 _ZEROS = np.zeros(_RING, np.float32)
@@ -449,17 +488,6 @@ MAX_ECHO_MS = (_GCC - _GCC_MIC) * 1000 // SAMPLE_RATE
 _GCC_BAND = ((np.fft.rfftfreq(_GCC, 1 / SAMPLE_RATE) >= 300)
              & (np.fft.rfftfreq(_GCC, 1 / SAMPLE_RATE) <= 3400)).astype(np.float64)
 _WELCH = 512
-_CONVERGED = 20  # filter updates before the echo estimate is trusted
 _NCC = 640  # residual samples (40 ms) tested against the reference
-_FIT_TAPS, _FIT_PRE = 24, 8  # the filter fitted around the best lag, taps before it
-_SEED_KEEP = 12  # Welch updates before its estimate replaces a seeded filter
-_NUDGE = 24  # samples (1.5 ms) a stale filter may be moved by at once
-_STALE_LEFT = 0.1  # a sure-echo frame the filter leaves more of than this (10 dB): correct it
-_MAX_ECHO_GAIN_DB = 3.0  # sure echo is no louder than its reference by more than this
-_SEED_FIT = 0.7  # the share explained (two frames in a row) that seeds or drops a filter
-_NO_ECHO_DB = -60.0  # the echo estimate of a line with no evidence of echo
-_AUDIBLE_E = _N * _FULL * 10**-4.5  # a reference frame over -45 dBFS: echo would show
-_SUSPECT_E = _N * _FULL * 10**-5.2  # a residual over -52 dBFS may be the caller: test it
-_SUSPECT_MARGIN = 3.0  # ... if it is 5 dB over the expected echo as well
 _WELCH_WIN = np.hanning(_WELCH)  # float64: pocketfft is faster on it than on float32
 
