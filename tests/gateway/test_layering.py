@@ -78,3 +78,11 @@ def test_no_test_module_imports_another():
         bad = {m for m in _imports(path)
                if m.startswith("tests.") and m.split(".")[-1].startswith("test_")}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_benchmarks_import_only_the_test_kit():
+    """Benchmarks share the tests' sets, fakes and clients through tests/kit/ alone."""
+    for path in sorted((ROOT / "benchmarks").rglob("*.py")):
+        bad = {m for m in _imports(path)
+               if m.startswith("tests.") and m != "tests.kit" and not m.startswith("tests.kit.")}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
