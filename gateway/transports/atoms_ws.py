@@ -105,9 +105,10 @@ async def _serve(app: CallHost, ws: web.WebSocketResponse, init: SDKSystemInitEv
         if not ws.closed:
             await ws.send_bytes(encode_event(event).encode())
 
-    async def close_idle() -> None:
-        log.warning("%s: no event from the peer for %.0f s; closing", session_id, idle.timeout)
-        await peer.close(f"idle timeout after {idle.timeout:.0f} s")
+    async def close_idle() -> None:  # (not `idle.timeout`: a timer-function cycle)
+        after = app.settings.idle_timeout
+        log.warning("%s: no event from the peer for %.0f s; closing", session_id, after)
+        await peer.close(f"idle timeout after {after:.0f} s")
 
     session.set_output(output)
     setup = asyncio.create_task(app.setup_handler(session), name=f"setup:{session_id}")

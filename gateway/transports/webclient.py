@@ -103,8 +103,13 @@ async def serve_web_client(app: CallHost, request: web.Request) -> web.StreamRes
     reason = "client hung up"
     turns: TokenBucket | None = None  # typed turns' budget
     async def close_idle() -> None:
-        why = "idle timeout" if protocol.started else "no first message"
-        await send_error(ws, f"{why} after {idle.timeout:.0f} s", binary=False)
+        # (not `idle.timeout`: the timer holds this function, which would then hold the
+        # timer, a cycle keeping the whole request until a full collection; issue 23 soak)
+        if protocol.started:
+            why, after = "idle timeout", app.settings.idle_timeout
+        else:
+            why, after = "no first message", FIRST_MESSAGE_TIMEOUT
+        await send_error(ws, f"{why} after {after:.0f} s", binary=False)
         await ws.close(code=WSCloseCode.GOING_AWAY, message=why.encode())
 
     idle = IdleTimer(FIRST_MESSAGE_TIMEOUT, close_idle)
