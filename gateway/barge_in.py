@@ -28,7 +28,7 @@ from media.playout import PlayoutBuffer
 
 if TYPE_CHECKING:
     from gateway.call import CallSettings
-    from gateway.turns import CallTurns
+    from gateway.call_owner import CallOwner
 
 _WORDS = re.compile(r"[a-z0-9']+")
 
@@ -65,20 +65,10 @@ class Ears(Protocol):
         """End the recogniser's utterance (it heard a backchannel), unreported."""
 
 
-class Owner(Protocol):
-    """What a part of a call sees of the `Call` that owns it."""
-
-    turns: CallTurns
-
-    def elapsed(self) -> float: ...
-
-    def mark(self, kind: str, **fields: Any) -> None: ...
-
-
 class BargeIn:
     """One call's barge-in: the far-end clock, the detector and the pause."""
 
-    def __init__(self, owner: Owner, settings: CallSettings, playout: PlayoutBuffer,
+    def __init__(self, owner: CallOwner, settings: CallSettings, playout: PlayoutBuffer,
                  ears: Ears, words: bool) -> None:
         self._owner = owner
         self._settings = settings

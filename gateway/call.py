@@ -17,8 +17,6 @@ import asyncio
 import itertools
 import logging
 import weakref
-from collections import deque
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -45,11 +43,10 @@ from agent.events import (
     SDKSystemLLMRequestEvent,
     SDKSystemUpdateOutputAgentSettingsEvent,
     SDKSystemUserJoinedEvent,
-    SDKSystemUserStartedSpeakingEvent,
-    SDKSystemUserStoppedSpeakingEvent,
 )
 from gateway.audio_edge import audio_problem
 from gateway.barge_in import BargeIn, Pause
+from gateway.listening import BARGE_IN_PREROLL_FRAMES, Listening
 from gateway.speaker import Speaker
 from gateway.turns import CallTurns
 from media.bargein import BargeInConfig
@@ -59,27 +56,15 @@ from media.playout import PlayoutBuffer
 from media.recording import CallRecorder
 from media.resample import StreamResampler
 from media.sentences import SentenceGatherer
-from media.stt import AsyncEndOfTurn, SttEngine, SttStream, Transcript
+from media.stt import SttEngine
 from media.tts import TtsEngine
-from media.turn import TurnDetector
-from media.vad import Vad, VadConfig
+from media.vad import VadConfig
 from runtime.clock import Clock, RealClock
 from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-# Audio from before speech was detected also goes to STT: 300 ms before a VAD start
-# (which lags onset by ~60 ms), 500 ms before a barge-in (which lags it by 150-450 ms).
-# Longer silence in front of a word measurably hurts the recogniser (a sipp call's
-# "goodbye" became "hello" with 500 ms before a VAD start).
-PREROLL_FRAMES = 15
-BARGE_IN_PREROLL_FRAMES = 25
 CONFIRM_TIMEOUT_S = 1.5
-# The conversation each `system.llm.request` carries: the newest messages, at most this many
-# and (beyond the newest one) this many characters in all. Without a bound every turn
-# carried the whole call, so a long or hostile call cost quadratic time and memory.
-CONVERSATION_MESSAGES = 200
-CONVERSATION_CHARS = 32_000
 # Words a caller says over the agent without taking the turn ("uh-huh", "yeah", "okay",
 # "mm-hmm", "right", "I see", "got it"): a recogniser's text made only of these does not
 # confirm a barge-in. "no", "stop", "wait" are not here: they interrupt.
@@ -189,30 +174,18 @@ class Call:
                          if self.settings.record else None)
         self.timeline: list[dict[str, Any]] = []
 
-        self.vad = Vad(self.settings.vad)
-        self.turn = (TurnDetector(self.settings.end_of_turn_ms)
-                     if self.settings.end_of_turn_ms else TurnDetector())
-        self.stt: SttStream = stt.new_stream()
+        # The parts see the call through a weak proxy: an ended call is freed by reference
+        # counting, not left for the cyclic collector (tests/gateway/test_call_teardown.py).
+        me = weakref.proxy(self)
+        self.listening = Listening(me, self.settings, stt)
         self.playout = PlayoutBuffer(far_end_confirms=self.settings.far_end_confirms)
         self.speaker = Speaker(tts, self.playout, on_audio=self._wake_ticker, call_id=self.call_id)
         self.gatherer = SentenceGatherer()
 
-        self.conversation: deque[dict[str, Any]] = deque()  # bounded: `_remember`
-        self._conversation_chars = 0
         self.muted = False
-        self.user_speaking = False
-        self._vad_confirmed = True  # the VAD started the caller's speech (not a barge-in alone)
-        self._unvoiced_run = 0
-        # (the frames of a pause go in too, for the recogniser once it is confirmed)
-        self._preroll: deque[np.ndarray] = deque(
-            maxlen=BARGE_IN_PREROLL_FRAMES + self.settings.bargein_confirm_ms // FRAME_MS + 1)
-        # The parts see the call through a weak proxy: an ended call is freed by reference
-        # counting, not left for the cyclic collector (tests/gateway/test_call_teardown.py).
-        me = weakref.proxy(self)
         words = self.settings.bargein_words
-        self.barge_in = BargeIn(me, self.settings, self.playout, me,
-                                bool(getattr(self.stt, "interim_words", False))
-                                if words is None else words)
+        self.barge_in = BargeIn(me, self.settings, self.playout, self.listening,
+                                self.listening.interim_words if words is None else words)
         self._response_id: str | None = None  # utterance of the LLM response being spoken
         self._discard_response = False
         self._utterances = itertools.count(1)
@@ -229,7 +202,6 @@ class Call:
         self._agent_audio_rs: dict[int, StreamResampler] = {}
         self._audio_dropped = 0  # agent.audio chunks refused (bad rate, over the queue cap)
         self._audio_uid: str | None = None  # utterance built from agent.audio chunks
-        self._turn_task: asyncio.Task[None] | None = None  # awaiting a network transcript
         self.turns = CallTurns(self.call_id)  # the per-turn record (`gateway.turns`)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -238,8 +210,8 @@ class Call:
         self._t0 = self.clock.now()
         self.turns.started()
         self.session.set_output(self._on_agent_event)
-        await self._deliver(self.init_event)
-        await self._deliver(SDKSystemUserJoinedEvent())
+        await self.deliver(self.init_event)
+        await self.deliver(SDKSystemUserJoinedEvent())
 
     async def close(self, reason: str = "hangup") -> None:
         """The call is over (caller hung up, or we did): stop everything, close the session."""
@@ -253,9 +225,8 @@ class Call:
         self.mark("call.end", reason=reason)
         self.turns.call_ended(self.elapsed(), reason)
         await self.speaker.close()
-        await cancel_and_wait(self._turn_task)
         await cancel_and_wait(self._action)  # (not when it is this hang-up itself)
-        self.stt.close()
+        await self.listening.close()
         try:
             await self.session.close(reason)
         except Exception:
@@ -308,10 +279,10 @@ class Call:
             return
         if self.barge_in.pause is not None and not (self.agent_active and self.interruptible):
             self.barge_in.resume("agent done")  # (flushed, or it became uninterruptible)
-        if self.agent_active and not self.user_speaking:
+        listening = self.listening
+        if self.agent_active and not listening.user_speaking:
             if not self.interruptible:
-                self.vad.process(frame)  # the VAD starts the turn once the agent stops
-                self._preroll.append(frame)
+                listening.overhear(frame)
                 return
             # The barge-in detector decides. The VAD sits this out: it would hear the
             # agent's echo as speech, and it runs again once the agent stops.
@@ -325,146 +296,21 @@ class Call:
             if self.closed:  # the caller hung up meanwhile: the recogniser is gone
                 return
             if pause.words:  # (the recogniser has had this frame)
-                self.vad.process(frame)
+                listening.track(frame)
                 return
-        vad = self.vad.process(frame)
-        if vad == "start" and not self.user_speaking:
-            await self._user_started()
-        elif self.vad.speaking and not self.user_speaking:
-            # speech that began while the agent talked without interrupting it (not
-            # interruptible, or its last frames not yet confirmed played): up to 500 ms of it
-            await self._user_started(BARGE_IN_PREROLL_FRAMES)
-        if self.closed:
-            return
-
-        if self.user_speaking:
-            for partial in self.stt.feed(frame) or ():
-                self.mark("stt.partial", text=getattr(partial, "text", ""))
-            if not self._vad_confirmed and await self._unconfirmed_turn_over():
-                return
-        else:
-            self._preroll.append(frame)
-
-        if vad == "stop" and self.user_speaking:
-            self.user_speaking = False
-            self.turns.caller_stopped(  # (the VAD stops `stop_ms` after it)
-                self.elapsed() - -(-self.settings.vad.stop_ms // FRAME_MS) * FRAME_S)
-            await self._deliver(SDKSystemUserStoppedSpeakingEvent())
-        if self.turn.process(self.vad.speaking):
-            await self._end_of_turn()
-
-    async def _unconfirmed_turn_over(self) -> bool:
-        """After a barge-in the VAD itself may never start (speech it finds too short or
-        quiet): then the VAD's own stop rule ends the turn, on its raw per-frame decision."""
-        if self.vad.speaking:
-            self._vad_confirmed = True
-            return False
-        self._unvoiced_run = 0 if self.vad.voiced else self._unvoiced_run + 1
-        if self._unvoiced_run * FRAME_MS < self.settings.vad.stop_ms:
-            return False
-        self.user_speaking = False
-        self._vad_confirmed = True
-        self.turns.caller_stopped(self.elapsed() - self._unvoiced_run * FRAME_S)
-        await self._deliver(SDKSystemUserStoppedSpeakingEvent())
-        await self._end_of_turn()
-        return True
-
-    async def _user_started(self, preroll: int = PREROLL_FRAMES) -> None:
-        self.user_speaking = True
-        self._vad_confirmed = self.vad.speaking
-        self._unvoiced_run = 0
-        for f in list(self._preroll)[-preroll:] if preroll > 0 else ():
-            self.stt.feed(f)
-        self._preroll.clear()
-        self.turns.caller_started(self.elapsed())
-        await self._deliver(SDKSystemUserStartedSpeakingEvent())
-
-    async def _end_of_turn(self) -> None:
-        if self.closed:  # hung up during an await of this frame: the recogniser is gone
-            return
-        self.turns.turn_ended(self.elapsed())
-        if isinstance(self.stt, AsyncEndOfTurn):
-            # A network engine: the turn closes now, its transcript arrives later; caller
-            # frames keep flowing meanwhile, and turns are reported in order.
-            pending = self.stt.end_of_turn_async()
-            previous = self._turn_task
-            self._turn_task = asyncio.create_task(self._await_turn(previous, pending),
-                                                  name=f"turn:{self.call_id}")
-            return
-        await self._turn_result(self.stt.end_of_turn())
-
-    async def _await_turn(self, previous: asyncio.Task[None] | None,
-                          pending: Awaitable[Transcript | None]) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-        try:
-            result = await pending
-        except Exception:
-            log.exception("call %s: speech recogniser failed at the end of a turn",
-                          self.call_id)
-            result = None
-        if not self.closed:
-            await self._turn_result(result)
-
-    async def _turn_result(self, result: Transcript | None) -> None:
-        text = (getattr(result, "text", "") or "").strip()
-        self.mark("turn.end", text=text)
-        self.turns.transcript(self.elapsed())
-        if not text:
-            log.info("call %s: turn ended with no words recognised", self.call_id)
-            return
-        await self.user_said(text)
+        await listening.caller_frame(frame)
 
     async def user_said(self, text: str) -> None:
         """A user turn in words (from STT, or typed by a web client)."""
         pos = self.playout.position()  # (what plays on now is not the answer)
         self.turns.caller_said(text, self.elapsed(), pos[0] if pos is not None else None)
-        self._remember("user", text)
-        await self._deliver(SDKAgentTranscriptUpdateEvent(role="user", content=text))
-        await self._deliver(SDKSystemLLMRequestEvent(messages=list(self.conversation)))
-
-    def _remember(self, role: str, text: str) -> None:
-        """Add a message to the conversation; the oldest go beyond CONVERSATION_MESSAGES
-        messages or CONVERSATION_CHARS characters (the newest message always stays)."""
-        self.conversation.append({"role": role, "content": text})
-        self._conversation_chars += len(text)
-        while len(self.conversation) > 1 and (
-                len(self.conversation) > CONVERSATION_MESSAGES
-                or self._conversation_chars > CONVERSATION_CHARS):
-            self._conversation_chars -= len(self.conversation.popleft()["content"])
+        self.listening.remember("user", text)
+        await self.deliver(SDKAgentTranscriptUpdateEvent(role="user", content=text))
+        await self.deliver(SDKSystemLLMRequestEvent(
+            messages=list(self.listening.conversation)))
 
     async def dtmf(self, digit: str) -> None:
-        await self._deliver(SDKSystemDtmfEvent(digit=digit))
-
-    # -- what a barge-in's pause needs of listening (`gateway.barge_in.Ears`) ------------
-    def hold(self, frame: np.ndarray) -> None:
-        self._preroll.append(frame)
-
-    def take_held(self) -> list[np.ndarray]:
-        frames = list(self._preroll)[-BARGE_IN_PREROLL_FRAMES:]
-        self._preroll.clear()
-        return frames
-
-    def hear(self, frame: np.ndarray) -> Any:
-        return self.stt.feed(frame)
-
-    def voiced(self, frame: np.ndarray) -> bool:
-        return self.vad.is_voiced(frame)
-
-    def forget_turn(self) -> None:
-        """End the recogniser's utterance that heard the backchannel, unreported."""
-        if self.closed:
-            return
-        try:
-            if isinstance(self.stt, AsyncEndOfTurn):
-                pending = self.stt.end_of_turn_async()
-                if isinstance(pending, asyncio.Future):  # (a task too): retrieve its end
-                    pending.add_done_callback(_ignore_result)
-            else:
-                self.stt.end_of_turn()
-        except Exception:
-            log.exception("call %s: speech recogniser failed ending a backchannel",
-                          self.call_id)
+        await self.deliver(SDKSystemDtmfEvent(digit=digit))
 
     # -- barge-in: interrupt when it is real (`gateway.barge_in` pauses first) ------------
     async def _interrupt(self, pause: Pause) -> None:
@@ -479,16 +325,16 @@ class Call:
             await self.transport.clear_audio()
         except Exception:
             log.exception("call %s: transport could not clear audio", self.call_id)
-        await self._deliver(SDKSystemControlInterruptEvent())
+        await self.deliver(SDKSystemControlInterruptEvent())
         await self.speaker.cancel()
         for item in heard:
             await self._heard(item.utterance_id, item.text)
         if self.closed:  # (a hang-up may have come in during the awaits above)
             return
         if pause.words:  # the recogniser has heard it all already
-            await self._user_started(0)
+            await self.listening.user_started(0)
         else:
-            await self._user_started(BARGE_IN_PREROLL_FRAMES + pause.held)
+            await self.listening.user_started(BARGE_IN_PREROLL_FRAMES + pause.held)
 
     async def _stop_output(self) -> None:
         """Drop all agent audio now (the agent asked); tell it what the caller heard."""
@@ -518,8 +364,8 @@ class Call:
         self.mark("agent.heard", utterance=utterance_id, text=text)
         self.turns.heard(text, self.elapsed(), not self.agent_active, utterance_id)
         if text:
-            self._remember("assistant", text)
-        await self._deliver(SDKAgentTranscriptUpdateEvent(role="assistant", content=text))
+            self.listening.remember("assistant", text)
+        await self.deliver(SDKAgentTranscriptUpdateEvent(role="assistant", content=text))
 
     # -- outbound ----------------------------------------------------------------------
     def _new_utterance(self) -> str:
@@ -733,7 +579,7 @@ class Call:
         except Exception:
             log.exception("call %s: transport could not take %s", self.call_id, event.type)
 
-    async def _deliver(self, event: SDKEvent) -> None:
+    async def deliver(self, event: SDKEvent) -> None:
         self.mark(event.type, **_brief(event))
         if event.type != "system.init":
             await self._show(event)
@@ -751,11 +597,6 @@ class Call:
         self.timeline.append({"t_ms": round(t * 1000, 1), "type": kind, **fields})
         if self.recorder is not None:
             self.recorder.event(t, kind, **fields)
-
-
-def _ignore_result(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()  # (retrieved: a failure is the engine's to log)
 
 
 _BRIEF = ("text", "content", "role", "digit", "digits", "reason", "transfer_call_number",

@@ -19,7 +19,7 @@ import pytest
 
 from agent.events import SDKAgentAudioEvent
 from agent.nodes.base import Node
-from gateway.call import CONVERSATION_MESSAGES
+from gateway.listening import CONVERSATION_MESSAGES
 from tests.e2e.canary import (
     canary_call,
     canary_keeps_its_audio,
