@@ -14,7 +14,6 @@ from media.numpy_c import correlate as _correlate
 from media.numpy_c import einsum as _einsum
 
 _max = np.maximum.reduce
-_as_strided = np.lib.stride_tricks.as_strided
 _sum = np.add.reduce
 _NO_TAPS = np.zeros(0, np.float32)
 
@@ -90,6 +89,8 @@ class EchoCanceller:
         self._mic = np.zeros(_GCC_MIC, np.float32)
         self._res = np.zeros(_GCC_MIC, np.float32)  # the residual, as _mic
         self._npair = np.zeros((2, _GCC), np.float32)
+        self._nspec = np.zeros((2, _GCC // 2 + 1), np.complex64)  # its spectra
+        self._ncorr = np.zeros(_GCC, np.float32)
         self._cs = np.zeros(_GCC + 1)
         self.explained = False  # the last frame's residual correlates with the reference
         self._explained_before = False  # ... and the frame before it
@@ -98,7 +99,12 @@ class EchoCanceller:
         self.explained_share = 0.0  # ... the share of it explained (0: not tested)
         self._gacc = np.zeros(_GCC)
         self._gpair = np.zeros((2, _GCC), np.float32)
-        self._wpair = np.zeros((2, _WELCH), np.float32)
+        self._gspec = np.zeros((2, _GCC // 2 + 1), np.complex64)
+        self._gcorr = np.zeros(_GCC, np.float32)
+        # float64: pocketfft is faster on it than on float32 (the samples convert exactly)
+        self._wpair = np.zeros((2, _WELCH))
+        self._wspec = np.zeros((2, _WELCH // 2 + 1), np.complex128)
+        self._wpow = np.zeros((2, _WELCH // 2 + 1))
         self._gcc_n = 0
         self._sxm = np.zeros(_WELCH // 2 + 1, np.complex128)
         self._sxx = np.zeros(_WELCH // 2 + 1)
@@ -127,9 +133,11 @@ class EchoCanceller:
             self._written = start
         if end <= self._written - _RING:
             return  # older than anything a caller frame can still be paired with
-        self._silence_until(start)
+        if start > self._written:
+            self._silence_until(start)
         self._put(start, ref)
-        self._written = max(self._written, end)
+        if end > self._written:
+            self._written = end
 
     def _silence_until(self, t: int) -> None:
         if self._written is None:
@@ -143,11 +151,13 @@ class EchoCanceller:
 
     def _put(self, start: int, data: np.ndarray) -> None:
         i, n = start % _RING, len(data)
-        first = min(n, _RING - i)
         line = self._line
-        line[i : i + first] = line[_RING + i : _RING + i + first] = data[:first]
-        if first < n:
-            line[: n - first] = line[_RING : _RING + n - first] = data[first:]
+        if i + n <= _RING:  # (almost always: a frame does not straddle the ring's end)
+            line[i : i + n] = line[_RING + i : _RING + i + n] = data
+            return
+        first = _RING - i
+        line[i:_RING] = line[_RING + i :] = data[:first]
+        line[: n - first] = line[_RING : _RING + n - first] = data[first:]
 
     def expected_echo(self) -> float:
         """Energy the residual echo of the last cancelled frame should have."""
@@ -167,7 +177,8 @@ class EchoCanceller:
         whether the reference explains a residual that would pass the gate (off once the
         detector has decided, until its reset: the test is the costly part)."""
         cfg = self.config
-        self._silence_until(end)
+        if self._written is None or end > self._written:
+            self._silence_until(end)
         i = (end - _WINDOW) % _RING
         self._ref = self._line[i : i + _WINDOW]
         m = mic.astype(np.float32)
@@ -285,8 +296,9 @@ class EchoCanceller:
         pair = self._npair
         pair[0] = self._ref[-_GCC:]
         pair[1, -_NCC:] = res = self._res[-_NCC:]
-        x, y = np.fft.rfft(pair)
-        g = np.fft.irfft(x * np.conj(y), _GCC)
+        x, y = _rfft(pair, self._nspec)
+        np.conjugate(y, out=y)
+        g = _irfft(np.multiply(x, y, out=x), self._ncorr)
         lags = self._max_lag
         c = np.empty(lags + 1)
         c[0] = g[0]
@@ -294,20 +306,19 @@ class EchoCanceller:
         cs = self._cs
         np.cumsum(np.square(pair[0], dtype=np.float64), out=cs[1:])
         # energy of the reference window at lag k: cs[G - k] - cs[G - NCC - k]
-        e = (cs[_GCC - lags : _GCC + 1] - cs[_GCC - _NCC - lags : _GCC - _NCC + 1])[::-1]
+        e = np.subtract(cs[_GCC - lags : _GCC + 1], cs[_GCC - _NCC - lags : _GCC - _NCC + 1])
         # (a window of near silence must not divide the FFT's rounding noise by nothing)
         e += 1e-3 * float(_max(e)) + 1.0
-        best = int(np.argmax(c / np.sqrt(e)))
+        best = int(np.divide(c, np.sqrt(e[::-1], out=e[::-1]), out=c).argmax())
         fit_taps, fit_pre = self.config.fit_taps, self.config.fit_pre
         lo, hi = max(0, best - fit_pre), min(lags, best + fit_taps - fit_pre)
         seg = pair[0, _GCC - _NCC - hi : _GCC - lo].astype(np.float64)
-        # a row per lag (as_strided: sliding_window_view's checks cost 30 us here)
-        w = _as_strided(seg, (hi - lo + 1, _NCC), (seg.strides[0], seg.strides[0])).copy()
+        w = _rows(seg, hi - lo + 1, _NCC).copy()  # a row per lag
         b = res.astype(np.float64)
         ata = w @ w.T
         atb = w @ b
         ata.flat[:: len(ata) + 1] += 1e-6 * float(np.trace(ata)) / len(ata) + 1.0
-        h = np.linalg.solve(ata, atb)
+        h = _solve(ata, atb)
         self._fit = (lo, hi, h)
         return float(np.dot(h, atb)) / (float(np.dot(b, b)) + 1e-9)
 
@@ -356,7 +367,7 @@ class EchoCanceller:
         if lo < 0 or hi > len(ref):
             return 0
         est = _correlate(ref[lo:hi], self._h_rev, 0)  # est[j]: at reference sample lo+taps-1+j
-        rows = _as_strided(est, (2 * k + 1, _NCC), (est.strides[0], est.strides[0]))
+        rows = _rows(est, 2 * k + 1, _NCC)
         # row r: the window had the echo come k - r samples later than the filter says
         err = np.sum(np.square(self._mic[-_NCC:][None, :] - rows), axis=1)
         best = int(np.argmin(err))
@@ -409,8 +420,8 @@ class EchoCanceller:
     def _residual(self, m: np.ndarray, end: int) -> tuple[np.ndarray, float]:
         # np.convolve(ref, h, "valid") is this correlation with the reversed taps (real
         # arrays, the longer first)
-        est = _correlate(self._ref[end - _N - self.taps + 1 : end], self._h_rev, 0)
-        res = m - est
+        res = _correlate(self._ref[end - _N - self.taps + 1 : end], self._h_rev, 0)
+        np.subtract(m, res, out=res)
         return res, float(np.dot(res, res))
 
     def _learn(self, m_e: float, e_e: float) -> None:
@@ -439,17 +450,24 @@ class EchoCanceller:
         pair = self._gpair  # reference and caller, transformed in one call
         pair[0] = self._ref[-_GCC:]
         pair[1, -_GCC_MIC:] = self._mic  # aligned with the newest reference samples
-        x, mic = np.fft.rfft(pair)
-        c = mic * np.conj(x)
-        c *= _GCC_BAND / (np.abs(c) + 1e-3) ** 0.8
+        x, mic = _rfft(pair, self._gspec)
+        c = np.multiply(mic, np.conjugate(x, out=x), out=mic)
+        # partly whitened in the band, nothing outside it
+        band = c[_BAND]
+        w = np.abs(band)
+        w += 1e-3
+        w **= 0.8
+        band *= np.divide(1.0, w, dtype=np.float64)
+        c[: _BAND.start] = 0.0
+        c[_BAND.stop :] = 0.0
         self._gacc *= 0.95
-        self._gacc += np.fft.irfft(c, _GCC)  # index = echo lag in samples
+        self._gacc += _irfft(c, self._gcorr)  # index = echo lag in samples
         self._gcc_n += 1
         if self._gcc_n < 5:
             return
         g = self._gacc[: self._max_lag]
-        d = int(np.argmax(g))
-        if g[d] < 6.0 * math.sqrt(float(np.mean(g * g))):
+        d = int(g.argmax())
+        if g[d] < 6.0 * math.sqrt(float(_sum(np.square(g))) / len(g)):
             return  # no clear echo peak (yet)
         if self.delay is None:
             self.delay = d
@@ -466,11 +484,15 @@ class EchoCanceller:
         pair = self._wpair  # reference and caller, transformed in one call
         pair[0] = self._ref[end - _WELCH : end]
         pair[1] = self._mic[-_WELCH:]
-        x, m = np.fft.rfft(_WELCH_WIN * pair)
-        self._sxm *= 0.97
-        self._sxm += np.conj(x) * m
+        pair *= _WELCH_WIN
+        x, m = _rfft(pair, self._wspec)
+        xx, yy = self._wpow
+        np.square(x.real, out=xx)
+        xx += np.square(x.imag, out=yy)
         self._sxx *= 0.97
-        self._sxx += x.real * x.real + x.imag * x.imag
+        self._sxx += xx
+        self._sxm *= 0.97
+        self._sxm += np.multiply(np.conjugate(x, out=x), m, out=m)
         self._welch_n += 1
         if self._welch_n % (2 if self._welch_n < 40 else 4) == 0 and (
                 not self._seeded or self._welch_n >= self.config.seed_keep):
@@ -485,9 +507,46 @@ _RING = 16384  # the reference timeline kept: about 1 s (late caller frames stil
 _ZEROS = np.zeros(_RING, np.float32)
 _GCC_MIC = 768  # against the newest 48 ms of caller audio: echo lags up to 208 ms
 MAX_ECHO_MS = (_GCC - _GCC_MIC) * 1000 // SAMPLE_RATE
-_GCC_BAND = ((np.fft.rfftfreq(_GCC, 1 / SAMPLE_RATE) >= 300)
-             & (np.fft.rfftfreq(_GCC, 1 / SAMPLE_RATE) <= 3400)).astype(np.float64)
+_BAND = slice(math.ceil(300 * _GCC / SAMPLE_RATE), 3400 * _GCC // SAMPLE_RATE + 1)  # 300-3400 Hz
 _WELCH = 512
 _NCC = 640  # residual samples (40 ms) tested against the reference
-_WELCH_WIN = np.hanning(_WELCH)  # float64: pocketfft is faster on it than on float32
+_WELCH_WIN = np.hanning(_WELCH)
+
+
+def _rows(a: np.ndarray, n: int, width: int) -> np.ndarray:
+    """`n` overlapping rows of `width` samples of `a`, each one sample on (a view; as
+    `sliding_window_view` without its checks, which cost 30 us here)."""
+    step = a.strides[0]
+    return np.ndarray((n, width), a.dtype, a, 0, (step, step))
+
+
+try:  # numpy's C functions without their Python wrappers (a few us a call here)
+    from numpy.fft._pocketfft_umath import irfft as _pf_irfft
+    from numpy.fft._pocketfft_umath import rfft_n_even as _pf_rfft
+    from numpy.linalg._umath_linalg import solve1 as _solve1
+
+    _AXES = [(-1,), (), (-1,)]
+
+    def _rfft(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """`np.fft.rfft` of the rows of `a` (even length) into `out`."""
+        return _pf_rfft(a, 1, axes=_AXES, out=out)
+
+    def _irfft(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """`np.fft.irfft(a, len(out))` into `out` (the same precision as `a`)."""
+        # (the scale in the output's precision, as numpy passes it: else another loop runs)
+        return _pf_irfft(a, out.dtype.type(1.0 / out.shape[-1]), axes=_AXES, out=out)
+
+    def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """`np.linalg.solve` of a regular float64 system."""
+        return _solve1(a, b, signature="dd->d")
+except ImportError:  # numpy < 2
+    def _rfft(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+        out[...] = np.fft.rfft(a)
+        return out
+
+    def _irfft(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+        out[...] = np.fft.irfft(a, out.shape[-1])
+        return out
+
+    _solve = np.linalg.solve
 
