@@ -1,6 +1,7 @@
 """Who may use each way in, and whether the server may listen where it was asked to.
 
-Every provider route checks its own scheme once its secret is set:
+Every provider route checks its own scheme once its secret is set (the check is in the
+provider's module in `gateway.protocols`, its `StreamProvider`):
 
 | provider | secret setting | webhook | media stream |
 |---|---|---|---|
@@ -23,7 +24,6 @@ warns), and logs one line per open route either way.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import secrets
 from collections import OrderedDict
@@ -32,18 +32,10 @@ from dataclasses import dataclass
 from gateway.protocols import WEBSOCKET_PROTOCOLS
 from gateway.settings import Settings
 
-__all__ = ["OpenRoute", "StreamTokens", "is_loopback", "open_routes", "same_secret"]
+__all__ = ["OpenRoute", "StreamTokens", "is_loopback", "open_routes"]
 
 TOKEN_TTL_S = 120.0  # a provider connects its stream within seconds of our answer
 MAX_TOKENS = 50_000  # tokens not yet used (the oldest go first beyond this)
-
-
-def same_secret(given: str | None, expected: str) -> bool:
-    """Constant-time comparison of a secret from the wire (any characters) with ours."""
-    if given is None:
-        return False
-    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
-                               expected.encode("utf-8", "surrogateescape"))
 
 
 class StreamTokens:

@@ -8,10 +8,6 @@ WebSocket providers share one shape: `receive_text(str)`, `receive_bytes(bytes)`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
 from gateway.protocols.audiosocket import AudioSocketProtocol
 from gateway.protocols.common import (
     AudioIn,
@@ -32,38 +28,23 @@ from gateway.protocols.common import (
     SendAudio,
     SendMark,
 )
-from gateway.protocols.exotel import ExotelProtocol, exotel_url_answer
-from gateway.protocols.plivo import PlivoProtocol, plivo_xml
-from gateway.protocols.telnyx import TelnyxProtocol, telnyx_texml
-from gateway.protocols.twilio import TwilioProtocol, twilio_twiml
+from gateway.protocols.exotel import EXOTEL, ExotelProtocol, exotel_url_answer
+from gateway.protocols.plivo import PLIVO, PlivoProtocol, plivo_xml
+from gateway.protocols.telnyx import TELNYX, TelnyxProtocol, telnyx_texml
+from gateway.protocols.twilio import TWILIO, TwilioProtocol, twilio_twiml
 from gateway.protocols.twilio_signature import twilio_signature, validate_twilio_signature
-from gateway.protocols.vonage import VonageProtocol, vonage_ncco
+from gateway.protocols.vonage import VONAGE, VonageProtocol, vonage_ncco
+from gateway.protocols.webhooks import StreamProvider
 
-
-@dataclass(frozen=True)
-class StreamProvider:
-    """A telephony provider whose calls arrive as a WebSocket media stream: served at
-    `/{name}/stream`, answered at `/{name}/{answer}`, secured by the setting `secret`."""
-
-    protocol: Callable[..., Any]  # `protocol(max_message=...)`: a fresh sans-I/O protocol
-    answer: str  # the leaf of its answer webhook's path ("voice", "answer")
-    secret: str  # the `Settings` field with its secret (`gateway.route_auth`)
-    more: tuple[str, ...] = ()  # other webhook leaves it has ("event")
-
-    def paths(self, name: str) -> list[str]:
-        return [f"/{name}/{leaf}" for leaf in (self.answer, *self.more, "stream")]
-
-
-# The registry of provider media streams: `gateway.routes` serves a stream route for each
-# (and its answer webhook), `gateway.route_auth` lists those without a secret. Adding a
-# provider is its protocol module plus a line here (and its webhook's answer in routes).
+# The registry of provider media streams: `gateway.routes` serves each one's webhooks and
+# stream, `gateway.route_auth` lists those without a secret. Adding a provider is its
+# protocol module (with its `StreamProvider`) plus a line here.
 WEBSOCKET_PROTOCOLS: dict[str, StreamProvider] = {
-    "twilio": StreamProvider(TwilioProtocol, "voice", "twilio_auth_token"),
-    "telnyx": StreamProvider(TelnyxProtocol, "voice", "telnyx_public_key"),
-    "plivo": StreamProvider(PlivoProtocol, "answer", "plivo_auth_token"),
-    "exotel": StreamProvider(ExotelProtocol, "answer", "exotel_token"),
-    "vonage": StreamProvider(VonageProtocol, "answer", "vonage_signature_secret",
-                             ("event",)),
+    "twilio": TWILIO,
+    "telnyx": TELNYX,
+    "plivo": PLIVO,
+    "exotel": EXOTEL,
+    "vonage": VONAGE,
 }
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Exotel Voicebot applet (bidirectional AgentStream), sans-I/O, and its URL answer.
+"""Exotel Voicebot applet (bidirectional AgentStream), sans-I/O, and its URL answer webhook
+(`EXOTEL`).
 
 Facts from https://developer.exotel.com/docs/agentstream/websocket-protocol and
 https://developer.exotel.com/docs/agentstream/stream-voicebot-applet :
@@ -45,8 +46,17 @@ from gateway.protocols.common import (
     str_params,
 )
 from gateway.protocols.jsonstream import JsonMediaStream
+from gateway.protocols.webhooks import (
+    JSON,
+    StreamOffer,
+    StreamProvider,
+    Webhook,
+    WebhookAnswer,
+    WebhookRequest,
+    same_secret,
+)
 
-__all__ = ["ExotelProtocol", "exotel_url_answer"]
+__all__ = ["EXOTEL", "ExotelProtocol", "exotel_url_answer"]
 
 _CODECS = {"audio/x-raw": "l16", "audio/l16": "l16", "raw/slin": "l16", "audio/x-mulaw": "pcmu"}
 _RATES = (8000, 16000, 24000)
@@ -128,3 +138,16 @@ class ExotelProtocol(JsonMediaStream):
 def exotel_url_answer(stream_url: str) -> str:
     """The JSON body an https:// applet URL returns to point Exotel at our WebSocket."""
     return json.dumps({"url": stream_url})
+
+
+def _check(token: str, hook: WebhookRequest) -> str | None:
+    """Exotel signs nothing: the applet's URL carries our `?token=`."""
+    return None if same_secret(hook.query.get("token"), token) else "missing or wrong token"
+
+
+def _answer(hook: WebhookRequest, stream: StreamOffer) -> WebhookAnswer:
+    return WebhookAnswer(exotel_url_answer(stream.with_token()), JSON)
+
+
+EXOTEL = StreamProvider(ExotelProtocol, "exotel_token", _check, "url",
+                        (Webhook("*", "answer", _answer),), secret_opens_stream=True)

@@ -1,4 +1,5 @@
-"""Plivo audio streams (bidirectional `<Stream>`), sans-I/O, and the answer XML.
+"""Plivo audio streams (bidirectional `<Stream>`), sans-I/O, and the answer XML webhook
+(`PLIVO`).
 
 Facts from https://www.plivo.com/docs/voice/audio-streaming/audio-streaming (Stream Event
 Protocol) and https://docs.plivo.com/docs/voice/xml/audiostream :
@@ -49,8 +50,17 @@ from gateway.protocols.common import (
     xml_document,
 )
 from gateway.protocols.jsonstream import JsonMediaStream
+from gateway.protocols.provider_signatures import validate_plivo_v3
+from gateway.protocols.webhooks import (
+    XML,
+    StreamOffer,
+    StreamProvider,
+    Webhook,
+    WebhookAnswer,
+    WebhookRequest,
+)
 
-__all__ = ["PlivoProtocol", "plivo_xml"]
+__all__ = ["PLIVO", "PlivoProtocol", "plivo_xml"]
 
 _CODECS = {"audio/x-mulaw": "pcmu", "audio/x-l16": "l16"}
 _CONTENT_TYPES = {"pcmu": "audio/x-mulaw", "l16": "audio/x-l16"}
@@ -166,3 +176,21 @@ def plivo_xml(
     response = ET.Element("Response")
     ET.SubElement(response, "Stream", attrs).text = stream_url
     return xml_document(response)
+
+
+def _check(auth_token: str, hook: WebhookRequest) -> str | None:
+    """`X-Plivo-Signature-V3` over the URL, a POST's form and the nonce."""
+    form = hook.form if hook.method == "POST" else None
+    if validate_plivo_v3(auth_token, hook.method, hook.url, form,
+                         hook.headers.get("X-Plivo-Signature-V3-Nonce"),
+                         hook.headers.get("X-Plivo-Signature-V3")):
+        return None
+    return "invalid or missing X-Plivo-Signature-V3"
+
+
+def _answer(hook: WebhookRequest, stream: StreamOffer) -> WebhookAnswer:
+    return WebhookAnswer(plivo_xml(stream.with_token()), XML)
+
+
+PLIVO = StreamProvider(PlivoProtocol, "plivo_auth_token", _check, "form",
+                       (Webhook("*", "answer", _answer),))

@@ -1,4 +1,4 @@
-"""Telnyx media streaming over WebSocket, sans-I/O, and its TeXML answer.
+"""Telnyx media streaming over WebSocket, sans-I/O, and its TeXML answer webhook (`TELNYX`).
 
 Facts from https://developers.telnyx.com/api-reference/websockets/stream-call-media-over-websocket
 (AsyncAPI "Stream call media over WebSocket"):
@@ -50,8 +50,17 @@ from gateway.protocols.common import (
     xml_document,
 )
 from gateway.protocols.jsonstream import JsonMediaStream
+from gateway.protocols.provider_signatures import verify_telnyx_signature
+from gateway.protocols.webhooks import (
+    XML,
+    StreamOffer,
+    StreamProvider,
+    Webhook,
+    WebhookAnswer,
+    WebhookRequest,
+)
 
-__all__ = ["TelnyxProtocol", "telnyx_texml"]
+__all__ = ["TELNYX", "TelnyxProtocol", "telnyx_texml"]
 
 _CODECS = {"PCMU": "pcmu", "PCMA": "pcma", "L16": "l16be"}
 # the rates Telnyx streams each codec at: G.711 is 8 kHz, its L16 16 kHz
@@ -147,3 +156,19 @@ def telnyx_texml(stream_url: str, *, codec: str = "PCMU", sample_rate: int = 800
         bidirectionalSamplingRate=str(sample_rate),
     )
     return xml_document(response)
+
+
+def _check(public_key: str, hook: WebhookRequest) -> str | None:
+    """The Ed25519 signature over the timestamp and the raw body."""
+    if verify_telnyx_signature(public_key, hook.headers.get("telnyx-signature-ed25519"),
+                               hook.headers.get("telnyx-timestamp"), hook.body, hook.received):
+        return None
+    return "invalid or missing Telnyx signature"
+
+
+def _voice(hook: WebhookRequest, stream: StreamOffer) -> WebhookAnswer:
+    return WebhookAnswer(telnyx_texml(stream.with_token()), XML)
+
+
+TELNYX = StreamProvider(TelnyxProtocol, "telnyx_public_key", _check, "body",
+                        (Webhook("*", "voice", _voice),))

@@ -1,4 +1,5 @@
-"""Twilio bidirectional Media Streams (`<Connect><Stream>`), sans-I/O, and its TwiML answer.
+"""Twilio bidirectional Media Streams (`<Connect><Stream>`), sans-I/O, and its TwiML answer
+webhook (`TWILIO`).
 
 Facts from https://www.twilio.com/docs/voice/media-streams/websocket-messages :
 - Twilio sends JSON text messages: `connected` {protocol, version}; `start` {sequenceNumber,
@@ -46,8 +47,17 @@ from gateway.protocols.common import (
     xml_text,
 )
 from gateway.protocols.jsonstream import JsonMediaStream
+from gateway.protocols.twilio_signature import validate_twilio_signature
+from gateway.protocols.webhooks import (
+    XML,
+    StreamOffer,
+    StreamProvider,
+    Webhook,
+    WebhookAnswer,
+    WebhookRequest,
+)
 
-__all__ = ["TwilioProtocol", "twilio_twiml"]
+__all__ = ["TOKEN_PARAM", "TWILIO", "TwilioProtocol", "twilio_twiml"]
 
 # mediaFormat.encoding values we can decode (Twilio documents only audio/x-mulaw at 8000 Hz),
 # and the only rate G.711 has
@@ -125,3 +135,29 @@ def twilio_twiml(stream_url: str, params: Mapping[str, str] | None = None) -> st
     for key, value in (params or {}).items():
         ET.SubElement(stream, "Parameter", name=xml_text(str(key)), value=xml_text(str(value)))
     return xml_document(response)
+
+
+TOKEN_PARAM = "atoms_stream_token"  # the `<Parameter>` with a stream's per-call token
+
+
+def _check(auth_token: str, hook: WebhookRequest) -> str | None:
+    """`X-Twilio-Signature` over the URL and the form (the voice webhook and, with no form,
+    the stream's upgrade)."""
+    if validate_twilio_signature(auth_token, hook.url, dict(hook.form) or None,
+                                 hook.headers.get("X-Twilio-Signature")):
+        return None
+    return "invalid Twilio signature"
+
+
+def _voice(hook: WebhookRequest, stream: StreamOffer) -> WebhookAnswer:
+    """TwiML to the stream, with the call's details and the per-call token as parameters
+    (they come back in the start message)."""
+    params = {k: hook.form[k] for k in ("CallSid", "From", "To", "Direction") if k in hook.form}
+    if stream.token:
+        params[TOKEN_PARAM] = stream.token
+    return WebhookAnswer(twilio_twiml(stream.url, params), XML)
+
+
+TWILIO = StreamProvider(TwilioProtocol, "twilio_auth_token", _check, "form",
+                        (Webhook("POST", "voice", _voice, reads_form=True),),
+                        start_token=TOKEN_PARAM)

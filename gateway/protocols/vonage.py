@@ -1,4 +1,4 @@
-"""Vonage Voice API WebSockets, sans-I/O, and the NCCO answer.
+"""Vonage Voice API WebSockets, sans-I/O, and the NCCO answer and event webhooks (`VONAGE`).
 
 Facts from https://developer.vonage.com/en/voice/voice-api/concepts/websockets and the NCCO
 reference (https://developer.vonage.com/en/voice/voice-api/ncco-reference):
@@ -16,10 +16,13 @@ reference (https://developer.vonage.com/en/voice/voice-api/ncco-reference):
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from gateway.logtext import printable
 from gateway.protocols.common import (
     DEFAULT_MAX_MESSAGE,
     AudioIn,
@@ -47,9 +50,19 @@ from gateway.protocols.common import (
     str_params,
 )
 from gateway.protocols.jsonstream import check_audio
+from gateway.protocols.provider_signatures import verify_vonage_jwt
+from gateway.protocols.webhooks import (
+    StreamOffer,
+    StreamProvider,
+    Webhook,
+    WebhookAnswer,
+    WebhookRequest,
+)
 from media.frames import FRAME_MS
 
-__all__ = ["VonageProtocol", "vonage_ncco"]
+__all__ = ["VONAGE", "VonageProtocol", "vonage_ncco"]
+
+log = logging.getLogger(__name__)
 
 _RATES = (8000, 16000, 24000)
 _CONTENT_TYPE = re.compile(r"\s*audio/l16\s*;\s*rate\s*=\s*(\d+)\s*", re.IGNORECASE)
@@ -183,3 +196,42 @@ def vonage_ncco(
     if headers:
         endpoint["headers"] = {str(k): str(v) for k, v in headers.items()}
     return [{"action": "connect", "endpoint": [endpoint]}]
+
+
+def _check(secret: str, hook: WebhookRequest) -> str | None:
+    """The signed JWT in `Authorization: Bearer`, with the body's hash."""
+    if verify_vonage_jwt(secret, hook.headers.get("Authorization"), hook.body,
+                         hook.received) is None:
+        return "invalid or missing Vonage signed JWT"
+    return None
+
+
+def _json_fields(body: bytes) -> dict[str, str]:
+    """A JSON object body's top-level text and number fields (Vonage POSTs JSON)."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items() if isinstance(v, str | int | float)}
+
+
+def _answer(hook: WebhookRequest, stream: StreamOffer) -> WebhookAnswer:
+    """The NCCO to the stream, with the call's `uuid`, `from` and `to` as headers."""
+    form = dict(hook.form)
+    if hook.method == "POST" and not form and hook.body:
+        form = _json_fields(hook.body)
+    headers = {k: form[k] for k in ("uuid", "from", "to") if k in form}
+    return WebhookAnswer.json(vonage_ncco(stream.with_token(), headers=headers))
+
+
+def _event(hook: WebhookRequest, stream: StreamOffer) -> WebhookAnswer:
+    """The call's events, logged (a line break in them must not forge a log line)."""
+    log.info("vonage event: %s", printable(hook.body.decode("utf-8"), 500))
+    return WebhookAnswer.json({})
+
+
+VONAGE = StreamProvider(VonageProtocol, "vonage_signature_secret", _check, "body",
+                        (Webhook("*", "answer", _answer, reads_body=True, reads_form=True),
+                         Webhook("*", "event", _event, offers_stream=False, reads_body=True)))

@@ -1,10 +1,12 @@
-"""`gateway.route_auth`: per-call stream tokens, loopback addresses, secret comparison."""
+"""`gateway.route_auth`: per-call stream tokens, loopback addresses; and the secret comparison
+the provider webhooks use (`gateway.protocols.webhooks`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.route_auth import StreamTokens, is_loopback, same_secret
+from gateway.protocols.webhooks import same_secret
+from gateway.route_auth import StreamTokens, is_loopback
 
 
 def test_a_stream_token_works_once_and_only_in_time() -> None:
