@@ -63,8 +63,6 @@ _ECHO_PERIODIC = 0.6  # the agent audio is periodic enough to have a pitch
 _MIN_LAG, _MAX_LAG = SAMPLE_RATE // 400, SAMPLE_RATE // 50  # pitch 400..50 Hz
 _TEMPLATE = SAMPLE_RATE // 100  # 10 ms
 _SPAN = _TEMPLATE + _MAX_LAG  # template + longest lag: 30 ms
-_COLS = np.arange(_N)
-_LAGS = np.arange(_MIN_LAG, _MAX_LAG + 1)
 
 
 def _periodicity(win: np.ndarray) -> tuple[float, int]:
@@ -74,12 +72,15 @@ def _periodicity(win: np.ndarray) -> tuple[float, int]:
     """
     x = win[len(win) - _SPAN :]
     cross = _correlate(x[_MIN_LAG:], x[:_TEMPLATE], 0)  # np.correlate's "valid"
-    c = (x * x).astype(np.float64).cumsum()
+    c = np.cumsum(x * x, dtype=np.float64)
     e0 = c[_TEMPLATE - 1]
-    el = c[_LAGS + _TEMPLATE - 1] - c[_LAGS - 1]
-    nccf = cross / np.sqrt(e0 * el + 1e3)
+    # the energy of the window at each lag, times the template's, + 1e3
+    el = np.subtract(c[_MIN_LAG + _TEMPLATE - 1 : _MAX_LAG + _TEMPLATE], c[_MIN_LAG - 1 : _MAX_LAG])
+    el *= e0
+    el += 1e3
+    nccf = np.divide(cross, np.sqrt(el, out=el), out=el)
     i = int(nccf.argmax())
-    return float(nccf[i]), int(_LAGS[i])
+    return float(nccf[i]), _MIN_LAG + i
 
 
 def _frame_periodicity(win: np.ndarray, lag: int) -> tuple[float, float]:
@@ -88,8 +89,10 @@ def _frame_periodicity(win: np.ndarray, lag: int) -> tuple[float, float]:
     Returns the best value and the lag refined to a fraction of a sample (parabola).
     """
     cur = win[_N:]
-    lags = np.arange(max(_MIN_LAG, lag - 2), min(_N, lag + 2) + 1)
-    segs = win[(_N - lags)[:, None] + _COLS]
+    first, last = max(_MIN_LAG, lag - 2), min(_N, lag + 2)
+    step = win.strides[0]  # a row per lag, the first lag's first (a copy: one block)
+    segs = np.ndarray((last - first + 1, _N), win.dtype, win, (_N - first) * step,
+                      (-step, step)).copy()
     num = segs @ cur
     den = np.sqrt(_einsum("ij,ij->i", segs, segs) * float(np.dot(cur, cur)) + 1e3)
     v = num / den
@@ -99,5 +102,5 @@ def _frame_periodicity(win: np.ndarray, lag: int) -> tuple[float, float]:
         curv = v[i - 1] - 2 * v[i] + v[i + 1]
         if curv < 0:
             frac = min(0.5, max(-0.5, 0.5 * (v[i - 1] - v[i + 1]) / curv))
-    return float(v[i]), float(lags[i] + frac)
+    return float(v[i]), first + i + float(frac)  # (in float64: frac is a float32)
 
