@@ -14,6 +14,7 @@ recogniser it asks for words, are the listening side's (`Ears`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from media.bargein import BargeInDetector
+from media.bargein.voice_evidence import VoiceEvidence
 from media.far_end_clock import FarEndClock
 from media.frames import FRAME_MS, FRAME_S
 from media.playout import PlayoutBuffer
@@ -78,6 +80,7 @@ class BargeIn:
         self.detector = BargeInDetector(settings.bargein)
         self._far_end = FarEndClock()  # frame numbers, to pair caller frames with the echo
         self.pause: Pause | None = None
+        self._evidence = VoiceEvidence(0, math.inf)  # the pause's (`_pause_now` makes it)
 
     # -- the clock and the detector -------------------------------------------------------
     def caller_arrived(self, t: float) -> int:
@@ -164,6 +167,8 @@ class BargeIn:
         owner = self._owner
         self._playout.pause()
         self.pause = pause = Pause(owner.elapsed(), self._words)
+        self._evidence = VoiceEvidence(self._settings.bargein.confirm_min_voiced,
+                                       self._settings.bargein.confirm_max_flutter_db)
         owner.mark("bargein.pause")
         owner.turns.paused(pause.t)
         words = False
@@ -179,6 +184,7 @@ class BargeIn:
         assert pause is not None
         cfg = self._settings
         pause.frames += 1
+        self._evidence.add(frame, self.detector.last_kind)
         if (self._owner.elapsed() - pause.t) * 1000 > cfg.bargein.echo_tail_ms + FRAME_MS:
             # the agent's audio stopped longer ago than any echo lasts: the caller channel
             # is the caller alone, and the plain VAD judges it (the detector's gate would
@@ -191,8 +197,12 @@ class BargeIn:
         if pause.words and self._words_confirm_in(self._ears.hear(frame)):
             return True
         if voiced and pause.frames * FRAME_MS >= cfg.bargein_confirm_ms:
-            self._owner.mark("bargein.confirm", reason="speech")
-            return True
+            if self._evidence.voice():
+                self._owner.mark("bargein.confirm", reason="speech")
+                return True
+            self.resume("not a voice")
+            self._ears.hold(frame)
+            return False
         if pause.quiet * FRAME_MS >= cfg.bargein_resume_ms:
             self.resume("quiet")
             self._ears.hold(frame)

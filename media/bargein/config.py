@@ -61,6 +61,9 @@ class BargeInConfig:
     echo_voice_guard_db: float = 10.0  # voiced at the echo's own pitch (within
     echo_voice_tol: float = 0.015  # this) and less than this over the echo: leftover echo
     onset_max_stationarity: float = 0.975  # spectral similarity of the two: below a held note
+    # a pause that duration alone would confirm needs a voice (`media.bargein.voice_evidence`):
+    confirm_min_voiced: int = 3  # voiced frames since the pause (babble: 1, dev speech: >= 4)
+    confirm_max_flutter_db: float = 13.0  # level steps' spread (a 20 Hz bell: 15-19 dB)
 
     def __post_init__(self) -> None:
         if not 0 <= self.vad_aggressiveness <= 3:

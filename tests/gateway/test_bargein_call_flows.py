@@ -139,3 +139,21 @@ def test_a_loud_caller_in_the_agents_own_voice_barges_in_at_once(cal):
     assert out.early_pauses == []
     assert out.pause_latency_ms is not None and out.pause_latency_ms <= 250
     assert out.caught
+
+
+@pytest.mark.parametrize(("kind", "line", "level_db", "later"), [
+    ("ringing", "clean", 0.0, True),  # a bell warbling at 20 Hz: its level flutters
+    ("ringing", "echo40", 0.0, False),
+    ("babble", "phone", -15.0, False),  # voices far off: webrtcvad's yes, no voiced frames
+])
+def test_a_sound_that_lasts_but_is_no_voice_resumes(cal, kind, line, level_db, later):
+    """Sounds that pass webrtcvad for longer than the confirmation (each of these flows was
+    confirmed as a barge-in by duration alone before `media.bargein.voice_evidence`): the
+    pause ends "not a voice", the reply goes on, and the session hears nothing of it."""
+    seed = 33 if kind == "babble" else 30
+    out = run(make_flow("dev", kind, line, level_db=level_db, offset_s=0.5, later=later,
+                        seed=seed), cal)
+    assert out.interrupts == [] and "system.control.interrupt" not in types(out)
+    reasons = [e["reason"] for e in out.events if e["type"] == "bargein.resume"]
+    assert "not a voice" in reasons
+    assert out.full_played
