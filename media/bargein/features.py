@@ -84,13 +84,14 @@ def _periodicity(win: np.ndarray) -> tuple[float, int]:
 
 
 def _frame_periodicity(win: np.ndarray, lag: int) -> tuple[float, float]:
-    """Correlation of the whole 20 ms frame with itself `lag` +-2 samples back.
+    """Correlation of the whole 20 ms frame with itself `lag` +-2 samples back (`win`: the
+    frame before and this one, one contiguous array).
 
     Returns the best value and the lag refined to a fraction of a sample (parabola).
     """
     cur = win[_N:]
     first, last = max(_MIN_LAG, lag - 2), min(_N, lag + 2)
-    step = win.strides[0]  # a row per lag, the first lag's first (a copy: one block)
+    step = win.strides[0]  # row k: the frame `first + k` samples back (a view, then copied)
     segs = np.ndarray((last - first + 1, _N), win.dtype, win, (_N - first) * step,
                       (-step, step)).copy()
     num = segs @ cur
