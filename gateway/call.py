@@ -44,27 +44,22 @@ from agent.events import (
     SDKSystemUpdateOutputAgentSettingsEvent,
     SDKSystemUserJoinedEvent,
 )
-from gateway.audio_edge import audio_problem
 from gateway.barge_in import BargeIn, Pause
 from gateway.listening import BARGE_IN_PREROLL_FRAMES, Listening
 from gateway.speaker import Speaker
+from gateway.speaking import Speaking
 from gateway.turns import CallTurns
 from media.bargein import BargeInConfig
-from media.dtmf_tones import dtmf_tones
-from media.frames import FRAME_MS, FRAME_S, SAMPLE_RATE
+from media.frames import FRAME_MS, FRAME_S
 from media.playout import PlayoutBuffer
 from media.recording import CallRecorder
-from media.resample import StreamResampler
-from media.sentences import SentenceGatherer
 from media.stt import SttEngine
 from media.tts import TtsEngine
 from media.vad import VadConfig
 from runtime.clock import Clock, RealClock
-from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-CONFIRM_TIMEOUT_S = 1.5
 # Words a caller says over the agent without taking the turn ("uh-huh", "yeah", "okay",
 # "mm-hmm", "right", "I see", "got it"): a recogniser's text made only of these does not
 # confirm a barge-in. "no", "stop", "wait" are not here: they interrupt.
@@ -72,7 +67,6 @@ BACKCHANNEL_WORDS = frozenset(
     "uh huh uhhuh uhuh mm mmm hmm mhm mhmm hm um ah aha oh ooh okay ok kay yeah yea yes yep "
     "yup ya right alright all sure i see got it gotcha cool great good nice wow really "
     "exactly true indeed totally fine".split())
-_NO_AUDIO = np.zeros(0, dtype=np.int16)
 
 
 class Transport(Protocol):
@@ -178,30 +172,18 @@ class Call:
         # counting, not left for the cyclic collector (tests/gateway/test_call_teardown.py).
         me = weakref.proxy(self)
         self.listening = Listening(me, self.settings, stt)
-        self.playout = PlayoutBuffer(far_end_confirms=self.settings.far_end_confirms)
-        self.speaker = Speaker(tts, self.playout, on_audio=self._wake_ticker, call_id=self.call_id)
-        self.gatherer = SentenceGatherer()
-
-        self.muted = False
+        self.speaking = Speaking(me, self.settings, tts, on_audio=self._wake_ticker)
         words = self.settings.bargein_words
-        self.barge_in = BargeIn(me, self.settings, self.playout, self.listening,
+        self.barge_in = BargeIn(me, self.settings, self.speaking.playout, self.listening,
                                 self.listening.interim_words if words is None else words)
-        self._response_id: str | None = None  # utterance of the LLM response being spoken
-        self._discard_response = False
-        self._utterances = itertools.count(1)
-        self._after_drain: list[tuple[str, str]] = []  # ("hangup"|"transfer", target)
+        self.muted = False
         self._dry = True  # playout ran dry and `_drained` has seen it
         self.closed = False  # (read every frame: a plain attribute, not the event)
         self._closed = asyncio.Event()
         self._t0 = self.clock.now()
         self.interrupts: list[float] = []  # when the agent paused, for confirmed barge-ins
-        self._stall_t: float | None = None
-        self._action: asyncio.Task[None] | None = None  # the last hang-up or transfer
         self._hanging_up = False  # the agent's hang-up is under way (the call's end reason)
         self.end_reason: str | None = None  # why the call ended, once it has
-        self._agent_audio_rs: dict[int, StreamResampler] = {}
-        self._audio_dropped = 0  # agent.audio chunks refused (bad rate, over the queue cap)
-        self._audio_uid: str | None = None  # utterance built from agent.audio chunks
         self.turns = CallTurns(self.call_id)  # the per-turn record (`gateway.turns`)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -224,8 +206,7 @@ class Call:
         self._closed.set()
         self.mark("call.end", reason=reason)
         self.turns.call_ended(self.elapsed(), reason)
-        await self.speaker.close()
-        await cancel_and_wait(self._action)  # (not when it is this hang-up itself)
+        await self.speaking.close()
         await self.listening.close()
         try:
             await self.session.close(reason)
@@ -243,18 +224,29 @@ class Call:
         """The call's clock (seconds): when a transport received caller audio."""
         return self.clock.now()
 
+    @property
+    def playout(self) -> PlayoutBuffer:
+        """The agent's paced audio (`gateway.speaking`)."""
+        return self.speaking.playout
+
+    @property
+    def speaker(self) -> Speaker:
+        """What turns the agent's words and audio into playout (`gateway.speaking`)."""
+        return self.speaking.speaker
+
     # -- what a transport whose far end reports playback (marks) asks of the playout
     def play_position(self) -> tuple[str, float] | None:
         """What has been sent so far: (utterance, ms into it), for a mark; None if nothing."""
-        return self.playout.position()
+        return self.speaking.playout.position()
 
     def at_play_boundary(self) -> bool:
         """The frame just sent ended an utterance, or emptied the queue: mark it now."""
-        return self.playout.at_utterance_end or not self.playout.queued_ms
+        playout = self.speaking.playout
+        return playout.at_utterance_end or not playout.queued_ms
 
     def far_end_played(self, utterance_id: str, ms: float) -> None:
         """The far end reports it played `utterance_id` up to `ms`."""
-        self.playout.confirm(utterance_id, ms)
+        self.speaking.playout.confirm(utterance_id, ms)
 
     def elapsed(self) -> float:
         return self.clock.now() - self._t0
@@ -263,7 +255,7 @@ class Call:
     @property
     def agent_active(self) -> bool:
         """Agent audio is playing or queued to play."""
-        return self.playout.is_playing or self.speaker.busy
+        return self.speaking.busy
 
     async def caller_frame(self, frame: np.ndarray, arrived: float | None = None) -> None:
         """One 20 ms frame of the caller's audio (16 kHz int16), which arrived at `arrived`
@@ -302,7 +294,7 @@ class Call:
 
     async def user_said(self, text: str) -> None:
         """A user turn in words (from STT, or typed by a web client)."""
-        pos = self.playout.position()  # (what plays on now is not the answer)
+        pos = self.speaking.playout.position()  # (what plays on now is not the answer)
         self.turns.caller_said(text, self.elapsed(), pos[0] if pos is not None else None)
         self.listening.remember("user", text)
         await self.deliver(SDKAgentTranscriptUpdateEvent(role="user", content=text))
@@ -326,7 +318,7 @@ class Call:
         except Exception:
             log.exception("call %s: transport could not clear audio", self.call_id)
         await self.deliver(SDKSystemControlInterruptEvent())
-        await self.speaker.cancel()
+        await self.speaking.speaker.cancel()
         for item in heard:
             await self._heard(item.utterance_id, item.text)
         if self.closed:  # (a hang-up may have come in during the awaits above)
@@ -339,24 +331,13 @@ class Call:
     async def _stop_output(self) -> None:
         """Drop all agent audio now (the agent asked); tell it what the caller heard."""
         heard = self._silence()
-        await self.speaker.cancel()
+        await self.speaking.speaker.cancel()
         for item in heard:
             await self._heard(item.utterance_id, item.text)
 
-    def _close_audio(self) -> None:
-        """End the utterance that streamed `agent.audio` chunks are building, if any."""
-        if self._audio_uid is not None:
-            self.speaker.play(self._audio_uid, _NO_AUDIO, last=True)
-            self._audio_uid = None
-
     def _silence(self) -> list[Any]:
         """Flush playout and forget the response being spoken; returns what was heard."""
-        self._discard_response = self._response_id is not None
-        self._response_id = None
-        self._audio_uid = None
-        self.gatherer = SentenceGatherer()
-        self.speaker.drop_queued()
-        heard = self.playout.flush()
+        heard = self.speaking.silence()
         self.barge_in.drop()  # (a flush ends a pause)
         return heard
 
@@ -368,9 +349,6 @@ class Call:
         await self.deliver(SDKAgentTranscriptUpdateEvent(role="assistant", content=text))
 
     # -- outbound ----------------------------------------------------------------------
-    def _new_utterance(self) -> str:
-        return f"{self.call_id}-u{next(self._utterances)}"
-
     async def say_and_hang_up(self, text: str) -> None:
         """The gateway itself ends the call (a transfer failed): `text`, then hang up once
         it has played, on the same path as an agent's `agent.speak` + `agent.end_call`."""
@@ -389,33 +367,18 @@ class Call:
             self.mark(etype, **_brief(event))
             await self._show(event)
             if etype != "agent.audio":
-                self._close_audio()
+                self.speaking.close_audio()
         match event:
             case SDKAgentSpeakEvent():
-                self.turns.tts_asked(self.elapsed())
-                self.speaker.say(self._new_utterance(), event.text)
+                self.speaking.say(event.text)
             case SDKAgentLLMResponseStartEvent():
-                self._response_id = self._new_utterance()
-                self._discard_response = False
-                self.gatherer = SentenceGatherer()
+                self.speaking.response_started()
             case SDKAgentLLMResponseChunkEvent():
-                if self._discard_response:
-                    return
-                if self._response_id is None:
-                    self._response_id = self._new_utterance()
-                for sentence in self.gatherer.push(event.text):
-                    self.turns.tts_asked(self.elapsed())
-                    self.speaker.say(self._response_id, sentence, last=False)
+                self.speaking.response_chunk(event.text)
             case SDKAgentLLMResponseEndEvent():
-                rest = self.gatherer.flush() or ""
-                if self._response_id is not None and not self._discard_response:
-                    if rest.strip():
-                        self.turns.tts_asked(self.elapsed())
-                    self.speaker.say(self._response_id, rest, last=True)
-                self._response_id = None
-                self._discard_response = False
+                self.speaking.response_ended()
             case SDKAgentAudioEvent():
-                self._agent_audio(event)
+                self.speaking.agent_audio(event)
             case SDKAgentControlInterruptEvent():
                 await self._stop_output()
                 await self.transport.clear_audio()
@@ -426,48 +389,14 @@ class Call:
             case SDKAgentControlUnmuteUserEvent():
                 self.muted = False
             case SDKAgentEndCallEvent():
-                self._after_drain.append(("hangup", ""))
+                self.speaking.after_drain("hangup")
                 self._wake_ticker()
             case SDKAgentTransferConversationEvent():
-                self._after_drain.append(("transfer", event.transfer_call_number))
+                self.speaking.after_drain("transfer", event.transfer_call_number)
                 self._wake_ticker()
             case SDKSystemUpdateOutputAgentSettingsEvent():
                 if "interruptible" in event.settings:
                     self.interruptible = bool(event.settings["interruptible"])
-
-    def _agent_audio(self, event: SDKAgentAudioEvent) -> None:
-        """Agent audio from the session: checked, bounded, resampled, queued."""
-        problem = audio_problem(event)
-        if problem is not None:
-            self._drop_audio(problem)
-            return
-        rate = event.sample_rate
-        queued = self.playout.queued_ms / 1000 + self.speaker.queued_samples / SAMPLE_RATE
-        seconds = len(event.pcm) / 2 / rate
-        if queued + seconds > self.settings.max_agent_audio_s:
-            self._drop_audio(f"{queued:.1f} s of agent audio already queued; at most "
-                             f"{self.settings.max_agent_audio_s:g} s may be")
-            return
-        pcm = np.frombuffer(event.pcm, dtype="<i2")
-        if rate != SAMPLE_RATE:
-            # one stateful resampler per rate for the whole call: a fresh one per
-            # chunk would drop each chunk's filter tail and click at every boundary
-            rs = self._agent_audio_rs.get(rate)
-            if rs is None:
-                rs = self._agent_audio_rs[rate] = StreamResampler(rate, SAMPLE_RATE)
-            pcm = rs.process(pcm)
-        # consecutive agent.audio events are one utterance: no padding between chunks
-        if self._audio_uid is None:
-            self._audio_uid = self._new_utterance()
-        self.speaker.play(self._audio_uid, pcm, last=False)
-
-    def _drop_audio(self, why: str) -> None:
-        """Agent audio that cannot be taken: dropped, with a log line (the first of a call,
-        then every 100th: an agent that keeps sending it cannot flood the log)."""
-        self._audio_dropped += 1
-        if self._audio_dropped % 100 == 1:
-            log.warning("call %s: agent audio dropped (%d so far): %s", self.call_id,
-                        self._audio_dropped, why)
 
     async def _send_dtmf(self, digits: str) -> None:
         """Key presses for the far end: out of band if the transport can, else as tones
@@ -478,37 +407,38 @@ class Call:
                 return
         except Exception:
             log.exception("call %s: transport could not send DTMF; playing tones", self.call_id)
-        self.speaker.play(self._new_utterance(), dtmf_tones(digits), last=True)
+        self.speaking.play_tones(digits)
 
     def _wake_ticker(self) -> None:
         """Agent audio was queued: after a dry spell, the transport's media tick plays the
         talkspurt's first frame at once, not at its next tick (up to 20 ms later)."""
-        if self.turns.awaiting_reply and self.playout.is_playing:
+        playing = self.speaking.playout.is_playing
+        if self.turns.awaiting_reply and playing:
             self.turns.audio_ready(self.elapsed())
-        if self._dry and self.playout.is_playing and isinstance(self.transport, PlaysNow):
+        if self._dry and playing and isinstance(self.transport, PlaysNow):
             self.transport.play_now()
 
     async def play_tick(self) -> None:
         """One 20 ms tick of playout: a frame if there is one, and once playout runs dry, a
         pending hang-up or transfer. Called every 20 ms by the media tick the call's
         transport belongs to (`gateway.media_tick`)."""
-        if self.playout.is_playing or not self._dry:
+        playout = self.speaking.playout
+        if playout.is_playing or not self._dry:
             # (one more tick once the queue empties: a far-end confirmation that emptied it
             # between ticks is reported by output_tick)
             self._dry = False
             await self.output_tick()
-            if self.playout.is_playing:
+            if playout.is_playing:
                 return
-        if not self._dry or self._after_drain:
+        if not self._dry or self.speaking.actions_pending:
             self._dry = True
             await self._drained()
 
     async def output_tick(self) -> None:
         """Play one frame, if there is one, and report utterances that finished."""
         self.barge_in.resume_if_overdue()
-        frame = self.playout.pop()
+        frame = self.speaking.next_frame()
         if frame is not None:
-            self._stall_t = None
             self.barge_in.agent_frame(frame, self.clock.now())
             if self.recorder is not None:
                 self.recorder.agent(frame, self.elapsed())
@@ -517,55 +447,27 @@ class Call:
             except Exception:
                 log.exception("call %s: transport could not send audio", self.call_id)
             if self.turns.awaiting_reply:
-                self.turns.frame_out(self.elapsed(), self.playout.position())
-        elif self.playout.paused:
-            self._stall_t = None  # held audio is not lost audio: no "assumed played" timeout
-        elif not self.speaker.busy:
-            self._close_audio()  # the node's audio stream ran dry: finish its utterance
-            if self.settings.far_end_confirms and self.playout.queued_ms == 0:
-                self._confirm_if_stalled()
-        for utterance_id in self.playout.drain_finished():
-            await self._heard(utterance_id, self.playout.heard_text(utterance_id))
-
-    def _confirm_if_stalled(self) -> None:
-        """Everything is sent but the far end has not confirmed it (a lost mark): after
-        CONFIRM_TIMEOUT_S, take the audio as played so the call can move on."""
-        now = self.clock.now()
-        if self._stall_t is None:
-            self._stall_t = now
-        elif now - self._stall_t >= CONFIRM_TIMEOUT_S:
-            pos = self.playout.position()
-            if pos is not None:
-                log.info("call %s: no far-end confirmation for %s; assuming it played",
-                         self.call_id, pos[0])
-                self.playout.confirm(*pos)
-            self._stall_t = None
+                self.turns.frame_out(self.elapsed(), self.speaking.playout.position())
+        for utterance_id, text in self.speaking.finished():
+            await self._heard(utterance_id, text)
 
     async def _drained(self) -> None:
-        """Playout is empty: run a pending hang-up or transfer once speech is done too."""
-        if not self.playout.is_playing:
+        """Playout is empty: the detector starts afresh, and a pending hang-up or transfer
+        runs once speech is done too."""
+        if not self.speaking.playout.is_playing:
             self.barge_in.agent_quiet()
-        if not self._after_drain or self.speaker.busy or self._response_id is not None:
-            return
-        action, target = self._after_drain.pop(0)
-        self.mark(f"call.{action}", target=target)
-        # A task, not in the tick itself: the shared media tick must not wait on one
-        # call's transfer.
-        # Actions run in order: a transfer's REFER goes out before a later hang-up's BYE.
-        self._action = asyncio.create_task(self._run_action(self._action, action, target),
-                                           name=f"{action}:{self.call_id}")
+        self.speaking.run_due_action()
 
-    async def _run_action(self, previous: asyncio.Task[None] | None, action: str,
-                          target: str) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-        if action == "hangup":
-            self._hanging_up = True
-            try:
-                await self.transport.hangup()
-            finally:
-                await self.close("agent hung up")
-            return
+    async def hang_up(self) -> None:
+        """The agent's hang-up, once its audio has played: the line, then the call."""
+        self._hanging_up = True
+        try:
+            await self.transport.hangup()
+        finally:
+            await self.close("agent hung up")
+
+    async def transfer(self, target: str) -> None:
+        """The agent's transfer, once its audio has played (a failure is logged)."""
         try:
             await self.transport.transfer(target)
         except Exception:

@@ -18,6 +18,10 @@ class CallOwner(Protocol):
     closed: bool  # the call is over: its recogniser is closed, nothing more is sent
     turns: CallTurns  # the per-turn record (`gateway.turns`)
 
+    def now(self) -> float:
+        """The call's clock (seconds)."""
+        ...
+
     def elapsed(self) -> float:
         """Seconds since the call started, on its clock."""
         ...
@@ -33,3 +37,6 @@ class CallOwner(Protocol):
 
     async def hang_up(self) -> None:
         """The agent's hang-up, once its audio has played: the line, then the call."""
+
+    async def transfer(self, target: str) -> None:
+        """The agent's transfer, once its audio has played."""

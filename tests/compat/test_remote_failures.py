@@ -88,7 +88,7 @@ async def test_agent_server_killed_mid_reply_ends_the_call(caplog):
             await until(lambda: app.calls, 10, "the call")
             call = next(iter(app.calls.values()))
             await caller.wait_audio(3.0, timeout=15)  # the greeting and some of the story
-            assert call._response_id is not None  # the reply is still streaming ...
+            assert call.speaking.response_id is not None  # the reply is still streaming ...
             t_kill = loop.time()
             server.kill()  # ... when its server dies
             # generous: what was queued, the rest of the sentence and the apology play,

@@ -13,7 +13,8 @@ from agent.events import (
     SDKAgentEndCallEvent,
     SDKAgentLogEvent,
 )
-from gateway.call import CONFIRM_TIMEOUT_S, Call, CallSettings
+from gateway.call import Call, CallSettings
+from gateway.speaking import CONFIRM_TIMEOUT_S
 from media.frames import FRAME_S, SAMPLE_RATE
 from runtime.clock import VirtualClock
 from tests.kit.fakes import FakeSession, NoStt
