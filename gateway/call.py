@@ -1,11 +1,19 @@
 """Call: the one voice loop that binds a transport, the speech stack and a session.
 
-Inbound, the transport hands 16 kHz 20 ms frames to `caller_frame`: VAD gives
-started/stopped speaking, turn end gives the user's transcript and `system.llm.request`,
-and while the agent is talking the barge-in detector decides whether the caller is
-really talking over it. Outbound, what reaches the session's Sink becomes speech
-(`Speaker`) in a paced playout buffer that a ticker on the injected clock drains one
-frame per 20 ms into the transport.
+`Call` coordinates three parts that each own their state, and the call's lifecycle:
+- `Listening` (`gateway.listening`): VAD, turn end, preroll, the recogniser's stream, the
+  conversation each `system.llm.request` carries;
+- `Speaking` (`gateway.speaking`): sentences, speech, agent audio, the paced playout, the
+  agent's hang-up or transfer once its audio has played;
+- `BargeIn` (`gateway.barge_in`): the far-end clock, the detector, and the pause that a
+  caller talking over the agent starts and that ends confirmed (Call interrupts the agent)
+  or resumed.
+
+Inbound, the transport's media tick hands 16 kHz 20 ms frames to `caller_frame`: while the
+agent talks `BargeIn` judges them, else `Listening` does. Outbound, what reaches the
+session's Sink is matched on its event class and goes to `Speaking`; every 20 ms the media
+tick calls `play_tick`, which sends one frame of playout to the transport. Each turn is
+recorded in `turns` (`gateway.turns`).
 
 The session is seen only through `deliver`, `set_output` and `close`, so a local
 `AgentSession` and a remote agent server are interchangeable.

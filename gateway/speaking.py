@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -181,9 +181,11 @@ class Speaking:
                 self._confirm_if_stalled()
         return frame
 
-    def finished(self) -> list[tuple[str, str]]:
+    def finished(self) -> Iterator[tuple[str, str]]:
         """Utterances that finished playing since the last call: (id, the text heard)."""
-        return [(uid, self.playout.heard_text(uid)) for uid in self.playout.drain_finished()]
+        playout = self.playout
+        for uid in playout.drain_finished():
+            yield uid, playout.heard_text(uid)
 
     def _confirm_if_stalled(self) -> None:
         """Everything is sent but the far end has not confirmed it (a lost mark): after
