@@ -120,10 +120,11 @@ async def serve_audiosocket(app: CallHost, reader: asyncio.StreamReader,
     except ProtocolError as exc:
         reason = f"protocol error: {exc}"
         log.warning("%s: %s; closing this connection",
-                    call.call_id if call else f"audiosocket {peer}", exc)
+                    call.call_id if call else f"AudioSocket connection from {peer_text(peer)}",
+                    exc)
     except CallRefused as exc:
         reason = f"refused: {exc}"
-        log.warning("audiosocket %s: call refused: %s", peer, exc)
+        log.warning("AudioSocket connection from %s: call refused: %s", peer_text(peer), exc)
     except ConnectionError as exc:
         reason = f"connection lost: {exc}"
     finally:

@@ -230,11 +230,16 @@ async def test_audiosocket_without_a_first_frame_is_closed(gateway_factory, capl
                for _ in range(10)]  # an audio header promising 65535 bytes, and no UUID
     half_header = [await connect(port, b"\x01\x00") for _ in range(5)]
     nothing = [await connect(port) for _ in range(5)]
+    # a whole frame, but audio before the UUID: a protocol error, closed at once
+    wrong, wrong_writer = await connect(port, bytes((0x10, 0, 4)) + b"\x00" * 4)
     try:
-        for reader, _ in garbage + half_header + nothing:
+        for reader, _ in garbage + half_header + nothing + [(wrong, wrong_writer)]:
             await closed_by_peer(reader, 10)
     finally:
-        close_all([w for _, w in garbage + half_header + nothing])
+        close_all([w for _, w in garbage + half_header + nothing] + [wrong_writer])
+    assert lines(caplog, "AudioSocket connection from", logging.WARNING) == [
+        f"AudioSocket connection from {HOST}:{wrong_writer.get_extra_info('sockname')[1]}: "
+        "audiosocket: message kind 0x10 before the UUID; closing this connection"]
     assert not any(c.call_id.startswith("audiosocket") for c in gw.app.calls.values())
     await until(lambda: gw.app.audiosocket_gate.pending == 0, 5, "no AudioSocket pending")
     await canary_keeps_its_audio(canary, hang_up=True)
