@@ -15,6 +15,7 @@ from media.numpy_c import einsum as _einsum
 
 _max = np.maximum.reduce
 _sum = np.add.reduce
+_cumsum = np.add.accumulate  # np.cumsum without its wrapper
 _NO_TAPS = np.zeros(0, np.float32)
 
 _N = FRAME_SAMPLES  # 320 samples per frame
@@ -304,7 +305,7 @@ class EchoCanceller:
         c[0] = g[0]
         c[1:] = g[_GCC - 1 : _GCC - lags - 1 : -1]  # c[k]: reference k samples earlier
         cs = self._cs
-        np.cumsum(np.square(pair[0], dtype=np.float64), out=cs[1:])
+        _cumsum(np.square(pair[0], dtype=np.float64), out=cs[1:])
         # energy of the reference window at lag k: cs[G - k] - cs[G - NCC - k]
         e = np.subtract(cs[_GCC - lags : _GCC + 1], cs[_GCC - _NCC - lags : _GCC - _NCC + 1])
         # (a window of near silence must not divide the FFT's rounding noise by nothing)
@@ -496,8 +497,10 @@ class EchoCanceller:
         self._welch_n += 1
         if self._welch_n % (2 if self._welch_n < 40 else 4) == 0 and (
                 not self._seeded or self._welch_n >= self.config.seed_keep):
-            hf = self._sxm / (self._sxx + 1e-6 * float(self._sxx.max()) + 1e-3)
-            self.h = np.fft.irfft(hf, _WELCH)[: self.taps].astype(np.float32)
+            den = self._sxx + 1e-6 * float(_max(self._sxx))
+            den += 1e-3
+            hf = np.divide(self._sxm, den, out=self._wspec[0])
+            self.h = _irfft(hf, self._wpair[0])[: self.taps].astype(np.float32)
             self._h_rev = self.h[::-1]
 
 

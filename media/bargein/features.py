@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from media.bargein.canceller import _N
+from media.bargein.canceller import _N, _cumsum
 from media.frames import SAMPLE_RATE
 from media.numpy_c import correlate as _correlate
 from media.numpy_c import einsum as _einsum
@@ -72,7 +72,7 @@ def _periodicity(win: np.ndarray) -> tuple[float, int]:
     """
     x = win[len(win) - _SPAN :]
     cross = _correlate(x[_MIN_LAG:], x[:_TEMPLATE], 0)  # np.correlate's "valid"
-    c = np.cumsum(x * x, dtype=np.float64)
+    c = _cumsum(x * x, dtype=np.float64)
     e0 = c[_TEMPLATE - 1]
     # the energy of the window at each lag, times the template's, + 1e3
     el = np.subtract(c[_MIN_LAG + _TEMPLATE - 1 : _MAX_LAG + _TEMPLATE], c[_MIN_LAG - 1 : _MAX_LAG])
