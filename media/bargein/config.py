@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from media.bargein.canceller import MAX_ECHO_MS
+from media.bargein.canceller import MAX_ECHO_MS, CancellerConfig
 
 
 @dataclass
@@ -64,6 +64,9 @@ class BargeInConfig:
     # a pause that duration alone would confirm needs a voice (`media.bargein.voice_evidence`):
     confirm_min_voiced: int = 3  # voiced frames since the pause (babble: 1, dev speech: >= 4)
     confirm_max_flutter_db: float = 13.0  # level steps' spread (a 20 Hz bell: 15-19 dB)
+    # the echo canceller's other constants (its delay span and explained share are the
+    # `echo_tail_ms` and `echo_explained` above)
+    canceller: CancellerConfig = field(default_factory=CancellerConfig)
 
     def __post_init__(self) -> None:
         if not 0 <= self.vad_aggressiveness <= 3:

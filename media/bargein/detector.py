@@ -34,7 +34,7 @@ class BargeInDetector:
     def __init__(self, config: BargeInConfig | None = None) -> None:
         self.config = config = config or BargeInConfig()
         self._vad = webrtcvad.Vad(config.vad_aggressiveness)
-        self._aec = EchoCanceller(max_delay_ms=config.echo_tail_ms,
+        self._aec = EchoCanceller(config.canceller, max_delay_ms=config.echo_tail_ms,
                                   explained_ratio=config.echo_explained)
         self._rule = DecisionRule(config)
         self._prev_e = np.zeros(_N, np.float32)

@@ -22,3 +22,15 @@ def test_changes_apply_over_the_config() -> None:
 def test_out_of_range_settings_are_refused(changes: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         EchoCanceller(**changes)
+
+
+def test_the_detector_builds_its_canceller_from_the_barge_in_config() -> None:
+    """A sweep tunes the canceller through `BargeInConfig.canceller`; the delay span and
+    explained share stay `echo_tail_ms` and `echo_explained`."""
+    from media.bargein import BargeInConfig, BargeInDetector
+
+    cfg = BargeInConfig(echo_tail_ms=120, echo_explained=0.6,
+                        canceller=CancellerConfig(taps=64))
+    aec = BargeInDetector(cfg)._aec
+    assert aec.taps == 64
+    assert aec.config.max_delay_ms == 120 and aec.explained_ratio == 0.6
