@@ -412,7 +412,8 @@ def _agent_spurts(right: np.ndarray, media: dict[str, Any] | None
     out = []
     for i, fs in spurts:
         last = times[i + len(fs) - 1] + FRAME_MS  # the end of its last frame
-        end = next((e for e in ends if e >= last - FRAME_MS / 2), last)
+        # (from its last frame's send: a far end without marks, SIP/RTP, has it heard then)
+        end = next((e for e in ends if e >= last - 1.5 * FRAME_MS), last)
         held = min(int(max(0.0, end - last) // FRAME_MS), MAX_HELD_FRAMES)
         fs = fs + [np.zeros(FRAME_SAMPLES, dtype=np.int16)] * held
         out.append((times[i] / 1000, np.concatenate(fs)))
