@@ -1,7 +1,8 @@
-"""Barge-in on conversation flows LIVE, over the Twilio Media Streams protocol, against replay.
+"""Barge-in on conversation flows LIVE, over Twilio Media Streams or SIP/RTP, against replay.
 
     .venv/bin/python -m benchmarks.bargein_calls_live                 # 16 flows per split
     .venv/bin/python -m benchmarks.bargein_calls_live dev --n 8 --list --keep /tmp/recs
+    .venv/bin/python -m benchmarks.bargein_calls_live dev --via sip --n 16 --list
 
 A subset of the flows of `tests/kit/bargein_call_flows.py` (real barge-ins, backchannels,
 non-speech, echo alone; both splits) runs three ways:
@@ -15,6 +16,11 @@ non-speech, echo alone; both splits) runs three ways:
   `clear` drops the rest), and echoes what it plays back into its microphone (the line's
   delay and gain) as a phone line does: on its own 20 ms grid, the one its microphone
   frames run on (audio that arrives plays from the next slot, after what is queued);
+  with `--via sip`, the same served gateway's SIP listener (UDP on 127.0.0.1) and a SIP
+  phone (`tests/kit/clients/sip_line.py`): INVITE offering PCMU, RTP both ways on its
+  own 20 ms clock, what it receives played by RTP timestamp through a 40 ms jitter
+  buffer, the same echo, BYE at the end (SIP has no `clear` or marks: the gateway stops
+  sending, and what arrived plays);
 - the live call's recording replayed (`replay --agent-channel`, with its media timeline).
 
 Times are on the call's clock: the live call's from its recording (each caller frame's
@@ -57,6 +63,7 @@ from tests.kit.bargein_call_flows import (  # noqa: E402
     score_events,
 )
 from tests.kit.clients import FRAME_S, TwilioClient, decode, encode  # noqa: E402
+from tests.kit.clients.sip_line import SipLineClient  # noqa: E402
 
 HOST = "127.0.0.1"
 WIRE_RATE = 8000
@@ -188,9 +195,42 @@ async def _recording(folder: Path, call_id: str) -> tuple[Path, dict[str, Any]]:
     raise RuntimeError(f"no recording of {call_id}")
 
 
-async def live_flow(port: int, router: _Router, folder: Path, replayed: Outcome
-                    ) -> tuple[Outcome, Outcome, Path]:
-    """The flow live (and its recording replayed): outcomes on the live call's clock."""
+async def _call_twilio(port: int, caller: np.ndarray, echo_db: float | None,
+                       echo_ms: float) -> str:
+    """One live call over Twilio Media Streams; the call's id (in its recording's name)."""
+    client = LineClient(HOST, port, caller, echo_db, echo_ms)
+    await client.connect()
+    await client.start()
+    client.start_mic()
+    await asyncio.wait_for(client.sent.wait(), len(caller) / WIRE_RATE + 30)
+    await asyncio.sleep(0.2)
+    await client.hangup_and_wait()
+    await client.close()
+    return client.call_id
+
+
+async def _call_sip(port: int, caller: np.ndarray, echo_db: float | None,
+                    echo_ms: float) -> str:
+    """One live call over SIP/RTP to the SIP listener on `port`."""
+    client = SipLineClient(HOST, port, caller, echo_db, echo_ms)
+    try:
+        await client.dial()
+        client.start_mic()
+        await asyncio.wait_for(client.sent.wait(), len(caller) / WIRE_RATE + 30)
+        await asyncio.sleep(0.2)
+        await client.hangup()
+    finally:
+        await client.close()
+    return client.call_id
+
+
+CALLS = {"twilio": _call_twilio, "sip": _call_sip}
+
+
+async def live_flow(port: int, router: _Router, folder: Path, replayed: Outcome,
+                    via: str = "twilio") -> tuple[Outcome, Outcome, Path]:
+    """The flow live over `via` ("twilio": `port` is the HTTP one; "sip": the SIP
+    listener's) and its recording replayed: outcomes on the live call's clock."""
     flow = replayed.flow
     assert replayed.channel is not None
     if replayed.end_ms is not None:
@@ -200,15 +240,8 @@ async def live_flow(port: int, router: _Router, folder: Path, replayed: Outcome
     channel = replayed.channel[: int(end_ms * 16)]
     router.answers = flow.answers
     echo_db, echo_ms, _ = LINES[flow.line]
-    client = LineClient(HOST, port, _downsample(channel), echo_db, echo_ms)
-    await client.connect()
-    await client.start()
-    client.start_mic()
-    await asyncio.wait_for(client.sent.wait(), len(channel) / 16000 + 30)
-    await asyncio.sleep(0.2)
-    await client.hangup_and_wait()
-    await client.close()
-    wav, timeline = await _recording(folder, client.call_id)
+    call_id = await CALLS[via](port, _downsample(channel), echo_db, echo_ms)
+    wav, timeline = await _recording(folder, call_id)
     media = timeline.get("media") or {}
     at = _mapper(media.get("caller") or [])
     agent_ms = [float(t) for t in media.get("agent") or []]
@@ -284,17 +317,21 @@ def summary(tag: str, outs: list[Outcome]) -> None:
 
 
 async def run(splits: list[str], n: int, show: bool, cal: Calibration, keep: str = "",
-              only: tuple[str, ...] = ()) -> None:
+              only: tuple[str, ...] = (), via: str = "twilio") -> None:
     from gateway.app import AtomsApp
 
     with tempfile.TemporaryDirectory() as scratch:
         tmp = keep or scratch
         Path(tmp).mkdir(parents=True, exist_ok=True)
         router = _Router()
-        app = AtomsApp(setup_handler=caller_first_demo, record_dir=tmp, host=HOST)
+        app = AtomsApp(setup_handler=caller_first_demo, record_dir=tmp, host=HOST,
+                       sip_port=0 if via == "sip" else None)
         app.stt = router
         app.tts = agent_tts()
         port = await app.start(HOST, 0)
+        if via == "sip":
+            assert app.sip_port is not None
+            port = app.sip_port
         try:
             for split in splits:
                 flows = pick(build_call_flows(split), n)
@@ -307,7 +344,7 @@ async def run(splits: list[str], n: int, show: bool, cal: Calibration, keep: str
                     if not rep.ok:
                         print(f"  {f.name}: replay setup: {rep.problem}")
                         continue
-                    live, again, wav = await live_flow(port, router, Path(tmp), rep)
+                    live, again, wav = await live_flow(port, router, Path(tmp), rep, via)
                     rows.append((rep, live, again))
                     pairs = (("pause", rep.pause_latency_ms, live.pause_latency_ms),
                              ("interrupt", rep.interrupt_latency_ms, live.interrupt_latency_ms))
@@ -323,7 +360,8 @@ async def run(splits: list[str], n: int, show: bool, cal: Calibration, keep: str
                         print(_line("re-play", again), flush=True)
                         if keep:
                             print(f"    recording {wav}")
-                print(f"[{split}] {len(rows)} flows, replay / live / live recording replayed")
+                print(f"[{split}] {len(rows)} flows, replay / live over {via} / live "
+                      "recording replayed")
                 for rep, live, _ in rows:
                     if not live.ok:
                         print(f"  not compared: {rep.flow.name}: {live.problem}")
@@ -353,6 +391,8 @@ def main() -> None:
     ap.add_argument("--list", action="store_true", help="print every flow")
     ap.add_argument("--keep", default="", help="keep the live calls' recordings here (each "
                     "replays with `atoms-gateway replay REC.wav --agent-channel`)")
+    ap.add_argument("--via", choices=sorted(CALLS), default="twilio",
+                    help="the live calls' protocol: Twilio Media Streams or SIP/RTP")
     ap.add_argument("--flows", default="", help="run these flows (comma-separated names, "
                     "as --list prints them) instead of --n picked ones")
     args = ap.parse_args()
@@ -360,7 +400,7 @@ def main() -> None:
     t0 = time.perf_counter()
     cal = calibrate()
     only = tuple(x for x in args.flows.split(",") if x)
-    asyncio.run(run(args.splits, args.n, args.list, cal, args.keep, only))
+    asyncio.run(run(args.splits, args.n, args.list, cal, args.keep, only, args.via))
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 
