@@ -60,6 +60,8 @@ class JitterBuffer:
         self.resync_gap = resync_gap
         self.stats = JitterStats()
         self._buf: dict[int, bytes] = {}
+        self._arrived: dict[int, float] = {}  # when each buffered packet arrived (if told)
+        self.popped_arrival: float | None = None  # arrival of the packet `pop` last gave
         self._ssrc: int | None = None
         self._highest: int | None = None
         self._next: int | None = None  # extended seq of the next frame to play
@@ -71,6 +73,7 @@ class JitterBuffer:
 
     def _reset(self) -> None:
         self._buf.clear()
+        self._arrived.clear()
         self._highest = None
         self._next = None
         self._playing = False
@@ -82,9 +85,11 @@ class JitterBuffer:
         delta = ((seq - self._highest + 0x8000) & 0xFFFF) - 0x8000
         return self._highest + delta
 
-    def push(self, packet: RtpPacket, payload: bytes | None = None) -> bool:
+    def push(self, packet: RtpPacket, payload: bytes | None = None,
+             arrived: float | None = None) -> bool:
         """File a packet (`payload` overrides its payload, e.g. b"" for a DTMF packet
-        that occupies a slot). Returns False if it was dropped as late or duplicate."""
+        that occupies a slot; `arrived`: when it came, which `pop` hands on as
+        `popped_arrival`). Returns False if it was dropped as late or duplicate."""
         self.stats.received += 1
         if self._ssrc is not None and packet.ssrc != self._ssrc:
             self._reset()
@@ -101,17 +106,22 @@ class JitterBuffer:
             self.stats.duplicate += 1
             return False
         self._buf[ext] = packet.payload if payload is None else payload
+        if arrived is not None:
+            self._arrived[ext] = arrived
         if self._highest is None or ext > self._highest:
             self._highest = ext
         while len(self._buf) > self.max_frames:
             oldest = min(self._buf)
             del self._buf[oldest]
+            self._arrived.pop(oldest, None)
             self.stats.overflow += 1
             self._next = oldest + 1
         return True
 
     def pop(self) -> bytes | Lost | None:
-        """The frame for this tick: payload bytes, `LOST`, or None (nothing to play)."""
+        """The frame for this tick: payload bytes, `LOST`, or None (nothing to play).
+        `popped_arrival` is then the arrival of the packet given (None: none, or not told)."""
+        self.popped_arrival = None
         if not self._playing:
             if len(self._buf) < self.depth:
                 self._last_was_audio = False
@@ -122,6 +132,7 @@ class JitterBuffer:
         assert self._next is not None
         payload = self._buf.pop(self._next, None)
         if payload is not None:
+            self.popped_arrival = self._arrived.pop(self._next, None)
             self._next += 1
             self.stats.played += 1
             self._last_was_audio = True

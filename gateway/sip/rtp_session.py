@@ -97,8 +97,9 @@ class RtpSession:
             version=self._version,
         )
 
-    def receive(self, data: bytes, addr: Addr) -> list[str]:
-        """Handle one datagram; returns DTMF digits that it completed (usually none)."""
+    def receive(self, data: bytes, addr: Addr, arrived: float | None = None) -> list[str]:
+        """Handle one datagram (which came at `arrived`, if told: the jitter buffer hands
+        it on with the frame); returns DTMF digits that it completed (usually none)."""
         neg = self.negotiated
         if neg is None or is_rtcp(data):
             self.ignored += 1
@@ -120,7 +121,7 @@ class RtpSession:
                             addr[1], pkt.ssrc, *self._source[0])
             return []
         if pkt.payload_type == neg.dtmf_payload_type:
-            self.jitter.push(pkt, payload=b"")  # holds its slot: silence, not a loss
+            self.jitter.push(pkt, payload=b"", arrived=arrived)  # a slot of silence, not a loss
             try:
                 digit = self.dtmf.feed(pkt)
             except RtpError:
@@ -128,7 +129,7 @@ class RtpSession:
                 return []
             return [digit] if digit else []
         if pkt.payload_type == neg.codec.payload_type:
-            self.jitter.push(pkt)
+            self.jitter.push(pkt, arrived=arrived)
         return []
 
     def _from_source(self, addr: Addr, ssrc: int, sdp_addr: Addr) -> bool:

@@ -93,6 +93,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def __init__(self, session: RtpSession | None = None) -> None:
         self.session = session  # set right after binding (the session needs the port)
+        self.now: Callable[[], float] | None = None  # the call's clock, for arrivals
         self.digits: list[str] = []
         self.packets = 0
 
@@ -101,7 +102,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if self.session is None:
             return
         try:
-            digits = self.session.receive(data, (addr[0], addr[1]))
+            digits = self.session.receive(data, (addr[0], addr[1]),
+                                          self.now() if self.now is not None else None)
         except Exception:  # the session drops garbage itself; this is a last guard
             log.exception("RTP datagram from %s:%s could not be handled", addr[0], addr[1])
             return
@@ -148,6 +150,9 @@ class RtpTransport(TickedStream):
         self._tick = tick
         self.slot = tick.edges.acquire()  # this call's filter history in the tick's batch
         self._wire = bytearray()  # caller audio of a packet longer than 20 ms, still to play
+        self._wire_arrived: float | None = None  # when the packet at `_wire`'s end came
+        self._frame_arrived: float | None = None  # ... and the frame `pop_audio` gave
+        endpoint.now = tick.clock.now
         self._last_payload: bytes | None = None
         self._spurt_t0 = 0.0
         self._spurt_n = 0
@@ -275,8 +280,11 @@ class RtpTransport(TickedStream):
 
     # -- inbound, driven by the media tick -------------------------------------------------
     def take_payloads(self) -> tuple[list[bytes | None], list[float]]:
-        """This tick's caller audio (`pop_audio`: one 20 ms payload, or None for silence),
-        arrived now as far as the voice loop is concerned (the jitter buffer released it)."""
+        """This tick's caller audio (`pop_audio`: one 20 ms payload, or None for silence)
+        and when it came off the wire, not when the jitter buffer let it go (now, for
+        silence and concealment): the barge-in detector pairs it with the agent audio
+        whose echo it carries by that time, and the buffer's hold (40 ms and more) would
+        otherwise lengthen every SIP call's echo path past what the canceller searches."""
         if self.slot is None or self._tick is None:
             return [], []
         try:
@@ -285,7 +293,8 @@ class RtpTransport(TickedStream):
             log.exception("call %s: reading its RTP failed",
                           self.call.call_id if self.call is not None else "?")
             payload = None
-        return [payload], [self._tick.clock.now()]
+        arrived = self._frame_arrived
+        return [payload], [self._tick.clock.now() if arrived is None else arrived]
 
     def pop_audio(self) -> bytes | None:
         """This tick's caller audio: 20 ms of G.711 for the media tick to decode with every
@@ -295,8 +304,10 @@ class RtpTransport(TickedStream):
         the next packet is popped only when less than 20 ms is left, so any ptime plays
         in real time."""
         wire = self._wire
+        self._frame_arrived = None
         while len(wire) < WIRE_FRAME_BYTES:
             payload = self.session.pop_frame()
+            arrived = self.session.jitter.popped_arrival
             if payload is LOST:
                 payload, self._last_payload = self._last_payload, None  # repeat once
             elif payload is not None:
@@ -306,11 +317,15 @@ class RtpTransport(TickedStream):
                     return None
                 wire += SILENCE[self._encoding][len(wire) :]  # the rest of a short packet
             elif not wire and len(payload) == WIRE_FRAME_BYTES:
+                self._frame_arrived = arrived
                 return payload  # the usual case: one 20 ms packet
             else:
                 wire += payload
+                self._wire_arrived = arrived
         frame = bytes(wire[:WIRE_FRAME_BYTES])
         del wire[:WIRE_FRAME_BYTES]
+        if self._wire_arrived is not None:  # (the audio after it in the packet came too)
+            self._frame_arrived = self._wire_arrived - len(wire) / WIRE_FRAME_BYTES * FRAME_S
         return frame
 
     def take_digits(self) -> list[str]:
