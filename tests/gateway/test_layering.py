@@ -86,3 +86,10 @@ def test_benchmarks_import_only_the_test_kit():
         bad = {m for m in _imports(path)
                if m.startswith("tests.") and m != "tests.kit" and not m.startswith("tests.kit.")}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_tests_never_import_benchmarks():
+    """What a test and a benchmark share lives in tests/kit/, never in benchmarks/."""
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        bad = {m for m in _imports(path) if m.split(".")[0] == "benchmarks"}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bargein_calls_live import _Router, live_flow
 from gateway.app import AtomsApp
 from tests.kit.bargein_call_flows import (
     agent_tts,
@@ -23,6 +22,7 @@ from tests.kit.bargein_call_flows import (
     make_flow,
     run_call_flow,
 )
+from tests.kit.live_flows import Router, live_flow
 from tests.sip_interop.helpers import LOCALHOST, free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,7 +43,7 @@ async def test_a_barge_in_over_sip_pauses_confirms_and_replays_from_its_recordin
     replayed = await asyncio.to_thread(run_call_flow, flow, cal, True)
     assert replayed.ok, replayed.problem
 
-    router = _Router()
+    router = Router()
     rtp_base = free_port(even=True)
     app = AtomsApp(setup_handler=caller_first_demo, record_dir=str(tmp_path), host=LOCALHOST,
                    sip_port=free_port(tcp_too=True), rtp_port_min=rtp_base,
