@@ -33,6 +33,7 @@ from agent.clients.types import (
     LLMTimeoutError,
     ToolCall,
 )
+from agent.ownership import adopt
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +245,10 @@ class OpenAIClient:
 
     `temperature`, `max_tokens` and extra keyword arguments are defaults for every request;
     `chat(**params)` overrides them per request (None leaves a default alone).
+
+    `aclose()` (or `async with`) closes its connections. One made in a node's `__init__`
+    (`self.llm = OpenAIClient()`, as the SDK's examples do) is closed when that node stops,
+    at the end of its call; close one you make elsewhere yourself.
     """
 
     def __init__(
@@ -278,6 +283,7 @@ class OpenAIClient:
             self._client = AsyncOpenAI(
                 api_key=key, base_url=url, timeout=timeout, max_retries=max_retries
             )
+            adopt(self.aclose)  # made by a node's __init__: closed when that node stops
         self.base_url = str(self._client.base_url) if self._client else (url or "api.openai.com")
 
     def _api(self) -> AsyncOpenAI:

@@ -9,12 +9,15 @@ node keeps running.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import traceback
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from agent.events import SDKAgentErrorEvent, SDKEvent, SDKSystemControlInterruptEvent
+from agent.ownership import Closer, close_owned, making
 from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -23,11 +26,20 @@ _STOP = object()
 
 
 class Node:
-    """Base class for graph nodes. Override `process_event`; call `send_event` to emit."""
+    """Base class for graph nodes. Override `process_event`; call `send_event` to emit.
+
+    What a subclass's `__init__` makes that holds connections (an `OpenAIClient` as its
+    `llm`) is closed when the node stops (`agent.ownership`); what it is given is not."""
 
     error_severity: str = "warning"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _owning(cls.__dict__["__init__"])  # type: ignore[method-assign]
+
     def __init__(self, name: str | None = None, is_interruptible: bool = False) -> None:
+        self._owned: list[Closer] = self.__dict__.get("_owned", [])
         self.name = name or self.__class__.__name__
         self._is_interruptible = is_interruptible
         self._children: list[Node] = []
@@ -95,14 +107,14 @@ class Node:
         self._task = asyncio.create_task(self._loop(), name=f"node:{self.name}")
 
     async def stop(self) -> None:
-        """Stop the node's task; queued events are dropped."""
-        if not self._running:
-            return
-        self._running = False
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            await cancel_and_wait(task)
-        self._queue = asyncio.Queue()
+        """Stop the node's task (queued events are dropped), then close what it made."""
+        if self._running:
+            self._running = False
+            task, self._task = self._task, None
+            if task is not None and not task.done():
+                await cancel_and_wait(task)
+            self._queue = asyncio.Queue()
+        await close_owned(self._owned)
 
     # -- internals -----------------------------------------------------------------
     async def _drop_work(self) -> None:
@@ -146,4 +158,15 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+def _owning(init: Callable[..., None]) -> Callable[..., None]:
+    """`init`, run so that what it makes is adopted by the node being made."""
+
+    @functools.wraps(init)
+    def __init__(self: Node, *args: Any, **kwargs: Any) -> None:
+        with making(self.__dict__.setdefault("_owned", [])):
+            init(self, *args, **kwargs)
+
+    return __init__
 

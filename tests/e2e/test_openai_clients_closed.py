@@ -72,10 +72,6 @@ async def test_the_apps_openai_speech_engines_are_closed_when_it_stops(monkeypat
             await close_all(made)
 
 
-@pytest.mark.xfail(strict=True, reason="nothing closes an agent's `llm` when its session "
-                   "ends: agent/nodes/output_agent.py (OutputAgentNode.stop) or the agent "
-                   "that made it must (gateway/demo.py's DemoAgent makes one per call, and "
-                   "one for the set-up's dry run, when OPENAI_API_KEY is set)")
 async def test_an_agents_llm_client_is_closed_when_its_call_ends(gateway_factory,
                                                                  monkeypatch):
     from agent.clients.openai import OpenAIClient
