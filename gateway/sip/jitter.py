@@ -59,8 +59,7 @@ class JitterBuffer:
             raise ValueError("max_frames must be at least depth_frames")
         self.resync_gap = resync_gap
         self.stats = JitterStats()
-        self._buf: dict[int, bytes] = {}
-        self._arrived: dict[int, float] = {}  # when each buffered packet arrived (if told)
+        self._buf: dict[int, tuple[bytes, float | None]] = {}  # payload, arrival (if told)
         self.popped_arrival: float | None = None  # arrival of the packet `pop` last gave
         self._ssrc: int | None = None
         self._highest: int | None = None
@@ -73,7 +72,6 @@ class JitterBuffer:
 
     def _reset(self) -> None:
         self._buf.clear()
-        self._arrived.clear()
         self._highest = None
         self._next = None
         self._playing = False
@@ -105,15 +103,12 @@ class JitterBuffer:
         if ext in self._buf:
             self.stats.duplicate += 1
             return False
-        self._buf[ext] = packet.payload if payload is None else payload
-        if arrived is not None:
-            self._arrived[ext] = arrived
+        self._buf[ext] = (packet.payload if payload is None else payload, arrived)
         if self._highest is None or ext > self._highest:
             self._highest = ext
         while len(self._buf) > self.max_frames:
             oldest = min(self._buf)
             del self._buf[oldest]
-            self._arrived.pop(oldest, None)
             self.stats.overflow += 1
             self._next = oldest + 1
         return True
@@ -130,9 +125,9 @@ class JitterBuffer:
             first = min(self._buf)
             self._next = first if self._next is None else max(first, self._next)
         assert self._next is not None
-        payload = self._buf.pop(self._next, None)
-        if payload is not None:
-            self.popped_arrival = self._arrived.pop(self._next, None)
+        item = self._buf.pop(self._next, None)
+        if item is not None:
+            payload, self.popped_arrival = item
             self._next += 1
             self.stats.played += 1
             self._last_was_audio = True
