@@ -226,8 +226,8 @@ def opt_str(msg: dict[str, Any], key: str) -> str:
 def decode_b64(value: Any, where: str) -> bytes:
     if not isinstance(value, str):
         raise ProtocolError(f"{where}: payload must be a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
+    try:  # = base64.b64decode(value, validate=True), without its Python wrapper
+        return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise ProtocolError(f"{where}: bad base64 payload ({exc})") from None
 
@@ -278,8 +278,12 @@ def as_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # (json.dumps makes one per call)
+
+
 def dumps(msg: dict[str, Any]) -> str:
-    return json.dumps(msg, separators=(",", ":"))
+    """Compact JSON, as `json.dumps(msg, separators=(",", ":"))` gives it."""
+    return _COMPACT.encode(msg)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -72,7 +72,7 @@ class ExotelProtocol(JsonMediaStream):
             raise ValueError(f"Exotel sample rate must be one of {_RATES}, got {sample_rate!r}")
         self.default_rate = sample_rate
 
-    def _handle(self, event: str, msg: dict[str, Any]) -> list[Event]:
+    def _handle(self, event: str, msg: dict[str, Any]) -> bytes | list[Event]:
         if event == "media":
             self._require_started(event)
             self._check_stream(msg, "stream_sid")

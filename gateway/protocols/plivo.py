@@ -69,7 +69,7 @@ _CONTENT_TYPES = {"pcmu": "audio/x-mulaw", "l16": "audio/x-l16"}
 class PlivoProtocol(JsonMediaStream):
     name = "plivo"
 
-    def _handle(self, event: str, msg: dict[str, Any]) -> list[Event]:
+    def _handle(self, event: str, msg: dict[str, Any]) -> bytes | list[Event]:
         if event == "media":
             self._require_started(event)
             self._check_stream(msg, "streamId")

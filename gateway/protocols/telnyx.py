@@ -70,7 +70,7 @@ _RATES = {"pcmu": (8000,), "pcma": (8000,), "l16be": (16000,)}
 class TelnyxProtocol(JsonMediaStream):
     name = "telnyx"
 
-    def _handle(self, event: str, msg: dict[str, Any]) -> list[Event]:
+    def _handle(self, event: str, msg: dict[str, Any]) -> bytes | list[Event]:
         if event == "media":
             self._require_started(event)
             self._check_stream(msg, "stream_id")

@@ -68,7 +68,7 @@ _RATES = (8000,)
 class TwilioProtocol(JsonMediaStream):
     name = "twilio"
 
-    def _handle(self, event: str, msg: dict[str, Any]) -> list[Event]:
+    def _handle(self, event: str, msg: dict[str, Any]) -> bytes | list[Event]:
         if event == "media":
             self._require_started(event)
             self._check_stream(msg, "streamSid")
