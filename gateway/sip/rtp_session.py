@@ -3,7 +3,9 @@
 `RtpSession` is what the I/O shell around a UDP socket needs per call:
 `answer(offer)` negotiates (raising `NoCommonCodec` for a 488) and writes our SDP
 with a session version that grows on every re-INVITE; `receive(datagram, addr)`
-files audio into the jitter buffer, returns RFC 4733 digits and ignores RTCP, stray
+files audio into the jitter buffer (fixed at `depth_frames`, or adaptive between it and
+`max_depth_frames`: `gateway.sip.jitter`; it may skip a frame quieter than `QUIET_PEAK`
+to shorten its delay), returns RFC 4733 digits and ignores RTCP, stray
 payload types and garbage; `pop_frame()` gives the codec payload for this 20 ms tick;
 `next_packet(payload)` gives the datagram to send this tick and where to send it,
 sending queued DTMF in place of audio and nothing while the caller holds us.
@@ -26,13 +28,15 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
+from collections.abc import Callable
 
 from gateway.sip.dtmf import DtmfDecoder, dtmf_packets
 from gateway.sip.jitter import JitterBuffer, Lost
 from gateway.sip.rtp import RtpError, RtpSender, is_rtcp, parse_rtp
 from gateway.sip.sdp import Negotiated, build_answer, negotiate, parse_sdp
+from media.codecs import alaw_decode, ulaw_decode
 
-__all__ = ["RtpSession"]
+__all__ = ["RtpSession", "quiet_test"]
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +44,35 @@ Addr = tuple[str, int]
 COMFORT_NOISE_PT = 13
 LATCH_BURST = 10  # packets in a row from a new address before the media moves there ...
 LATCH_QUIET_POPS = 10  # ... while the latched source sent nothing for this many frames
+QUIET_PEAK = 328  # (-40 dBFS) a frame no sample of which is louder is silence or line noise
+
+
+def _quiet_codes(decode: Callable[[bytes], object]) -> bytes:
+    """The G.711 code bytes whose sample is within `QUIET_PEAK` of zero."""
+    samples = decode(bytes(range(256)))
+    return bytes(b for b in range(256) if abs(int(samples[b])) <= QUIET_PEAK)  # type: ignore[index]
+
+
+_QUIET = {"pcmu": _quiet_codes(ulaw_decode), "pcma": _quiet_codes(alaw_decode)}
+
+
+def quiet_test(encoding: str) -> Callable[[bytes], bool]:
+    """Is a G.711 payload all quiet samples? (What is left once they are deleted is
+    nothing: one C pass over the payload.)"""
+    codes = _QUIET[encoding]
+    return lambda payload: not payload.translate(None, codes)
 
 
 class RtpSession:
     def __init__(
-        self, local_ip: str, local_port: int, *, depth_frames: int = 2, dtmf_ms: int = 100
+        self, local_ip: str, local_port: int, *, depth_frames: int = 2,
+        max_depth_frames: int | None = None, dtmf_ms: int = 100
     ) -> None:
         self.local_ip = local_ip
         self.local_port = local_port
         self.negotiated: Negotiated | None = None
         self.remote_addr: Addr | None = None
-        self.jitter = JitterBuffer(depth_frames)
+        self.jitter = JitterBuffer(depth_frames, max_depth=max_depth_frames)
         self.dtmf = DtmfDecoder()
         self.dtmf_ms = dtmf_ms
         self.sender: RtpSender | None = None
@@ -83,6 +105,7 @@ class RtpSession:
         ):
             self.remote_addr = (neg.remote_host, neg.remote_port)
             self._source = self._candidate = None  # the far end moved: latch again
+        self.jitter.quiet = quiet_test(neg.encoding)
         if self.sender is None:
             self.sender = RtpSender(neg.codec.payload_type)
         elif self.sender.payload_type != neg.codec.payload_type:

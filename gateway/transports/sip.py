@@ -65,6 +65,11 @@ Addr = tuple[str, int]
 QUIET_CHECK_S = 1.0  # look for RTP silence once a second
 TCP_IDLE_S = 120.0  # a SIP-over-TCP connection with no call, quiet this long, is closed
 END_REASONS = {"bye": "caller hung up", "cancelled": "caller cancelled"}
+# The caller's RTP plays through an adaptive jitter buffer (`gateway.sip.jitter`): a
+# frame of delay to start with, up to this many as packets come late. Its hold is latency
+# on every barge-in (the echo pairing uses each packet's arrival, not its release).
+JITTER_START_FRAMES = 1
+JITTER_MAX_FRAMES = 5
 
 
 @dataclass(eq=False)
@@ -424,7 +429,8 @@ class SipServer:
             self._run(uas.reject(sc, 503, now=self._now()))
             return
         # the endpoint needs its session, the session needs the bound port
-        session = RtpSession(local_ip, port)
+        session = RtpSession(local_ip, port, depth_frames=JITTER_START_FRAMES,
+                             max_depth_frames=JITTER_MAX_FRAMES)
         endpoint.session = session
         transport = RtpTransport(
             session, udp, endpoint,
@@ -528,9 +534,11 @@ class SipServer:
         session = media.transport.session
         strays = (f"; {session.unlatched} RTP packets from other sources dropped"
                   if session.unlatched else "")
-        log.info("call %s ended (%s): %d frames sent, %d late (max %.0f ms), jitter %s%s",
-                 media.sip.call_id, reason, st.frames, st.late, st.max_late_ms,
-                 session.jitter.stats, strays)
+        jb = session.jitter
+        log.info("call %s ended (%s): %d frames sent, %d late (max %.0f ms), jitter buffer "
+                 "%d frames at the end, interarrival jitter %.1f ms, %s%s", media.sip.call_id,
+                 reason, st.frames, st.late, st.max_late_ms, jb.depth, jb.jitter_ms, jb.stats,
+                 strays)
         if media.call is not None:
             await self.app.end_call(media.call, reason)
 
