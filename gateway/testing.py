@@ -22,12 +22,17 @@ recording made with `--record-dir` has its timeline beside it (`call.json`, see
 heard it, and every agent frame's play time: replay then hears each frame at the same tick
 as live, with the same arrival, and (`agent_channel`) plays the recorded agent audio in the
 same talkspurts from the same moments, so its barge-ins fall where the live call's did.
+A live tick that ran late (the event loop stalled: the tick then runs the missed ticks back
+to back, `TickPacer`) shows in the recording as agent frames sent in a burst after a gap
+with no tick; replay's tick runs late there too (`_late_runs`), so the same frames go out
+at the same moments, and the gap is not taken for the end of a talkspurt.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
+import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +43,8 @@ import webrtcvad
 from agent.events import SDKEvent
 from gateway.audio_edge import AudioEdge
 from gateway.call import Call, CallSettings
-from gateway.media_tick import TICK_S, MediaTick, TickedStream
+from gateway.media_tick import MAX_CATCH_UP_TICKS, TICK_S, MediaTick, TickedStream, TickPacer
+from media.bargein import BargeInConfig
 from media.codecs import WireFormat
 from media.frames import FRAME_MS, FRAME_S, FRAME_SAMPLES, SAMPLE_RATE, rms_dbfs, split_frames
 from media.recording import frame_positions, read_timeline, timeline_path
@@ -340,6 +346,98 @@ def load_media_timeline(path: str | Path) -> dict[str, Any] | None:
     return {**media, "events": doc.get("events") or []}
 
 
+def recorded_settings(media: dict[str, Any] | None) -> CallSettings | None:
+    """The settings a recording's call ran with where they were not the defaults (its
+    timeline's `call.settings`: a SIP call's longer barge-in echo tail), or None."""
+    for e in (media or {}).get("events") or []:
+        if e.get("type") == "call.settings" and "echo_tail_ms" in e:
+            return CallSettings(bargein=BargeInConfig(echo_tail_ms=int(e["echo_tail_ms"])))
+    return None
+
+
+def _tick_phase(heard: list[float]) -> float:
+    """The phase (s, in [0, 20 ms)) of the live ticks' grid, from when they heard caller
+    frames: a tick can be late, never early, and most run a little late, so the grid is the
+    phase that makes the ticks least late on average (one of their own offsets). (The
+    earliest offset near the first tick's is not it: a tick over 10 ms late looks early.)"""
+    r = np.sort(np.fmod(np.asarray(heard, dtype=np.float64), TICK_S))
+    if not len(r):
+        return 0.0
+    # mean lateness at phase r[k]: mean(r) - r[k] + TICK_S * (ticks before r[k]) / n
+    k = int(np.argmin(TICK_S * np.arange(len(r)) / len(r) - r))
+    return float(r[k])
+
+
+@dataclass(frozen=True, slots=True)
+class LateRun:
+    """The live tick ran late enough to catch up (`TickPacer.wait`: the ticks it missed ran
+    back to back, each sending an agent frame): the tick that sent agent frame `frame` (the
+    one before it went out at `after`) ran at `ran` (seconds on the call's clock)."""
+
+    frame: int
+    after: float
+    ran: float
+
+
+def _late_runs(media: dict[str, Any] | None) -> list[LateRun]:
+    """The live call's late ticks, read off its agent frames. A frame more than 1.5 ticks
+    after the one before is a late tick's, not a new talkspurt's, when the next frame
+    follows within half a tick (the missed ticks caught up, back to back: `m` frames whose
+    gaps the tick's late start explains) or, 30-40 ms after the one before, within 15 ms
+    (one tick 10-20 ms late, the next on time); and at most one hearing of caller frames
+    lies in the gap (the stalled tick's own: a dry playout's ticks go on hearing the caller
+    every 20 ms)."""
+    if media is None or not media.get("agent"):
+        return []
+    times = [float(t) for t in media["agent"]]
+    heard = sorted(float(r[1]) for r in media.get("caller") or ())
+    tick = TICK_S * 1000
+    out = []
+    for i in range(1, len(times) - 1):
+        prev, ran = times[i - 1], times[i]
+        gap = ran - prev
+        if gap <= 1.5 * tick:
+            continue
+        m = 1  # frames of the catch-up: each one less than half a tick after the one before
+        while i + m < len(times) and times[i + m] - times[i + m - 1] < 0.5 * tick:
+            m += 1
+        if m > 1:
+            late = m >= MAX_CATCH_UP_TICKS or gap <= (m + 1.5) * tick
+        else:
+            late = gap < 2 * tick and times[i + 1] - ran < 0.75 * tick
+        if not late:
+            continue
+        inside = heard[bisect.bisect_right(heard, prev + 1.0):
+                       bisect.bisect_left(heard, ran - 1.0)]
+        if sum(1 for k, h in enumerate(inside) if k == 0 or h - inside[k - 1] > 5.0) <= 1:
+            out.append(LateRun(i, prev / 1000, ran / 1000))
+    return out
+
+
+class _LivePacer(TickPacer):
+    """The replay's tick pacing: on the grid, except where the live tick ran late enough to
+    catch up (`_late_runs`): the tick that is to send that run's first agent frame (the
+    replay has sent the frames before it) runs as late, so the catch-up sends and hears the
+    same frames at the same moment as live (and after a stall longer than the catch-up,
+    the grid moves as it did live)."""
+
+    def __init__(self, clock: VirtualClock, late: list[LateRun],
+                 frames_sent: Callable[[], int]) -> None:
+        super().__init__(clock)
+        self._late = sorted(late, key=lambda r: r.frame)
+        self._frames_sent = frames_sent
+
+    async def wait(self) -> int:
+        due = (self.clock.now() if self._next is None else self._next) + TICK_S
+        await self.clock.sleep_until(due)  # (a talkspurt's first frame may go out meanwhile)
+        late, sent = self._late, self._frames_sent()
+        while late and late[0].frame < sent:
+            late.pop(0)  # (the replay went elsewhere)
+        if late and late[0].frame == sent and due < late[0].ran:
+            await self.clock.sleep_until(late.pop(0).ran)
+        return await super().wait()
+
+
 def _caller_schedule(caller: np.ndarray, media: dict[str, Any] | None, tail_ms: int
                      ) -> tuple[list[np.ndarray], list[int], list[float], list[float], float]:
     """The caller frames (with `tail_ms` of silence after them), where each starts in the
@@ -358,11 +456,15 @@ def _caller_schedule(caller: np.ndarray, media: dict[str, Any] | None, tail_ms: 
         starts = frame_positions(times, FRAME_SAMPLES)
         arrivals = [t / 1000 + FRAME_S for t in times]
         heard = [float(r[1]) / 1000 for r in rows]
-        # the grid of the live ticks: a tick can be late, never early, so the least late
-        # of them shows the grid (offsets taken within half a tick of the first one's)
-        lead = min(math.remainder(h - heard[0], TICK_S) for h in heard)
-        phase = math.fmod(heard[0] + lead, TICK_S) % TICK_S
-        due = [phase + round((h - phase) / TICK_S) * TICK_S for h in heard]
+        # (a stall longer than the tick catches up moves its grid to when it ran)
+        moves = [r.ran for r in _late_runs(media)
+                 if r.ran - r.after > (MAX_CATCH_UP_TICKS + 1) * TICK_S]
+        early = [h for h in heard if not moves or h < moves[0] - 0.5 * TICK_S] or heard
+        phase = _tick_phase(early)
+        due = []
+        for h in heard:
+            grid = next((m for m in reversed(moves) if h >= m - 0.5 * TICK_S), phase)
+            due.append(grid + round((h - grid) / TICK_S) * TICK_S)
         first_tick = phase if phase > VirtualClock.EPSILON else TICK_S
     frames = []
     for s in starts:
@@ -388,7 +490,9 @@ def _agent_spurts(right: np.ndarray, media: dict[str, Any] | None
     before starts a talkspurt (a dry playout), unless a barge-in paused the agent in
     between. Live, the agent's audio stays queued after its last frame played until its
     utterance is reported (`agent.heard`: it played out, or a barge-in flushed it), so the
-    talkspurt goes on in silence until then. Without a timeline: the agent channel's voiced
+    talkspurt goes on in silence until then. A gap that a late tick's catch-up ends
+    (`_late_runs`) is no new talkspurt: the playout was not dry, the tick was late (and
+    replay's tick is late there too). Without a timeline: the agent channel's voiced
     stretches."""
     if media is None or not media.get("agent"):
         frames = split_frames(right)
@@ -398,6 +502,7 @@ def _agent_spurts(right: np.ndarray, media: dict[str, Any] | None
     starts = frame_positions(times, FRAME_SAMPLES)
     events = media.get("events") or []
     pauses = [float(e["t_ms"]) for e in events if e.get("type") == "bargein.pause"]
+    caught_up = {r.frame for r in _late_runs(media)}
     ends = sorted(float(e["t_ms"]) for e in events
                   if e.get("type") in ("agent.heard", "call.end"))
     spurts: list[tuple[int, list[np.ndarray]]] = []  # (index of the first frame, frames)
@@ -405,7 +510,7 @@ def _agent_spurts(right: np.ndarray, media: dict[str, Any] | None
         f = right[s : s + FRAME_SAMPLES]
         if len(f) < FRAME_SAMPLES:
             f = np.concatenate([f, np.zeros(FRAME_SAMPLES - len(f), dtype=np.int16)])
-        if i == 0 or (t - times[i - 1] > 1.5 * FRAME_MS
+        if i == 0 or (t - times[i - 1] > 1.5 * FRAME_MS and i not in caught_up
                       and not any(times[i - 1] <= p <= t for p in pauses)):
             spurts.append((i, []))
         spurts[-1][1].append(f)
@@ -442,6 +547,7 @@ async def replay_async(
 
     `timeline` is the recording's JSON timeline (default: the WAV's name with `.json`, when
     it exists and holds the `media` lists): the frames' live timing.
+    `settings` default to those the timeline says the call ran with (`recorded_settings`).
     `echo_db` (e.g. -10) plays the line's echo: what the agent plays comes back into the
     caller's channel `echo_ms` later, that many dB down, as on a phone line (for recordings
     made without it, to check that the agent's own voice does not interrupt it).
@@ -457,6 +563,8 @@ async def replay_async(
     if agent_channel and right is None:
         raise ValueError("--agent-channel needs a stereo file (caller left, agent right)")
     media = load_media_timeline(timeline) if timeline is not None else None
+    if settings is None:
+        settings = recorded_settings(media)
     frames, starts, arrivals, due, first_tick = _caller_schedule(caller, media, tail_ms)
     end_t = (due[-1] if due else first_tick) + 1e-9
     total = int(round(end_t / FRAME_S))
@@ -468,6 +576,8 @@ async def replay_async(
     echo_gain = 10 ** (echo_db / 20) if echo_db is not None else 0.0
     stream = _ReplayStream(tick, frames, starts, arrivals, due, echo_gain, echo_delay,
                            samples, WireFormat(wire, 8000) if wire else None)  # type: ignore[arg-type]
+    if agent_channel:  # (the recorded agent's frames go out as they did live)
+        tick.pacer = _LivePacer(clock, _late_runs(media), lambda: len(stream.out))
     # The tick runs on its grid from the call's start, as the app's tick did live (the
     # call joins it as it opens); the call's clock starts at 0.
     clock.advance_to(first_tick - TICK_S)
