@@ -270,11 +270,11 @@ class Call:
         on the call's clock (default: now; a shared media tick passes the arrival time)."""
         if self.closed:
             return
-        now = self.clock.now()
-        at = now if arrived is None else arrived
+        at = self.clock.now() if arrived is None else arrived
         n = self.barge_in.caller_arrived(at)
         if self.recorder is not None:  # at its arrival, less the frame (`media.recording`)
-            self.recorder.caller(frame, max(0.0, at - self._t0 - FRAME_S), now - self._t0)
+            self.recorder.caller(frame, max(0.0, at - self._t0 - FRAME_S),
+                                 self.clock.now() - self._t0)
         if self.muted:
             return
         if self.barge_in.pause is not None and not (self.agent_active and self.interruptible):

@@ -172,14 +172,18 @@ class TickedStream:
         """Whole 20 ms wire frames received since the last tick (at most
         `MAX_FRAMES_PER_TICK`), and their arrivals. A None payload is a frame of silence
         (SIP: no RTP came for it), heard without decoding."""
-        inbox, size = self._inbox, self._wire_frame
+        inbox, size, arrivals = self._inbox, self._wire_frame, self._arrivals
         n = min(len(inbox) // size, MAX_FRAMES_PER_TICK)
+        if n == 1:  # the usual tick: one frame came
+            payload = bytes(inbox[:size])
+            del inbox[:size]
+            return [payload], [arrivals.pop(0)]
         if not n:
             return [], []
         data = bytes(inbox[: n * size])
         del inbox[: n * size]
-        times = self._arrivals[:n]
-        del self._arrivals[:n]
+        times = arrivals[:n]
+        del arrivals[:n]
         return [data[i : i + size] for i in range(0, n * size, size)], times
 
     def take_frames(self) -> tuple[list[np.ndarray], list[float]]:
@@ -198,7 +202,9 @@ class TickedStream:
             self._played.append(frame)
 
     def take_played(self) -> list[np.ndarray]:
-        played, self._played = self._played, []
+        played = self._played
+        if played:  # (most ticks most calls play nothing: no new list for them)
+            self._played = []
         return played
 
     def after_play(self) -> None:
