@@ -43,6 +43,7 @@ from gateway.settings import Settings, configure_logging
 from gateway.transports.audiosocket import AudioSocketListener, add_audiosocket_listener
 from gateway.transports.sip import SipServer, add_sip_listener
 from gateway.transports.webrtc import WebRtcServer, add_webrtc_routes
+from media.bargein import BargeInConfig
 from media.recording_stream import StreamingRecorder
 from media.tts.cache import CachedTTS
 from runtime.clock import Clock
@@ -409,6 +410,12 @@ class AtomsApp:
                                          max_duration_s=(self.settings.max_call_duration
                                                          if self.settings.max_call_duration > 0
                                                          else None))  # (0: no limit)
+            # a transport whose line's echo comes back later than the default reach (SIP:
+            # the far end's jitter buffer on top of the line) says how far to look
+            tail = getattr(transport, "echo_tail_ms", None)
+            if tail is not None:
+                call_settings.bargein = dataclasses.replace(call_settings.bargein,
+                                                            echo_tail_ms=tail)
         if self.settings.agent_url:
             remote = RemoteSession(self.settings.agent_url, init_event, call_id=call_id,
                                    apology=self.settings.apology,
@@ -496,6 +503,9 @@ class AtomsApp:
             call.recorder = None
             return
         call.recorder = recorder
+        tail = call.settings.bargein.echo_tail_ms
+        if tail != BargeInConfig.echo_tail_ms:  # (replay takes it from the recording)
+            recorder.event(0.0, "call.settings", echo_tail_ms=tail)
 
     async def _stop_recording(self, call: Call) -> None:
         """Finish a streamed recording: the rest written, the WAV's sizes patched, the

@@ -56,6 +56,10 @@ AUDIO_IDLE_S = 1.5 * FRAME_S  # no agent frame for this long: the voice loop is 
 DTMF_FLUSH_S = 0.25  # per digit, at most, that a hang-up waits for pressed keys to go out
 DTMF_TAIL_FRAMES = 10  # silence after the last key, so a receiver's jitter buffer lets
 # its end packets out (baresip holds the last 5-10 packets until more arrive)
+ECHO_TAIL_MS = 350  # a SIP line's echo comes back this late at most: the line's delay,
+# the phone's jitter buffer and its 20 ms grid (234-289 ms on a 200 ms line,
+# benchmarks/README.md "Live over SIP/RTP"; not our own buffer: a caller frame's time is
+# its packet's arrival). A SIP call's barge-in canceller searches this far.
 
 
 class PortRangeExhausted(OSError):
@@ -125,6 +129,8 @@ class RtpTransport(TickedStream):
     """The voice loop's `Transport` for one SIP call, and its member of the media tick
     (`tick`: it joins once its call is open). Signalling goes through the SIP server:
     `on_hangup()` and `on_transfer(target)`, bound to this call."""
+
+    echo_tail_ms = ECHO_TAIL_MS  # the call's `BargeInConfig.echo_tail_ms` (`AtomsApp.open_call`)
 
     def __init__(
         self,

@@ -8,13 +8,14 @@ delivers them. Per 20 ms tick:
 1. Echo canceller (`EchoCanceller`): a line starts as a line without echo, so a caller
    who talks in the first 100 ms of the agent's first reply is heard as fast as one a
    minute in. A residual that would pass the gate is tested against the reference (a
-   24-tap least-squares fit around the best-matching lag, up to 208 ms back): when the
+   24-tap least-squares fit around the best-matching lag, up to `echo_tail_ms` back): when the
    agent's audio explains most of it, it is echo, gated, and only such frames teach the
    estimate that there is echo; two in a row seed the filter with that fit at once. The
    caller's voice, which the reference does not explain, never raises the estimate (an
    estimate that learned from the residual's level learned the caller as echo, and the
    first reply's barge-ins took 0.6-1.8 s). The delay search (band-limited, phase-
-   weighted cross-correlation, 4096-point FFTs, every frame until it locks) and a
+   weighted cross-correlation, 4096-point FFTs for a 200 ms tail, longer ones for a
+   SIP call's 350 ms, every frame until it locks) and a
    128-tap filter from averaged cross-spectra (Welch, 512-point) take over; three
    explained residuals in a row from lags the filter does not cover mean the path moved:
    the filter is dropped and seeded anew. About 20-30 dB of echo is removed.

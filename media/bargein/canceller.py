@@ -79,29 +79,34 @@ class EchoCanceller:
         self.explained_ratio = cfg.explained_ratio
         self.taps = cfg.taps
         self.pre = cfg.pre
-        self._max_lag = max(1, min(_GCC - _GCC_MIC, (cfg.max_delay_ms + 5) * SAMPLE_RATE // 1000))
+        self._max_lag = max(1, (cfg.max_delay_ms + 5) * SAMPLE_RATE // 1000)
+        # the delay search's span of reference: 256 ms up to 208 ms of echo (the default
+        # 200 ms), longer for a longer `max_delay_ms` (a SIP line: both jitter buffers)
+        self._gcc = gcc = _gcc_size(self._max_lag + _GCC_MIC)
+        self._window = gcc + _N  # reference samples a caller frame is cancelled against
+        self._band = _band(gcc)
         self._audible_e = _N * _FULL * 10 ** (cfg.audible_dbfs / 10)
         self._suspect_e = _N * _FULL * 10 ** (cfg.suspect_dbfs / 10)
         # The agent's audio by sample time (mod _RING), stored twice over so that any
         # window is one slice; written (or filled with silence) up to `_written`.
         self._line = np.zeros(2 * _RING, np.float32)
         self._written: int | None = None
-        self._ref = self._line[:_WINDOW]  # the window of the last cancel(), newest last
+        self._ref = self._line[: self._window]  # the window of the last cancel(), newest last
         self._mic = np.zeros(_GCC_MIC, np.float32)
         self._res = np.zeros(_GCC_MIC, np.float32)  # the residual, as _mic
-        self._npair = np.zeros((2, _GCC), np.float32)
-        self._nspec = np.zeros((2, _GCC // 2 + 1), np.complex64)  # its spectra
-        self._ncorr = np.zeros(_GCC, np.float32)
-        self._cs = np.zeros(_GCC + 1)
+        self._npair = np.zeros((2, gcc), np.float32)
+        self._nspec = np.zeros((2, gcc // 2 + 1), np.complex64)  # its spectra
+        self._ncorr = np.zeros(gcc, np.float32)
+        self._cs = np.zeros(gcc + 1)
         self.explained = False  # the last frame's residual correlates with the reference
         self._explained_before = False  # ... and the frame before it
         self._explained_run = 0  # tested frames in a row that were explained
         self._suspect = False  # the last residual was over the expected echo (not learned)
         self.explained_share = 0.0  # ... the share of it explained (0: not tested)
-        self._gacc = np.zeros(_GCC)
-        self._gpair = np.zeros((2, _GCC), np.float32)
-        self._gspec = np.zeros((2, _GCC // 2 + 1), np.complex64)
-        self._gcorr = np.zeros(_GCC, np.float32)
+        self._gacc = np.zeros(gcc)
+        self._gpair = np.zeros((2, gcc), np.float32)
+        self._gspec = np.zeros((2, gcc // 2 + 1), np.complex64)
+        self._gcorr = np.zeros(gcc, np.float32)
         # float64: pocketfft is faster on it than on float32 (the samples convert exactly)
         self._wpair = np.zeros((2, _WELCH))
         self._wspec = np.zeros((2, _WELCH // 2 + 1), np.complex128)
@@ -180,8 +185,8 @@ class EchoCanceller:
         cfg = self.config
         if self._written is None or end > self._written:
             self._silence_until(end)
-        i = (end - _WINDOW) % _RING
-        self._ref = self._line[i : i + _WINDOW]
+        i = (end - self._window) % _RING
+        self._ref = self._line[i : i + self._window]
         m = mic.astype(np.float32)
         mb = self._mic
         mb[:-_N] = mb[_N:]
@@ -294,8 +299,8 @@ class EchoCanceller:
         median and 0.47 at the 95th percentile, echo through dispersive paths 0.98 median
         and 0.58 at the 5th: a lag-by-lag correlation alone separated them worse (echo
         through a spread-out path correlates weakly at any one lag)."""
-        pair = self._npair
-        pair[0] = self._ref[-_GCC:]
+        pair, G = self._npair, self._gcc
+        pair[0] = self._ref[-G:]
         pair[1, -_NCC:] = res = self._res[-_NCC:]
         x, y = _rfft(pair, self._nspec)
         np.conjugate(y, out=y)
@@ -303,17 +308,17 @@ class EchoCanceller:
         lags = self._max_lag
         c = np.empty(lags + 1)
         c[0] = g[0]
-        c[1:] = g[_GCC - 1 : _GCC - lags - 1 : -1]  # c[k]: reference k samples earlier
+        c[1:] = g[G - 1 : G - lags - 1 : -1]  # c[k]: reference k samples earlier
         cs = self._cs
         _cumsum(np.square(pair[0], dtype=np.float64), out=cs[1:])
         # energy of the reference window at lag k: cs[G - k] - cs[G - NCC - k]
-        e = np.subtract(cs[_GCC - lags : _GCC + 1], cs[_GCC - _NCC - lags : _GCC - _NCC + 1])
+        e = np.subtract(cs[G - lags : G + 1], cs[G - _NCC - lags : G - _NCC + 1])
         # (a window of near silence must not divide the FFT's rounding noise by nothing)
         e += 1e-3 * float(_max(e)) + 1.0
         best = int(np.divide(c, np.sqrt(e[::-1], out=e[::-1]), out=c).argmax())
         fit_taps, fit_pre = self.config.fit_taps, self.config.fit_pre
         lo, hi = max(0, best - fit_pre), min(lags, best + fit_taps - fit_pre)
-        seg = pair[0, _GCC - _NCC - hi : _GCC - lo].astype(np.float64)
+        seg = pair[0, G - _NCC - hi : G - lo].astype(np.float64)
         w = _rows(seg, hi - lo + 1, _NCC).copy()  # a row per lag
         b = res.astype(np.float64)
         ata = w @ w.T
@@ -449,18 +454,18 @@ class EchoCanceller:
 
     def _update_delay(self) -> None:
         pair = self._gpair  # reference and caller, transformed in one call
-        pair[0] = self._ref[-_GCC:]
+        pair[0] = self._ref[-self._gcc :]
         pair[1, -_GCC_MIC:] = self._mic  # aligned with the newest reference samples
         x, mic = _rfft(pair, self._gspec)
         c = np.multiply(mic, np.conjugate(x, out=x), out=mic)
         # partly whitened in the band, nothing outside it
-        band = c[_BAND]
+        band = c[self._band]
         w = np.abs(band)
         w += 1e-3
         w **= 0.8
         band *= np.divide(1.0, w, dtype=np.float64)
-        c[: _BAND.start] = 0.0
-        c[_BAND.stop :] = 0.0
+        c[: self._band.start] = 0.0
+        c[self._band.stop :] = 0.0
         self._gacc *= 0.95
         self._gacc += _irfft(c, self._gcorr)  # index = echo lag in samples
         self._gcc_n += 1
@@ -504,13 +509,33 @@ class EchoCanceller:
             self._h_rev = self.h[::-1]
 
 
-_GCC = 4096  # delay search: 256 ms of reference
-_WINDOW = _GCC + _N  # reference samples a caller frame is cancelled against
+_GCC = 4096  # delay search: at least 256 ms of reference (echo lags up to 208 ms) ...
 _RING = 16384  # the reference timeline kept: about 1 s (late caller frames still pair)
 _ZEROS = np.zeros(_RING, np.float32)
-_GCC_MIC = 768  # against the newest 48 ms of caller audio: echo lags up to 208 ms
-MAX_ECHO_MS = (_GCC - _GCC_MIC) * 1000 // SAMPLE_RATE
-_BAND = slice(math.ceil(300 * _GCC / SAMPLE_RATE), 3400 * _GCC // SAMPLE_RATE + 1)  # 300-3400 Hz
+_GCC_MIC = 768  # ... against the newest 48 ms of caller audio
+MAX_ECHO_MS = 500  # the longest `max_delay_ms`: its search's window still fits the ring
+
+
+def _gcc_size(n: int) -> int:
+    """The delay search's length for `n` samples: `_GCC` (256 ms), or else the smallest
+    even length of factors 2, 3 and 5 only (fast FFTs) that holds them."""
+    if n <= _GCC:
+        return _GCC
+    while True:
+        m = n // 2
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1 and n % 2 == 0:
+            return n
+        n += 1
+
+
+def _band(gcc: int) -> slice:
+    """The bins of 300-3400 Hz in a `gcc`-point spectrum."""
+    return slice(math.ceil(300 * gcc / SAMPLE_RATE), 3400 * gcc // SAMPLE_RATE + 1)
+
+
 _WELCH = 512
 _NCC = 640  # residual samples (40 ms) tested against the reference
 _WELCH_WIN = np.hanning(_WELCH)

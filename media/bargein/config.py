@@ -27,7 +27,8 @@ class BargeInConfig:
     vad_aggressiveness: int = 2  # webrtcvad on the residual, for voiced frames
     min_level_dbfs: float = -50.0  # residual level a caller frame must reach
     echo_margin_db: float = 6.0  # residual above the expected leftover echo
-    echo_tail_ms: int = 200  # longest echo delay the canceller looks for
+    echo_tail_ms: int = 200  # longest echo delay the canceller looks for (a SIP call's:
+    # 350, `gateway.transports.rtp.ECHO_TAIL_MS`, the phone's jitter buffer on the line)
     echo_explained: float = 0.55  # share of a residual the reference explains: echo
     min_periodicity: float = 0.85  # pitch correlation (10 ms template) of a voiced frame
     min_frame_periodicity: float = 0.7  # the same over the whole 20 ms frame
