@@ -34,6 +34,7 @@ from gateway.protocols.common import (
     SendMark,
     show,
 )
+from gateway.protocols.wsframe import text_frame
 from gateway.read_limits import PendingGate
 
 log = logging.getLogger(__name__)
@@ -46,20 +47,25 @@ class MediaStreamTransport(TickedStream):
     by the app's media tick (`gateway.media_tick`)."""
 
     def __init__(self, ws: web.WebSocketResponse, protocol: Any,
-                 writing_paused: Callable[[], bool] = lambda: False) -> None:
+                 writing_paused: Callable[[], bool] = lambda: False,
+                 socket: asyncio.Transport | None = None) -> None:
         super().__init__(writing_paused)
         self.ws = ws
         self.protocol = protocol
         self._frames = 0
         self.marks = bool(getattr(protocol, "supports_marks", False))
-        # JSON providers render an audio message around its payload (`audio_text`)
+        # JSON providers render an audio message around its payload (`audio_text`) ...
         self._audio_text: Callable[[bytes], str] | None = getattr(protocol, "audio_text", None)
+        self._socket = socket  # ... and it may go to the socket as a frame (`_direct`)
 
     async def send_payload(self, payload: bytes) -> None:
-        if self._audio_text is None:
+        sock = self._direct()
+        out = b""
+        if sock is None:
             await self._send(SendAudio(payload))
-        elif not self.ws.closed and self.can_send():
-            await self.ws.send_str(self._audio_text(payload))
+        elif self._writable():
+            assert self._audio_text is not None
+            out = text_frame(self._audio_text(payload))
         self._frames += 1
         # a mark every 100 ms, and one after each utterance's last frame (so far): without
         # it the end of the last utterance is confirmed only by the loop's timeout, and the
@@ -68,11 +74,30 @@ class MediaStreamTransport(TickedStream):
         # the next one's first mark anyway: the far end plays in order.)
         if self.marks and self.call is not None and (
                 self._frames % MARK_EVERY_FRAMES == 0 or self.call.at_play_boundary()):
-            await self.mark()
+            if sock is None:
+                await self.mark()
+            elif (mark := self._mark()) is not None and self._writable():
+                for message in self.protocol.send(mark):  # (a JSON provider's: text)
+                    out += text_frame(message)
+        if sock is not None and out:
+            sock.write(out)  # the audio and its mark in one write
+
+    def _direct(self) -> asyncio.Transport | None:
+        """The socket, if this stream's audio and marks may be written to it as whole
+        frames (`gateway.protocols.wsframe`): a JSON provider's text messages, on a
+        connection without a negotiated extension. Else None: aiohttp's writer sends."""
+        sock = self._socket
+        if sock is None or self._audio_text is None or self.ws.compress or sock.is_closing():
+            return None
+        return sock
+
+    def _writable(self) -> bool:
+        """A message may be sent now (else it is dropped: `can_send`)."""
+        return not self.ws.closed and self.can_send()
 
     # -- the voice loop's side -----------------------------------------------------------
     async def _send(self, cmd: Command) -> None:
-        if self.ws.closed or not self.can_send():
+        if not self._writable():
             return
         for message in self.protocol.send(cmd):
             if isinstance(message, bytes):
@@ -82,9 +107,13 @@ class MediaStreamTransport(TickedStream):
 
     async def mark(self) -> None:
         """Label what has been sent so far; the far end reports it back once played."""
+        if (mark := self._mark()) is not None:
+            await self._send(mark)
+
+    def _mark(self) -> SendMark | None:
+        """A mark of what has been sent so far (None if nothing has)."""
         pos = self.call.play_position() if self.call is not None else None
-        if pos is not None:
-            await self._send(SendMark(f"{pos[0]}@{pos[1]:.0f}"))
+        return SendMark(f"{pos[0]}@{pos[1]:.0f}") if pos is not None else None
 
     def mark_played(self, name: str) -> None:
         if self.call is None:
@@ -196,7 +225,8 @@ async def _serve_media_stream(app: CallHost, request: web.Request, protocol: Any
     loop = asyncio.get_running_loop()
     start_by = loop.time() + app.settings.header_timeout
     handler = request.protocol
-    transport = MediaStreamTransport(ws, protocol, lambda: handler.writing_paused)
+    transport = MediaStreamTransport(ws, protocol, lambda: handler.writing_paused,
+                                     request.transport)
     call: Call | None = None
     reason = "caller hung up"
     async def close_idle() -> None:
