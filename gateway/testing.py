@@ -22,10 +22,12 @@ recording made with `--record-dir` has its timeline beside it (`call.json`, see
 heard it, and every agent frame's play time: replay then hears each frame at the same tick
 as live, with the same arrival, and (`agent_channel`) plays the recorded agent audio in the
 same talkspurts from the same moments, so its barge-ins fall where the live call's did.
-A live tick that ran late (the event loop stalled: the tick then runs the missed ticks back
-to back, `TickPacer`) shows in the recording as agent frames sent in a burst after a gap
-with no tick; replay's tick runs late there too (`_late_runs`), so the same frames go out
-at the same moments, and the gap is not taken for the end of a talkspurt.
+The recorded agent frames' send times show when the live tick ran; replay's tick runs no
+earlier (`_LivePacer`), so each frame goes out at its live moment and is paired with the
+same far-end slot. A live tick that ran late enough to catch up (the event loop stalled:
+the missed ticks run back to back, `TickPacer`) shows as a burst of frames after a gap with
+no tick (`_late_runs`): replay runs the same catch-up there, and the gap is not taken for
+the end of a talkspurt.
 """
 
 from __future__ import annotations
@@ -381,19 +383,19 @@ class LateRun:
 
 def _late_runs(media: dict[str, Any] | None) -> list[LateRun]:
     """The live call's late ticks, read off its agent frames. A frame more than 1.5 ticks
-    after the one before is a late tick's, not a new talkspurt's, when the next frame
-    follows within half a tick (the missed ticks caught up, back to back: `m` frames whose
-    gaps the tick's late start explains) or, 30-40 ms after the one before, within 15 ms
-    (one tick 10-20 ms late, the next on time); and at most one hearing of caller frames
-    lies in the gap (the stalled tick's own: a dry playout's ticks go on hearing the caller
-    every 20 ms)."""
+    after the one before is a late tick's, not the first of a new talkspurt after a dry
+    playout, when no other tick heard the caller in the gap (a dry playout's ticks go on
+    hearing the caller every 20 ms, a stalled loop's do not) and either the ticks caught up
+    (`m` frames back to back, each less than half a tick after the one before, after a gap
+    their tick's lateness explains; the stalled tick may have heard the caller late) or it
+    is one tick under 20 ms late (the gap under two ticks)."""
     if media is None or not media.get("agent"):
         return []
     times = [float(t) for t in media["agent"]]
     heard = sorted(float(r[1]) for r in media.get("caller") or ())
     tick = TICK_S * 1000
     out = []
-    for i in range(1, len(times) - 1):
+    for i in range(1, len(times)):
         prev, ran = times[i - 1], times[i]
         gap = ran - prev
         if gap <= 1.5 * tick:
@@ -401,41 +403,59 @@ def _late_runs(media: dict[str, Any] | None) -> list[LateRun]:
         m = 1  # frames of the catch-up: each one less than half a tick after the one before
         while i + m < len(times) and times[i + m] - times[i + m - 1] < 0.5 * tick:
             m += 1
+        inside = heard[bisect.bisect_right(heard, prev):bisect.bisect_left(heard, ran)]
+        starts = [h for k, h in enumerate(inside) if k == 0 or h - inside[k - 1] > 5.0]
+        if starts and starts[0] - prev < 5.0:
+            starts.pop(0)  # (the hearing of the tick that sent the frame before)
         if m > 1:
-            late = m >= MAX_CATCH_UP_TICKS or gap <= (m + 1.5) * tick
+            late = (len(starts) <= 1
+                    and (m >= MAX_CATCH_UP_TICKS or gap <= (m + 1.5) * tick))
         else:
-            late = gap < 2 * tick and times[i + 1] - ran < 0.75 * tick
-        if not late:
-            continue
-        inside = heard[bisect.bisect_right(heard, prev + 1.0):
-                       bisect.bisect_left(heard, ran - 1.0)]
-        if sum(1 for k, h in enumerate(inside) if k == 0 or h - inside[k - 1] > 5.0) <= 1:
+            late = not starts and gap < 2 * tick
+        if late:
             out.append(LateRun(i, prev / 1000, ran / 1000))
     return out
 
 
-class _LivePacer(TickPacer):
-    """The replay's tick pacing: on the grid, except where the live tick ran late enough to
-    catch up (`_late_runs`): the tick that is to send that run's first agent frame (the
-    replay has sent the frames before it) runs as late, so the catch-up sends and hears the
-    same frames at the same moment as live (and after a stall longer than the catch-up,
-    the grid moves as it did live)."""
+def _tick_runs(media: dict[str, Any] | None) -> dict[int, tuple[float, float]]:
+    """When the live tick that sent each agent frame ran, as far as the frames show it:
+    agent frame index -> (the frame before's send time, its own), in seconds, for every
+    frame a tick sent after the frame before within the talkspurt (1.5 ticks, or a late
+    tick's catch-up: `_late_runs`), not for a talkspurt's first."""
+    if media is None or not media.get("agent"):
+        return {}
+    times = [float(t) / 1000 for t in media["agent"]]
+    late = {r.frame for r in _late_runs(media)}
+    return {i: (times[i - 1], times[i]) for i in range(1, len(times))
+            if times[i] - times[i - 1] <= 1.5 * TICK_S or i in late}
 
-    def __init__(self, clock: VirtualClock, late: list[LateRun],
-                 frames_sent: Callable[[], int]) -> None:
+
+class _LivePacer(TickPacer):
+    """The replay's tick pacing: on the grid, but the tick that is to send an agent frame
+    runs no earlier than the live one that sent it (`_tick_runs`), while the replay keeps
+    pace with the live call (its tick comes after the frame before went out live). A tick
+    a few ms late live is then as late here, and one late enough to catch up runs the same
+    ticks back to back (`TickPacer.wait`), so every frame goes out at its live moment: the
+    far-end slot each is paired with (`media.far_end_clock`) and what the ticks hear with
+    it are live's (and after a stall longer than the catch-up, the grid moves as live)."""
+
+    def __init__(self, clock: VirtualClock, runs: dict[int, tuple[float, float]],
+                 next_frame: Callable[[], int | None]) -> None:
         super().__init__(clock)
-        self._late = sorted(late, key=lambda r: r.frame)
-        self._frames_sent = frames_sent
+        self._runs = runs
+        self._next_frame = next_frame  # the recorded frame the call plays next
 
     async def wait(self) -> int:
         due = (self.clock.now() if self._next is None else self._next) + TICK_S
         await self.clock.sleep_until(due)  # (a talkspurt's first frame may go out meanwhile)
-        late, sent = self._late, self._frames_sent()
-        while late and late[0].frame < sent:
-            late.pop(0)  # (the replay went elsewhere)
-        if late and late[0].frame == sent and due < late[0].ran:
-            await self.clock.sleep_until(late.pop(0).ran)
+        i = self._next_frame()
+        run = self._runs.get(i) if i is not None else None
+        if run is not None and run[0] - RUN_SLACK_S < due < run[1]:
+            await self.clock.sleep_until(run[1])
         return await super().wait()
+
+
+RUN_SLACK_S = 0.002  # a replay tick this far before the frame before's live send keeps pace
 
 
 def _caller_schedule(caller: np.ndarray, media: dict[str, Any] | None, tail_ms: int
@@ -501,17 +521,15 @@ def _agent_spurts(right: np.ndarray, media: dict[str, Any] | None
     times = [float(t) for t in media["agent"]]
     starts = frame_positions(times, FRAME_SAMPLES)
     events = media.get("events") or []
-    pauses = [float(e["t_ms"]) for e in events if e.get("type") == "bargein.pause"]
-    caught_up = {r.frame for r in _late_runs(media)}
     ends = sorted(float(e["t_ms"]) for e in events
                   if e.get("type") in ("agent.heard", "call.end"))
+    firsts = set(_spurt_starts(media))
     spurts: list[tuple[int, list[np.ndarray]]] = []  # (index of the first frame, frames)
-    for i, (t, s) in enumerate(zip(times, starts, strict=True)):
+    for i, s in enumerate(starts):
         f = right[s : s + FRAME_SAMPLES]
         if len(f) < FRAME_SAMPLES:
             f = np.concatenate([f, np.zeros(FRAME_SAMPLES - len(f), dtype=np.int16)])
-        if i == 0 or (t - times[i - 1] > 1.5 * FRAME_MS and i not in caught_up
-                      and not any(times[i - 1] <= p <= t for p in pauses)):
+        if i in firsts:
             spurts.append((i, []))
         spurts[-1][1].append(f)
     out = []
@@ -526,6 +544,39 @@ def _agent_spurts(right: np.ndarray, media: dict[str, Any] | None
 
 
 MAX_HELD_FRAMES = 500  # 10 s of a talkspurt held after its last frame (a lost mark)
+
+
+def _spurt_starts(media: dict[str, Any]) -> list[int]:
+    """The index of each recorded talkspurt's first agent frame (`_agent_spurts`)."""
+    times = [float(t) for t in media["agent"]]
+    pauses = [float(e["t_ms"]) for e in media.get("events") or ()
+              if e.get("type") == "bargein.pause"]
+    caught_up = {r.frame for r in _late_runs(media)}
+    return [i for i, t in enumerate(times)
+            if i == 0 or (t - times[i - 1] > 1.5 * FRAME_MS and i not in caught_up
+                          and not any(times[i - 1] <= p <= t for p in pauses))]
+
+
+def _next_live_frame(stream: _ReplayStream, media: dict[str, Any]) -> Callable[[], int | None]:
+    """For `_LivePacer`: the index of the recorded agent frame the replay's call plays next
+    (None: a held frame after a talkspurt's last, or nothing queued), from where its playout
+    is in which recorded talkspurt (`_play_spurts` names them)."""
+    firsts = _spurt_starts(media)
+    bounds = list(zip(firsts, firsts[1:] + [len(media["agent"])], strict=True))
+
+    def next_frame() -> int | None:
+        call = stream.call
+        pos = call.speaking.playout.position() if call is not None else None
+        if pos is None or not pos[0].startswith(SPURT_PREFIX):
+            return None
+        first, end = bounds[int(pos[0][len(SPURT_PREFIX):]) - 1]
+        i = first + int(round(pos[1] / FRAME_MS))
+        return i if i < end else None
+
+    return next_frame
+
+
+SPURT_PREFIX = "recorded-"
 
 
 
@@ -576,8 +627,9 @@ async def replay_async(
     echo_gain = 10 ** (echo_db / 20) if echo_db is not None else 0.0
     stream = _ReplayStream(tick, frames, starts, arrivals, due, echo_gain, echo_delay,
                            samples, WireFormat(wire, 8000) if wire else None)  # type: ignore[arg-type]
-    if agent_channel:  # (the recorded agent's frames go out as they did live)
-        tick.pacer = _LivePacer(clock, _late_runs(media), lambda: len(stream.out))
+    if agent_channel and media is not None and media.get("agent"):
+        # (the recorded agent's frames go out as they did live)
+        tick.pacer = _LivePacer(clock, _tick_runs(media), _next_live_frame(stream, media))
     # The tick runs on its grid from the call's start, as the app's tick did live (the
     # call joins it as it opens); the call's clock starts at 0.
     clock.advance_to(first_tick - TICK_S)
@@ -646,7 +698,7 @@ async def _play_spurts(call: Call, clock: VirtualClock,
         await clock.sleep_until(t)
         if call.closed:
             return
-        call.speaker.play(f"recorded-{i + 1}", pcm, last=True)
+        call.speaker.play(f"{SPURT_PREFIX}{i + 1}", pcm, last=True)
 
 
 def replay(audio: str | Path | np.ndarray, app: Any = None, agent_channel: bool = False,
