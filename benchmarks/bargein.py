@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from media.bargein import (
+    GLIDE,
     KIND_MARKS,
     OTHER,
     TONAL,
@@ -207,12 +208,15 @@ def first_fire(k: np.ndarray, warm: int, cfg: BargeInConfig,
     def count(mask: np.ndarray, n: int) -> np.ndarray:
         return np.convolve(mask, np.ones(n, int))[: len(mask)]
 
+    def voiced(kk: np.ndarray) -> np.ndarray:
+        return (kk == VOICED) | (kk == GLIDE)  # (a glide counts as voiced, as in the rule)
+
     def window_ok(kk: np.ndarray, max_other: int) -> np.ndarray:
-        return ((count(kk == VOICED, cfg.window) >= cfg.min_voiced)
+        return ((count(voiced(kk), cfg.window) >= cfg.min_voiced)
                 & (count(kk == OTHER, cfg.window) <= max_other))
 
     def tonal_ok(kk: np.ndarray) -> np.ndarray:
-        return count(kk == TONAL, cfg.context) <= cfg.tonal_ratio * count(kk == VOICED,
+        return count(kk == TONAL, cfg.context) <= cfg.tonal_ratio * count(voiced(kk),
                                                                           cfg.context)
 
     low = cfg.low_path and lk is not None

@@ -18,7 +18,11 @@ delivers them. Per 20 ms tick:
    SIP call's 350 ms, every frame until it locks) and a
    128-tap filter from averaged cross-spectra (Welch, 512-point) take over; three
    explained residuals in a row from lags the filter does not cover mean the path moved:
-   the filter is dropped and seeded anew. About 20-30 dB of echo is removed.
+   the filter is dropped and seeded anew. Once the filter is trusted, a fit from a lag it
+   does not cover counts as echo only when the fit before agreed on that lag (within
+   `lag_agree`): a caller whose voice a fit matches by chance (the agent's own voice) is
+   matched at lags that wander, and used to move a learned path away and be gated until
+   it was learned again. About 20-30 dB of echo is removed.
 2. Gate (every frame, a few microseconds): the residual must be louder than
    `min_level_dbfs` and than the expected leftover echo (delayed agent level times the
    measured leak) by `echo_margin_db`. Most frames stop here.
@@ -30,6 +34,14 @@ delivers them. Per 20 ms tick:
    A would-be voiced frame within `echo_voice_tol` of the pitch of the agent audio whose
    echo arrives with it, and less than `echo_voice_guard_db` over the expected echo, is
    *other*: leftover echo (fresh draws: echo just after a phone click, 6-7 dB over).
+   Neither this nor the onset pair's echo-pitch check calls a frame echo when the
+   canceller tested it and the agent's audio explains less than `echo_unexplained` of it
+   (a caller whose pitch happens to sit on the echo's octave). *glide*: a frame that would
+   be tonal by its steady spectrum or repeated pitch, passes the voiced tests, and whose
+   pitch over the last five frames moves one way by 0.6-15 % (espeak holds a vowel's
+   spectrum as still as a note's, but its pitch glides; a note's is held, vibrato turns
+   back). It fires as a voiced frame does, but is no evidence for a confirmation
+   (`media.bargein.voice_evidence` counts voiced frames only).
 4. Low band (only for frames webrtcvad calls speech): the same pitch measures on the
    residual low-passed to `low_cutoff_hz` (a 65-tap FIR over the 40 ms window), where
    quiet and phone-band voices measure more periodic than across the whole band. They
@@ -55,7 +67,7 @@ from media.bargein.canceller import MAX_ECHO_MS, EchoCanceller
 from media.bargein.config import BargeInConfig
 from media.bargein.detector import BargeInDetector
 from media.bargein.features import FrameFeatures
-from media.bargein.rule import GATED, KIND_MARKS, OTHER, TONAL, VOICED, DecisionRule
+from media.bargein.rule import GATED, GLIDE, KIND_MARKS, OTHER, TONAL, VOICED, DecisionRule
 
-__all__ = ["GATED", "KIND_MARKS", "MAX_ECHO_MS", "OTHER", "TONAL", "VOICED", "BargeInConfig",
-           "BargeInDetector", "DecisionRule", "EchoCanceller", "FrameFeatures"]
+__all__ = ["GATED", "GLIDE", "KIND_MARKS", "MAX_ECHO_MS", "OTHER", "TONAL", "VOICED",
+           "BargeInConfig", "BargeInDetector", "DecisionRule", "EchoCanceller", "FrameFeatures"]

@@ -43,6 +43,7 @@ class CancellerConfig:
     seed_keep: int = 12  # Welch updates before its estimate replaces a seeded filter
     shift_frames: int = 3  # frames in a row that match the echo a frame off: the echo moved
     nudge: int = 24  # samples (1.5 ms) a stale filter may be moved by at once
+    lag_agree: int = 24  # fits outside the filter agree on a lag this close: a moved path
     stale_left: float = 0.1  # a sure-echo frame the filter leaves more of (10 dB): correct it
     max_echo_gain_db: float = 3.0  # sure echo is no louder than its reference by more than this
     no_echo_db: float = -60.0  # the echo estimate of a line with no evidence of echo
@@ -103,6 +104,7 @@ class EchoCanceller:
         self._explained_run = 0  # tested frames in a row that were explained
         self._suspect = False  # the last residual was over the expected echo (not learned)
         self.explained_share = 0.0  # ... the share of it explained (0: not tested)
+        self.tested = False  # ... and whether it was tested
         self._gacc = np.zeros(gcc)
         self._gpair = np.zeros((2, gcc), np.float32)
         self._gspec = np.zeros((2, gcc // 2 + 1), np.complex64)
@@ -120,6 +122,7 @@ class EchoCanceller:
         self._h_rev = _NO_TAPS  # h reversed (a view), for the correlation that applies it
         self._seeded = False  # h is a least-squares fit of one explained residual
         self._fit: tuple[int, int, np.ndarray] = (0, 0, np.zeros(0))
+        self._last_fit_lag: int | None = None  # centre lag of the last tested frame's fit
         self.start = 0
         self.delay: int | None = None  # echo delay in samples, once locked
         self.leak_db = 0.0  # residual echo relative to the aligned reference, echo only
@@ -245,11 +248,14 @@ class EchoCanceller:
         self._explained_before = self.explained
         self.explained = False
         self.explained_share = 0.0
+        self.tested = False  # the reference was tested against this residual
         self._suspect = (e_e > self._suspect_e and loudest > self._audible_e
                          and e_e > cfg.suspect_margin * self._expected)
         if explain and self._suspect:
+            self.tested = True
             self.explained_share = self._explained_share()
-            self.explained = (self.explained_share >= self.explained_ratio
+            agrees = self._fit_agrees()
+            self.explained = (agrees and self.explained_share >= self.explained_ratio
                               and self._echo_not_louder(e_e))
             self._explained_run = self._explained_run + 1 if self.explained else 0
         # Sure echo: explained two frames in a row, the second far better than the caller's
@@ -327,6 +333,20 @@ class EchoCanceller:
         h = _solve(ata, atb)
         self._fit = (lo, hi, h)
         return float(np.dot(h, atb)) / (float(np.dot(b, b)) + 1e-9)
+
+    def _fit_agrees(self) -> bool:
+        """The fit's lag is one the echo may come from: within the trusted filter's span,
+        or (a path that moved) within `lag_agree` of the last tested frame's fit. A caller
+        whose voice a fit happens to match (the agent's own voice, say) is matched at lags
+        that wander from frame to frame; taken for echo, they would move the path away."""
+        lo, hi, _ = self._fit
+        lag, last = (lo + hi) // 2, self._last_fit_lag
+        self._last_fit_lag = lag
+        if self.delay is None or (self._welch_n < self.config.converged and not self._seeded):
+            return True
+        if self.start <= lag < self.start + self.taps:
+            return True
+        return last is not None and abs(lag - last) <= self.config.lag_agree
 
     def _echo_not_louder(self, e_e: float) -> bool:
         """The share of the residual the fit explains is no louder than the reference it

@@ -59,6 +59,7 @@ class BargeInConfig:
     onset_min_glide: float = 0.002  # pitch change between the two frames (from the nearest
     onset_max_glide: float = 0.1  # octave): more than a held note, less than two sources
     echo_pitch_tol: float = 0.04  # a pitch this close to the agent's (or an octave) is echo
+    echo_unexplained: float = 0.15  # ... unless the agent's audio explains less of it than this
     echo_voice_guard_db: float = 10.0  # voiced at the echo's own pitch (within
     echo_voice_tol: float = 0.015  # this) and less than this over the echo: leftover echo
     onset_max_stationarity: float = 0.975  # spectral similarity of the two: below a held note

@@ -119,8 +119,10 @@ class BargeInDetector:
                 if ref is not None:
                     eper, elag = _periodicity(ref)
                     echo_lag = float(elag) if eper >= _ECHO_PERIODIC else 0.0
+        aec = self._aec
+        share = aec.explained_share if aec.tested else -1.0
         return FrameFeatures(level, guard, rise, True, bool(vad), per, n20, lag, peak, stat,
-                             lper, ln20, llag, echo_lag, rumble)
+                             lper, ln20, llag, echo_lag, rumble, share)
 
 
 

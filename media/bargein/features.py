@@ -36,6 +36,7 @@ class FrameFeatures:
     low_pitch_lag: float = 0.0  # `pitch_lag` of it
     echo_lag: float = 0.0  # pitch lag of the agent audio whose echo arrives now (0: none)
     rumble: float = 0.0  # energy share below 175 Hz (a thump, a door: not a voice)
+    echo_share: float = -1.0  # share of the residual the agent's audio explains (-1: untested)
 
 
 

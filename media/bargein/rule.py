@@ -7,8 +7,8 @@ import numpy as np
 from media.bargein.config import BargeInConfig
 from media.bargein.features import _MIN_PERIODIC, _OCTAVES, _RATIOS, FrameFeatures
 
-GATED, VOICED, TONAL, OTHER = 0, 1, 2, 3
-KIND_MARKS = ".VT-"  # one character per kind, for timelines
+GATED, VOICED, TONAL, OTHER, GLIDE = 0, 1, 2, 3, 4
+KIND_MARKS = ".VT-G"  # one character per kind, for timelines
 
 
 class DecisionRule:
@@ -78,7 +78,7 @@ class DecisionRule:
         if f.guard_db < cfg.onset_min_guard_db:
             return 0.0
         lag = f.pitch_lag if kind == VOICED else f.low_pitch_lag if low_kind == VOICED else 0.0
-        return 0.0 if _at_echo_pitch(lag, f, cfg.echo_pitch_tol) else lag
+        return 0.0 if _at_echo_pitch(lag, f, cfg.echo_pitch_tol, cfg.echo_unexplained) else lag
 
     def _onset(self, j: int, f: FrameFeatures) -> bool:
         """Two eligible voiced frames (this one, `f`, and the one before) whose pitch glides
@@ -97,20 +97,48 @@ class DecisionRule:
         return int(np.count_nonzero(before <= level - cfg.onset_drop_db)) >= cfg.onset_quiet
 
 
-def _at_echo_pitch(lag: float, f: FrameFeatures, tol: float) -> bool:
+def _at_echo_pitch(lag: float, f: FrameFeatures, tol: float, unexplained: float) -> bool:
     """The pitch `lag` is within `tol` of the pitch (or an octave of it) of the agent audio
-    whose echo arrives with frame `f`."""
+    whose echo arrives with frame `f`, and the agent's audio does not plainly fail to
+    explain the frame (a share under `unexplained`: a caller whose pitch happens to match)."""
+    if 0.0 <= f.echo_share < unexplained:
+        return False
     return bool(lag and f.echo_lag and float(np.min(np.abs(lag / f.echo_lag / _OCTAVES - 1.0))
                                              ) < tol)
 
 
+GLIDE_FRAMES = 5  # a held vowel's pitch moves one way over this many frames ...
+GLIDE_MIN = 0.006  # ... by at least this much in all (a note is held: `pitch_hold`)
+GLIDE_MAX = 0.15  # ... and at most this much
+GLIDE_BACK = 0.005  # a step back by more than this: not one way
+
+
+def _glides(lags: list[float]) -> bool:
+    """The pitch of the last frames moves one way (a spoken vowel's glide), not held."""
+    if not all(lags):
+        return False
+    ref = lags[-1]
+    rel = [_unslip(x, ref) for x in lags]
+    steps = np.diff(rel) * np.sign(rel[-1] - rel[0])
+    if float(steps.min()) < -GLIDE_BACK:  # turns back: vibrato, not a glide
+        return False
+    return GLIDE_MIN <= abs(rel[-1] - rel[0]) <= GLIDE_MAX
+
+
+def _unslip(lag: float, ref: float) -> float:
+    """`lag` relative to `ref`, an octave slip undone (1.0: the same pitch)."""
+    r = lag / ref
+    return float(r / _OCTAVES[np.argmin(np.abs(r / _OCTAVES - 1.0))])
+
+
 def _window_ok(recent: np.ndarray, min_voiced: int, max_other: int) -> bool:
-    return (int(np.count_nonzero(recent == VOICED)) >= min_voiced
+    return (int(np.count_nonzero((recent == VOICED) | (recent == GLIDE))) >= min_voiced
             and int(np.count_nonzero(recent == OTHER)) <= max_other)
 
 
 def _tonal_ok(k: np.ndarray, cfg: BargeInConfig) -> bool:
-    return bool(np.count_nonzero(k == TONAL) <= cfg.tonal_ratio * np.count_nonzero(k == VOICED))
+    return bool(np.count_nonzero(k == TONAL)
+                <= cfg.tonal_ratio * np.count_nonzero((k == VOICED) | (k == GLIDE)))
 
 
 class _KindTracker:
@@ -121,11 +149,13 @@ class _KindTracker:
         self.low = low
         self._stat = [0.0, 0.0]  # stationarity of the two frames before (0 if gated)
         self._prev_lag = 0.0  # pitch of the frame before, if it was periodic
+        self._lags = [0.0] * GLIDE_FRAMES  # pitch of the last frames (0: not periodic)
 
     def gated(self) -> None:
         """A frame stopped by the gate: the frame-to-frame state starts over."""
         self._stat = [0.0, 0.0]
         self._prev_lag = 0.0
+        self._lags = [0.0] * GLIDE_FRAMES
 
     def kind(self, f: FrameFeatures) -> int:
         cfg = self.config
@@ -149,12 +179,18 @@ class _KindTracker:
             self._prev_lag = lag
         else:
             self._prev_lag = 0.0
+        self._lags = [*self._lags[1:], lag if speech and per >= _MIN_PERIODIC else 0.0]
+        if (steady or held) and f.peakiness < cfg.tonal_peakiness and _glides(self._lags):
+            if (speech and per >= min_per and fper >= min_fper and f.rise_db >= cfg.min_rise_db
+                    and not _at_echo_pitch(lag, f, cfg.echo_pitch_tol, cfg.echo_unexplained)):
+                return GLIDE
         if steady or held or f.peakiness >= cfg.tonal_peakiness:
             return TONAL
         if f.rumble > cfg.max_rumble:
             return OTHER
         if speech and per >= min_per and fper >= min_fper and f.rise_db >= cfg.min_rise_db:
-            if f.guard_db < cfg.echo_voice_guard_db and _at_echo_pitch(lag, f, cfg.echo_voice_tol):
+            if f.guard_db < cfg.echo_voice_guard_db and _at_echo_pitch(
+                    lag, f, cfg.echo_voice_tol, cfg.echo_unexplained):
                 return OTHER  # leftover echo: the agent's own voice, barely over the guess
             return VOICED
         return OTHER

@@ -7,7 +7,8 @@ ones on the dev call flows apart (benchmarks/README.md, session 13):
 
 - voiced frames: a voice gives the detector's *voiced* kind (pitch that moves as a voice's,
   over its recent floor) in at least `confirm_min_voiced` frames of the 640 ms (dev speech:
-  4 at the least, 13 at the median); babble under the agent gives one.
+  4 at the least, 13 at the median); babble under the agent gives one. (A *glide* frame
+  fires the detector as a voiced one does but does not count here.)
 - flutter: the spread (standard deviation, dB) of frame-to-frame level steps, levels
   clipped 30 dB under the loudest frame. A voice's level moves at syllable rate (dev
   speech: 10.4 dB at most); a bell warbling at 20 Hz, an alarm's fast beeps, a sound that

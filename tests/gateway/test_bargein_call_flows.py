@@ -157,3 +157,39 @@ def test_a_sound_that_lasts_but_is_no_voice_resumes(cal, kind, line, level_db, l
     reasons = [e["reason"] for e in out.events if e["type"] == "bargein.resume"]
     assert "not a voice" in reasons
     assert out.full_played
+
+
+def test_a_caller_at_the_pitch_of_the_agents_echo_barges_into_the_first_reply(cal):
+    """0.1 s into the first reply on the 40 ms echo line, a caller whose pitch is an octave of
+    the agent's echo: the pitch alone made it echo (paused 300 ms after the onset). The
+    canceller's test finds the agent's audio explains almost none of it, so it is the
+    caller."""
+    out = run(make_flow("dev", "speech", "echo40", voice="en+f3", offset_s=0.1,
+                        seed=2026001), cal)
+    assert out.early_pauses == []
+    assert out.pause_latency_ms is not None and out.pause_latency_ms <= 120
+    assert out.caught
+
+
+def test_a_quiet_caller_in_the_agents_own_voice_leaves_the_echo_path_alone(cal):
+    """-15 dB, in the agent's own voice, 0.5 s into a later reply on the 40 ms echo line.
+    The agent's audio "explains" parts of that voice at lags that wander from frame to
+    frame; taken for echo, three such frames moved the learned echo path away, and the
+    caller was gated until it was learned again (paused 840 ms after the onset). Fits away
+    from the learned path now count only when they agree on a lag."""
+    out = run(make_flow("dev", "speech", "echo40", voice="agent", level_db=-15.0,
+                        offset_s=0.5, later=True, seed=2026062), cal)
+    assert out.early_pauses == []
+    assert out.pause_latency_ms is not None and out.pause_latency_ms <= 250
+    assert out.caught
+
+
+def test_a_held_synthetic_vowel_is_a_voice_not_a_note(cal):
+    """espeak holds a vowel as steady as a note: its frames counted as tonal, and a loud
+    caller on a clean line paused the agent only 800 ms after the onset. The pitch glides
+    one way over the vowel, which a note's does not: now within 300 ms."""
+    out = run(make_flow("dev", "speech", "clean", voice="en-us+f4", offset_s=0.5,
+                        seed=2026025), cal)
+    assert out.early_pauses == []
+    assert out.pause_latency_ms is not None and out.pause_latency_ms <= 300
+    assert out.caught

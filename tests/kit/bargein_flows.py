@@ -143,11 +143,19 @@ def _read_wav(path: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _piper(text: str) -> np.ndarray:
+    from piper import SynthesisConfig
+
     from media.tts.piper import PiperTTS  # (heavy: only the holdout flows need it)
 
     tts = PiperTTS()
     voice, phrases = tts._phonemize(text)
-    pcm = np.concatenate([tts._infer(voice, p) for p in phrases])
+    # no noise: piper's sampling is otherwise random, and the flows must be the same on
+    # every run (a comparison of two runs would see the voice change, not the code)
+    still = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    pcm = np.concatenate([np.asarray(voice.phoneme_ids_to_audio(voice.phonemes_to_ids(p),
+                                                                still)).reshape(-1)
+                          for p in phrases])
+    pcm = np.rint(np.clip(pcm, -1.0, 1.0) * 32767.0).astype(np.int16)
     return _f(_read_array(pcm, voice.config.sample_rate))
 
 

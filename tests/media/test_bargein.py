@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from media.bargein import (
+    GLIDE,
     OTHER,
+    TONAL,
     VOICED,
     BargeInConfig,
     BargeInDetector,
@@ -477,3 +479,54 @@ def test_a_copy_of_the_agent_louder_than_the_agent_is_not_echo() -> None:
     loud = _copy_of_reference(6.0)
     assert loud.h is None and loud.delay is None
     assert loud.raw_leak_db < -50.0
+
+
+def _kinds(lags: list[float], stationarity: float = 0.99) -> list[int]:
+    """Kinds of a run of voiced frames at these pitch lags, each as steady in spectrum as
+    the one before (a held vowel, or a note)."""
+    tracker = _KindTracker(BargeInConfig(), low=False)
+    return [tracker.kind(_voiced(lag, stationarity=stationarity)) for lag in lags]
+
+
+def test_a_steady_spectrum_whose_pitch_glides_one_way_is_a_voice() -> None:
+    """espeak holds a vowel's spectrum as steady as a note's (three frames over 0.975 alike),
+    and repeats its pitch from frame to frame, but over five frames the pitch moves one way
+    (dev: 70.3 -> 73.6 samples in 200 ms): a glide, which fires like a voiced frame. A note
+    holds its pitch; vibrato turns back."""
+    glide = [70.0, 70.0, 70.2, 70.4, 70.4, 70.7, 71.0, 71.0]
+    assert _kinds(glide)[-3:] == [GLIDE, GLIDE, GLIDE]
+    assert set(_kinds([70.0] * 8)[1:]) == {TONAL}  # a held note (after its first frame)
+    vibrato = [70.0, 70.6, 71.0, 70.5, 70.0, 70.6, 71.0, 70.5]
+    assert GLIDE not in _kinds(vibrato)
+    assert GLIDE not in _kinds([70.0, 70.0, 70.0, 70.1, 70.1, 70.1, 70.1, 70.1])  # too little
+    assert VOICED in _kinds(glide, stationarity=0.5)  # (unsteady: voiced, as before)
+
+
+def test_a_glide_fires_but_is_no_voice_evidence_for_a_confirmation() -> None:
+    """GLIDE frames count with voiced ones in the firing window, but a pause's confirmation by
+    duration counts only VOICED frames (`media.bargein.voice_evidence`): a glide is enough
+    to stop the agent's audio, not to interrupt it."""
+    from media.bargein.rule import _window_ok
+    from media.bargein.voice_evidence import VoiceEvidence
+
+    assert _window_ok(np.array([GLIDE, GLIDE, GLIDE, OTHER]), 3, 3)
+    ev = VoiceEvidence(3, 13.0)
+    frame = np.full(FRAME_SAMPLES, 1000, np.int16)
+    for _ in range(10):
+        ev.add(frame, GLIDE)
+    assert ev.voiced == 0 and not ev.voice()
+
+
+def test_a_frame_at_the_echo_pitch_the_reference_plainly_does_not_explain_is_the_caller(
+) -> None:
+    """A voiced frame at an octave of the agent's echo pitch is taken for echo, unless the
+    canceller tested it and the agent's audio explains less than `echo_unexplained` of it
+    (dev, first reply: a caller at 69.5 samples under echo at 137, shares 0.10 and 0.06;
+    echo itself scores 0.28 at its lowest on the labelled sets)."""
+    cfg = BargeInConfig()
+    echoish = replace(_voiced(68.6, echo_lag=137.0, guard=8.0), echo_share=0.5)
+    assert _KindTracker(cfg, low=False).kind(echoish) == OTHER
+    untested = _voiced(68.6, echo_lag=137.0, guard=8.0)  # echo_share -1: not tested
+    assert _KindTracker(cfg, low=False).kind(untested) == OTHER
+    caller = replace(echoish, echo_share=0.06)
+    assert _KindTracker(cfg, low=False).kind(caller) == VOICED
