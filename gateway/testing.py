@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -419,14 +420,15 @@ def _late_runs(media: dict[str, Any] | None) -> list[LateRun]:
 
 def _tick_runs(media: dict[str, Any] | None) -> dict[int, tuple[float, float]]:
     """When the live tick that sent each agent frame ran, as far as the frames show it:
-    agent frame index -> (the frame before's send time, its own), in seconds, for every
-    frame a tick sent after the frame before within the talkspurt (1.5 ticks, or a late
-    tick's catch-up: `_late_runs`), not for a talkspurt's first."""
+    agent frame index -> (the frame before's send time, its own, in seconds; whether it is
+    the first of a late tick's catch-up, `_late_runs`), for every frame a tick sent after
+    the frame before within the talkspurt (1.5 ticks, or such a catch-up), not for a
+    talkspurt's first."""
     if media is None or not media.get("agent"):
         return {}
     times = [float(t) / 1000 for t in media["agent"]]
     late = {r.frame for r in _late_runs(media)}
-    return {i: (times[i - 1], times[i]) for i in range(1, len(times))
+    return {i: (times[i - 1], times[i], i in late) for i in range(1, len(times))
             if times[i] - times[i - 1] <= 1.5 * TICK_S or i in late}
 
 
@@ -435,11 +437,12 @@ class _LivePacer(TickPacer):
     runs no earlier than the live one that sent it (`_tick_runs`), while the replay keeps
     pace with the live call (its tick comes after the frame before went out live). A tick
     a few ms late live is then as late here, and one late enough to catch up runs the same
-    ticks back to back (`TickPacer.wait`), so every frame goes out at its live moment: the
+    ticks back to back (`TickPacer.wait`; no other wait here makes a catch-up), so every
+    frame goes out at its live moment: the
     far-end slot each is paired with (`media.far_end_clock`) and what the ticks hear with
     it are live's (and after a stall longer than the catch-up, the grid moves as live)."""
 
-    def __init__(self, clock: VirtualClock, runs: dict[int, tuple[float, float]],
+    def __init__(self, clock: VirtualClock, runs: dict[int, tuple[float, float, bool]],
                  next_frame: Callable[[], int | None]) -> None:
         super().__init__(clock)
         self._runs = runs
@@ -451,11 +454,49 @@ class _LivePacer(TickPacer):
         i = self._next_frame()
         run = self._runs.get(i) if i is not None else None
         if run is not None and run[0] - RUN_SLACK_S < due < run[1]:
-            await self.clock.sleep_until(run[1])
+            before, ran, caught_up = run
+            # (no catch-up that live did not run: a frame a whole tick after this one went
+            # out with the next tick, the one due now having had nothing to send live)
+            if caught_up or ran - due <= TICK_S:
+                await self.clock.sleep_until(ran)
         return await super().wait()
 
 
 RUN_SLACK_S = 0.002  # a replay tick this far before the frame before's live send keeps pace
+
+
+def _tick_grid(media: dict[str, Any]) -> tuple[float, list[float]]:
+    """The live ticks' grid (s): its phase, and when a stall longer than the tick catches
+    up moved it (to when the tick ran, `TickPacer.wait`)."""
+    heard = [float(r[1]) / 1000 for r in media["caller"]]
+    moves = [r.ran for r in _late_runs(media)
+             if r.ran - r.after > (MAX_CATCH_UP_TICKS + 1) * TICK_S]
+    early = [h for h in heard if not moves or h < moves[0] - 0.5 * TICK_S] or heard
+    return _tick_phase(early), moves
+
+
+def _dry_ticks(media: dict[str, Any]) -> set[int]:
+    """Agent frames sent a whole tick after the tick that was to send them (it had nothing
+    to send: a dry playout), though less than 1.5 ticks after the frame before (a late
+    tick's catch-up left the frames before it ahead of the grid)."""
+    if not media.get("caller") or not media.get("agent"):
+        return set()
+    times = [float(t) / 1000 for t in media["agent"]]
+    phase, moves = _tick_grid(media)
+
+    def tick_of(t: float) -> float:  # the grid tick at or before `t` (a ms of slack)
+        grid = next((m for m in reversed(moves) if t >= m - 0.5 * TICK_S), phase)
+        return grid + math.floor((t - grid + 0.001) / TICK_S) * TICK_S
+
+    due = [tick_of(t) for t in times]
+    for r in _late_runs(media):  # a catch-up's frames: the ticks after the frame before's
+        first = due[r.frame - 1] + TICK_S
+        k = r.frame
+        while k < len(times) and (k == r.frame or times[k] - times[k - 1] < 0.5 * TICK_S):
+            due[k] = first + (k - r.frame) * TICK_S
+            k += 1
+    return {i for i in range(1, len(times)) if times[i] - times[i - 1] <= 1.5 * TICK_S
+            and due[i] - due[i - 1] > 1.5 * TICK_S}
 
 
 def _caller_schedule(caller: np.ndarray, media: dict[str, Any] | None, tail_ms: int
@@ -476,11 +517,7 @@ def _caller_schedule(caller: np.ndarray, media: dict[str, Any] | None, tail_ms: 
         starts = frame_positions(times, FRAME_SAMPLES)
         arrivals = [t / 1000 + FRAME_S for t in times]
         heard = [float(r[1]) / 1000 for r in rows]
-        # (a stall longer than the tick catches up moves its grid to when it ran)
-        moves = [r.ran for r in _late_runs(media)
-                 if r.ran - r.after > (MAX_CATCH_UP_TICKS + 1) * TICK_S]
-        early = [h for h in heard if not moves or h < moves[0] - 0.5 * TICK_S] or heard
-        phase = _tick_phase(early)
+        phase, moves = _tick_grid(media)
         due = []
         for h in heard:
             grid = next((m for m in reversed(moves) if h >= m - 0.5 * TICK_S), phase)
@@ -510,7 +547,8 @@ def _agent_spurts(right: np.ndarray, media: dict[str, Any] | None
     before starts a talkspurt (a dry playout), unless a barge-in paused the agent in
     between. Live, the agent's audio stays queued after its last frame played until its
     utterance is reported (`agent.heard`: it played out, or a barge-in flushed it), so the
-    talkspurt goes on in silence until then. A gap that a late tick's catch-up ends
+    talkspurt goes on in silence until then, or until the next talkspurt starts (a playout
+    that ran dry mid-utterance: the next one plays when it did). A gap that a late tick's catch-up ends
     (`_late_runs`) is no new talkspurt: the playout was not dry, the tick was late (and
     replay's tick is late there too). Without a timeline: the agent channel's voiced
     stretches."""
@@ -533,10 +571,12 @@ def _agent_spurts(right: np.ndarray, media: dict[str, Any] | None
             spurts.append((i, []))
         spurts[-1][1].append(f)
     out = []
-    for i, fs in spurts:
+    for k, (i, fs) in enumerate(spurts):
         last = times[i + len(fs) - 1] + FRAME_MS  # the end of its last frame
         # (from its last frame's send: a far end without marks, SIP/RTP, has it heard then)
         end = next((e for e in ends if e >= last - 1.5 * FRAME_MS), last)
+        if k + 1 < len(spurts):  # (a playout dry mid-utterance: the next one plays on time)
+            end = min(end, times[spurts[k + 1][0]])
         held = min(int(max(0.0, end - last) // FRAME_MS), MAX_HELD_FRAMES)
         fs = fs + [np.zeros(FRAME_SAMPLES, dtype=np.int16)] * held
         out.append((times[i] / 1000, np.concatenate(fs)))
@@ -547,13 +587,17 @@ MAX_HELD_FRAMES = 500  # 10 s of a talkspurt held after its last frame (a lost m
 
 
 def _spurt_starts(media: dict[str, Any]) -> list[int]:
-    """The index of each recorded talkspurt's first agent frame (`_agent_spurts`)."""
+    """The index of each recorded talkspurt's first agent frame (`_agent_spurts`): after a
+    gap of over 1.5 frames that no late tick explains (`_late_runs`), or a dry tick
+    (`_dry_ticks`), unless a barge-in paused the agent in between."""
     times = [float(t) for t in media["agent"]]
     pauses = [float(e["t_ms"]) for e in media.get("events") or ()
               if e.get("type") == "bargein.pause"]
     caught_up = {r.frame for r in _late_runs(media)}
+    dry = _dry_ticks(media)
     return [i for i, t in enumerate(times)
-            if i == 0 or (t - times[i - 1] > 1.5 * FRAME_MS and i not in caught_up
+            if i == 0 or ((i in dry or (t - times[i - 1] > 1.5 * FRAME_MS
+                                        and i not in caught_up))
                           and not any(times[i - 1] <= p <= t for p in pauses))]
 
 

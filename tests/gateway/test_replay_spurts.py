@@ -37,9 +37,10 @@ def _caller_heard(start_ms: float, end_ms: float, skip: tuple[float, float] = (0
 
 
 def test_a_late_ticks_catch_up_is_not_the_end_of_a_talkspurt() -> None:
-    # the loop stalled 80 ms after frame 4: the tick then ran the four it missed back to back
+    # the loop stalled after frame 4: the tick due 20 ms later ran 80 ms late, and with the
+    # four after it that were due by then, back to back (`TickPacer`)
     times = [1000.0 + i * FRAME_MS for i in range(5)]
-    times += [times[-1] + 100.0 + k * 0.3 for k in range(4)]
+    times += [times[-1] + 100.0 + k * 0.3 for k in range(5)]
     times += [times[4] + 100.0 + k * FRAME_MS for k in range(1, 6)]
     media = {"agent": times, "caller": _caller_heard(900.0, 1400.0, (1081.0, 1180.0)),
              "events": [{"type": "call.end", "t_ms": 9000.0}]}
@@ -59,3 +60,17 @@ def test_a_dry_playout_still_ends_a_talkspurt() -> None:
     right = np.full(FRAME_SAMPLES * 500, 1000, dtype=np.int16)
     starts = [s for s, _ in _agent_spurts(right, media)]
     assert starts == [pytest.approx(1.0), pytest.approx(times[5] / 1000)]
+
+
+def test_a_dry_tick_right_after_a_catch_up_starts_a_talkspurt_on_time() -> None:
+    # a catch-up of five ticks, then one tick with nothing to send (the playout dry
+    # mid-utterance), then the rest from the tick after: not held behind the first part
+    times = [1000.0 + i * FRAME_MS for i in range(5)]
+    times += [times[-1] + 100.0 + k * 0.3 for k in range(5)]
+    times += [times[4] + 140.0 + k * FRAME_MS for k in range(5)]
+    media = {"agent": times, "caller": _caller_heard(900.0, 1400.0, (1081.0, 1180.0)),
+             "events": [{"type": "call.end", "t_ms": 9000.0}]}
+    right = np.full(FRAME_SAMPLES * 500, 1000, dtype=np.int16)
+    (a, first), (b, rest) = _agent_spurts(right, media)
+    assert (a, b) == (pytest.approx(1.0), pytest.approx(times[10] / 1000))
+    assert len(first) == 10 * FRAME_SAMPLES and len(rest) >= 5 * FRAME_SAMPLES
