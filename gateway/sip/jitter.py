@@ -22,10 +22,11 @@ delay starts at `depth_frames` and
 - shrinks back, slowly: after `shrink_window` ticks none of which was concealed, the
   delay primed to drops a frame if the RFC 3550 interarrival jitter (`jitter_ms`, from
   the arrival times `push` is told) needs no more (1 frame + twice the jitter); and the
-  frames that waited in every one of those ticks beyond what the jitter needs (a burst
-  after a stall, a sender's clock running fast) are given back where nothing is
-  clipped: a quiet frame (the `quiet` test: silence, line noise) is skipped, one a tick,
-  or the next talkspurt primes afresh.
+  frames that waited in every one of those ticks beyond what the jitter needs (a
+  sender's clock running fast) are given back where nothing is clipped: a quiet frame
+  (the `quiet` test: silence, line noise) is skipped, one a tick, or the next talkspurt
+  primes afresh. Packets held beyond the delay when playout primes (a phone that sent
+  before our first tick, a burst after a stall) go the same way at once.
 """
 
 from __future__ import annotations
@@ -238,7 +239,9 @@ class JitterBuffer:
                 self._last_was_audio = False
                 return None
             self._playing = True
-            self._drops = 0  # (a new talkspurt primes at the delay wanted)
+            # packets held beyond the delay wanted (a stream that began before its first
+            # tick, a burst after a stall) are a backlog: give it back on quiet frames
+            self._drops = len(self._buf) - self.depth if self.adaptive else 0
             first = min(self._buf)
             self._next = first if self._next is None else max(first, self._next)
         assert self._next is not None

@@ -139,6 +139,24 @@ def test_a_stall_grows_it_and_the_backlog_goes_on_quiet_frames() -> None:
     assert last * 0.02 - arr[599] <= 0.02
 
 
+def test_a_stream_that_began_before_the_first_tick_plays_a_frame_late_only_until_quiet(
+        ) -> None:
+    """A phone sends from the 200 OK on; our tick starts later: the first packets are
+    held together when playout starts, a backlog that would add a frame to every one."""
+    arr = steady(300, offset=0.002)
+    for s in range(3):
+        arr[s] = 0.045  # came before the call's first tick
+    speech = {s: LOUD for s in range(300)}
+    for s in range(100, 110):
+        speech[s] = QUIET
+    buf = adaptive()
+    out = run(buf, arr, 305, fill=speech)
+    assert buf.stats.shrunk == 2 and buf.depth == 1
+    skipped = set(range(300)) - {x for x in out if isinstance(x, int)}
+    assert len(skipped) == 2 and skipped <= set(range(100, 110))  # the backlog's two
+    assert out.index(299) * 0.02 - arr[299] < 0.02  # a frame's delay from there
+
+
 def test_no_frame_of_speech_is_skipped_and_a_new_talkspurt_primes_shorter() -> None:
     arr = stalled(100, 20, 25)
     arr.update({s: s * 0.02 + 1.01 for s in range(100, 200)})  # a talkspurt 1 s later
