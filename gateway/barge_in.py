@@ -14,7 +14,6 @@ recogniser it asks for words, are the listening side's (`Ears`).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -80,7 +79,7 @@ class BargeIn:
         self.detector = BargeInDetector(settings.bargein)
         self._far_end = FarEndClock()  # frame numbers, to pair caller frames with the echo
         self.pause: Pause | None = None
-        self._evidence = VoiceEvidence(0, math.inf)  # the pause's (`_pause_now` makes it)
+        self._evidence = VoiceEvidence(settings.bargein)  # the pause's (`_pause_now` renews it)
 
     # -- the clock and the detector -------------------------------------------------------
     def caller_arrived(self, t: float) -> int:
@@ -167,8 +166,7 @@ class BargeIn:
         owner = self._owner
         self._playout.pause()
         self.pause = pause = Pause(owner.elapsed(), self._words)
-        self._evidence = VoiceEvidence(self._settings.bargein.confirm_min_voiced,
-                                       self._settings.bargein.confirm_max_flutter_db)
+        self._evidence = VoiceEvidence(self._settings.bargein)
         owner.mark("bargein.pause")
         owner.turns.paused(pause.t)
         words = False
@@ -184,14 +182,15 @@ class BargeIn:
         assert pause is not None
         cfg = self._settings
         pause.frames += 1
-        self._evidence.add(frame, self.detector.last_kind)
+        last = self.detector.last
+        self._evidence.add(frame, self.detector.last_kind,
+                           None if last is None else last.level_dbfs)
         if (self._owner.elapsed() - pause.t) * 1000 > cfg.bargein.echo_tail_ms + FRAME_MS:
             # the agent's audio stopped longer ago than any echo lasts: the caller channel
             # is the caller alone, and the plain VAD judges it (the detector's gate would
             # still weigh it against an echo that is gone)
             voiced = self._ears.voiced(frame)
         else:
-            last = self.detector.last
             voiced = last is not None and last.active and last.vad
         pause.quiet = 0 if voiced else pause.quiet + 1
         if pause.words and self._words_confirm_in(self._ears.hear(frame)):

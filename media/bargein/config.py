@@ -66,6 +66,9 @@ class BargeInConfig:
     # a pause that duration alone would confirm needs a voice (`media.bargein.voice_evidence`):
     confirm_min_voiced: int = 3  # voiced frames since the pause (babble: 1, dev speech: >= 4)
     confirm_max_flutter_db: float = 13.0  # level steps' spread (a 20 Hz bell: 15-19 dB)
+    confirm_dip_db: float = 20.0  # a dip: the residual this far under the pause's loud part
+    confirm_fluent_voiced: int = 6  # with no dip, this many voiced frames (tonal ones at
+    # most half as many) are a voice that runs on (music: tonal; babble: few voiced)
     # the echo canceller's other constants (its delay span and explained share are the
     # `echo_tail_ms` and `echo_explained` above)
     canceller: CancellerConfig = field(default_factory=CancellerConfig)

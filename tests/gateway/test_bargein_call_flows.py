@@ -141,18 +141,22 @@ def test_a_loud_caller_in_the_agents_own_voice_barges_in_at_once(cal):
     assert out.caught
 
 
-@pytest.mark.parametrize(("kind", "line", "level_db", "later"), [
-    ("ringing", "clean", 0.0, True),  # a bell warbling at 20 Hz: its level flutters
-    ("ringing", "echo40", 0.0, False),
-    ("babble", "phone", -15.0, False),  # voices far off: webrtcvad's yes, no voiced frames
+@pytest.mark.parametrize(("kind", "line", "level_db", "offset_s", "later", "seed"), [
+    ("ringing", "clean", 0.0, 0.5, True, 30),  # a bell warbling at 20 Hz: its level flutters
+    ("ringing", "echo40", 0.0, 0.5, False, 30),
+    ("babble", "phone", -15.0, 0.5, False, 33),  # voices far off: no voiced frames
+    # recorded music on hold and babble that pass the voiced and flutter measures: music
+    # has tonal frames and no dip, a room of voices neither dips nor runs on as one voice
+    ("moh", "echo120", 0.0, 1.0, False, 102),
+    ("babble", "phone", 0.0, 1.8, True, 139),
 ])
-def test_a_sound_that_lasts_but_is_no_voice_resumes(cal, kind, line, level_db, later):
+def test_a_sound_that_lasts_but_is_no_voice_resumes(cal, kind, line, level_db, offset_s,
+                                                     later, seed):
     """Sounds that pass webrtcvad for longer than the confirmation (each of these flows was
     confirmed as a barge-in by duration alone before `media.bargein.voice_evidence`): the
     pause ends "not a voice", the reply goes on, and the session hears nothing of it."""
-    seed = 33 if kind == "babble" else 30
-    out = run(make_flow("dev", kind, line, level_db=level_db, offset_s=0.5, later=later,
-                        seed=seed), cal)
+    out = run(make_flow("dev", kind, line, level_db=level_db, offset_s=offset_s,
+                        later=later, seed=seed), cal)
     assert out.interrupts == [] and "system.control.interrupt" not in types(out)
     reasons = [e["reason"] for e in out.events if e["type"] == "bargein.resume"]
     assert "not a voice" in reasons
@@ -193,3 +197,12 @@ def test_a_held_synthetic_vowel_is_a_voice_not_a_note(cal):
     assert out.early_pauses == []
     assert out.pause_latency_ms is not None and out.pause_latency_ms <= 300
     assert out.caught
+
+
+def test_a_recorded_voice_that_runs_on_without_a_dip_is_confirmed(cal):
+    """A recorded prompt (Asterisk's Allison) runs 1.2 s without dipping 20 dB: no dip, but
+    13 voiced frames and 3 tonal ones in the 640 ms, a fluent voice, so it confirms as
+    before (the dip alone would have resumed it: a missed barge-in)."""
+    out = run(make_flow("dev", "speech", "echo120", voice="rec:en_US_f_Allison",
+                        offset_s=1.0, later=True, seed=2026064), cal)
+    assert out.caught and out.early_pauses == []

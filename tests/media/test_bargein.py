@@ -510,7 +510,7 @@ def test_a_glide_fires_but_is_no_voice_evidence_for_a_confirmation() -> None:
     from media.bargein.voice_evidence import VoiceEvidence
 
     assert _window_ok(np.array([GLIDE, GLIDE, GLIDE, OTHER]), 3, 3)
-    ev = VoiceEvidence(3, 13.0)
+    ev = VoiceEvidence(BargeInConfig())
     frame = np.full(FRAME_SAMPLES, 1000, np.int16)
     for _ in range(10):
         ev.add(frame, GLIDE)
