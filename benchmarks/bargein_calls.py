@@ -25,7 +25,9 @@ Per split:
 - per line and caller level for the real barge-ins.
 `--list` prints every flow's outcome; `--json PATH` writes them; `--confirm-ms` and
 `--resume-ms` run the calls with other `CallSettings.bargein_confirm_ms` /
-`bargein_resume_ms`; `--wire pcmu` makes every line a phone call's (8 kHz mu-law both
+`bargein_resume_ms`; `--draws 200-239 [--kinds moh,babble]` runs fresh draws of
+non-speech kinds instead of the splits (seeds 100-139 were looked at while setting the
+confirmation, 200-239 not); `--wire pcmu` makes every line a phone call's (8 kHz mu-law both
 ways, the echo made at the far end from what it decoded), as the live Twilio runs of
 `benchmarks/bargein_calls_live.py` are. Piper's synthesis is random (holdout's piper flows differ a little
 from run to run); everything else is the same every run.
@@ -53,6 +55,7 @@ from tests.kit.bargein_call_flows import (  # noqa: E402
     Outcome,
     build_call_flows,
     calibrate,
+    draw_flows,
     run_call_flow,
 )
 
@@ -184,6 +187,9 @@ def main() -> None:
                     help="CallSettings.bargein_confirm_ms (default: the gateway's)")
     ap.add_argument("--resume-ms", type=int, default=None,
                     help="CallSettings.bargein_resume_ms (default: the gateway's)")
+    ap.add_argument("--draws", default="", metavar="FIRST-LAST",
+                    help="instead of the splits: fresh draws of --kinds (default moh,babble) "
+                    "for seeds FIRST..LAST (tests.kit.bargein_call_flows.draw_flows)")
     ap.add_argument("--wire", default=None, choices=["pcmu", "pcma"],
                     help="every line a phone call's: 8 kHz G.711 both ways, the echo made at "
                     "the far end (as on Twilio or SIP)")
@@ -199,8 +205,14 @@ def main() -> None:
     cal = calibrate()
     print(f"agent level {cal.agent_dbfs:.1f} dBFS; its reply {cal.story_frames * 20 / 1000:.1f} s")
     rows: dict[str, list[dict[str, Any]]] = {}
-    for split in args.splits:
-        flows: list[CallFlow] = build_call_flows(split)
+    splits = [f"draws {args.draws}"] if args.draws else args.splits
+    for split in splits:
+        if args.draws:
+            first, last = (int(x) for x in args.draws.split("-"))
+            flows: list[CallFlow] = draw_flows(first, last, sorted(kinds & set(NONSPEECH))
+                                               or ("moh", "babble"))
+        else:
+            flows = build_call_flows(split)
         if kinds:
             flows = [f for f in flows if f.kind in kinds
                      or ("nonspeech" in kinds and f.kind in NONSPEECH)]

@@ -399,6 +399,18 @@ def build_call_flows(split: str = "dev") -> list[CallFlow]:
     return flows
 
 
+def draw_flows(first: int, last: int, kinds: Iterable[str] = ("moh", "babble")
+               ) -> list[CallFlow]:
+    """Fresh draws outside dev and holdout: a flow of each kind per seed `first` .. `last`
+    (inclusive), the line, the offset and first or later reply cycling with the seed. The
+    splits hold a few flows of each non-speech kind; draws show how often a kind fools the
+    gateway (seeds 100-139 were looked at while setting the confirmation, 200-239 not)."""
+    lines = ["clean", "echo40", "echo120", "echo200", "phone"]
+    return [make_flow("dev", kind, lines[seed % 5], offset_s=(0.25, 0.5, 1.0, 1.8)[seed % 4],
+                      later=bool(seed % 2), seed=seed)
+            for seed in range(first, last + 1) for kind in kinds]
+
+
 # -- running ------------------------------------------------------------------------------
 
 def _replay(flow: CallFlow, channel: np.ndarray, settings: CallSettings | None = None,
