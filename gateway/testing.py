@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,12 +357,14 @@ def recorded_settings(media: dict[str, Any] | None) -> CallSettings | None:
     return None
 
 
-def _tick_phase(heard: list[float]) -> float:
-    """The phase (s, in [0, 20 ms)) of the live ticks' grid, from when they heard caller
-    frames: a tick can be late, never early, and most run a little late, so the grid is the
-    phase that makes the ticks least late on average (one of their own offsets). (The
-    earliest offset near the first tick's is not it: a tick over 10 ms late looks early.)"""
-    r = np.sort(np.fmod(np.asarray(heard, dtype=np.float64), TICK_S))
+def _tick_phase(seen: list[float]) -> float:
+    """The phase (s, in [0, 20 ms)) of the live ticks' grid, from when they were seen at
+    work (sending agent frames, hearing caller frames): a tick can be late, never early,
+    and most run a little late, so the grid is the phase that makes them least late on
+    average (one of their own offsets). (The earliest offset near the first one's is not
+    it: a tick over 10 ms late looks early; nor is that of the hearings alone, which a
+    loaded host delays more than the sends.)"""
+    r = np.sort(np.fmod(np.asarray(seen, dtype=np.float64), TICK_S))
     if not len(r):
         return 0.0
     # mean lateness at phase r[k]: mean(r) - r[k] + TICK_S * (ticks before r[k]) / n
@@ -454,7 +455,7 @@ class _LivePacer(TickPacer):
         i = self._next_frame()
         run = self._runs.get(i) if i is not None else None
         if run is not None and run[0] - RUN_SLACK_S < due < run[1]:
-            before, ran, caught_up = run
+            _, ran, caught_up = run
             # (no catch-up that live did not run: a frame a whole tick after this one went
             # out with the next tick, the one due now having had nothing to send live)
             if caught_up or ran - due <= TICK_S:
@@ -468,35 +469,39 @@ RUN_SLACK_S = 0.002  # a replay tick this far before the frame before's live sen
 def _tick_grid(media: dict[str, Any]) -> tuple[float, list[float]]:
     """The live ticks' grid (s): its phase, and when a stall longer than the tick catches
     up moved it (to when the tick ran, `TickPacer.wait`)."""
-    heard = [float(r[1]) / 1000 for r in media["caller"]]
+    seen = [float(r[1]) / 1000 for r in media["caller"]]
+    seen += [float(t) / 1000 for t in media.get("agent") or ()]
     moves = [r.ran for r in _late_runs(media)
              if r.ran - r.after > (MAX_CATCH_UP_TICKS + 1) * TICK_S]
-    early = [h for h in heard if not moves or h < moves[0] - 0.5 * TICK_S] or heard
+    early = [t for t in seen if not moves or t < moves[0] - 0.5 * TICK_S] or seen
     return _tick_phase(early), moves
 
 
 def _dry_ticks(media: dict[str, Any]) -> set[int]:
-    """Agent frames sent a whole tick after the tick that was to send them (it had nothing
-    to send: a dry playout), though less than 1.5 ticks after the frame before (a late
-    tick's catch-up left the frames before it ahead of the grid)."""
-    if not media.get("caller") or not media.get("agent"):
-        return set()
-    times = [float(t) / 1000 for t in media["agent"]]
-    phase, moves = _tick_grid(media)
-
-    def tick_of(t: float) -> float:  # the grid tick at or before `t` (a ms of slack)
-        grid = next((m for m in reversed(moves) if t >= m - 0.5 * TICK_S), phase)
-        return grid + math.floor((t - grid + 0.001) / TICK_S) * TICK_S
-
-    due = [tick_of(t) for t in times]
-    for r in _late_runs(media):  # a catch-up's frames: the ticks after the frame before's
-        first = due[r.frame - 1] + TICK_S
-        k = r.frame
-        while k < len(times) and (k == r.frame or times[k] - times[k - 1] < 0.5 * TICK_S):
-            due[k] = first + (k - r.frame) * TICK_S
-            k += 1
-    return {i for i in range(1, len(times)) if times[i] - times[i - 1] <= 1.5 * TICK_S
-            and due[i] - due[i - 1] > 1.5 * TICK_S}
+    """Agent frames that follow a late tick's catch-up a whole tick after the tick due next
+    (it had nothing to send: a dry playout), though less than 1.5 ticks after the frame
+    before (the catch-up left that one ahead of the grid). The catch-up's first tick was
+    due in the tick after the frame before it and, `m` ticks caught up, `m` to `m + 1`
+    ticks before it ran (`TickPacer.wait`); the tick after them is due `m` ticks later, or
+    a tick after it ran when the stall was longer than the catch-up."""
+    times = [float(t) for t in media.get("agent") or ()]
+    tick = TICK_S * 1000
+    out = set()
+    for r in _late_runs(media):
+        prev, ran = r.after * 1000, r.ran * 1000
+        i = r.frame + 1
+        while i < len(times) and times[i] - times[i - 1] < 0.5 * tick:
+            i += 1
+        m = i - r.frame
+        if i >= len(times) or times[i] - times[i - 1] > 1.5 * tick:
+            continue
+        if ran - prev > (MAX_CATCH_UP_TICKS + 1) * tick:
+            due_next = ran + tick
+        else:
+            due_next = min(prev + tick, ran - (m - 1) * tick) + m * tick
+        if times[i] >= due_next + tick - 1.0:
+            out.add(i)
+    return out
 
 
 def _caller_schedule(caller: np.ndarray, media: dict[str, Any] | None, tail_ms: int
