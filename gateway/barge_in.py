@@ -24,7 +24,7 @@ import numpy as np
 from media.bargein import BargeInDetector
 from media.bargein.voice_evidence import VoiceEvidence
 from media.far_end_clock import FarEndClock
-from media.frames import FRAME_MS, FRAME_S
+from media.frames import FRAME_MS, FRAME_S, SAMPLE_RATE
 from media.playout import PlayoutBuffer
 
 if TYPE_CHECKING:
@@ -185,8 +185,8 @@ class BargeIn:
         last = self.detector.last
         self._evidence.add(frame, self.detector.last_kind,
                            None if last is None else last.level_dbfs)
-        if (self._owner.elapsed() - pause.t) * 1000 > cfg.bargein.echo_tail_ms + FRAME_MS:
-            # the agent's audio stopped longer ago than any echo lasts: the caller channel
+        if (self._owner.elapsed() - pause.t) * 1000 > self._echo_ends_ms():
+            # the agent's audio stopped longer ago than its echo lasts: the caller channel
             # is the caller alone, and the plain VAD judges it (the detector's gate would
             # still weigh it against an echo that is gone)
             voiced = self._ears.voiced(frame)
@@ -209,6 +209,15 @@ class BargeIn:
             self._ears.hold(frame)
             pause.held += 1
         return False
+
+    def _echo_ends_ms(self) -> float:
+        """How long after the agent's audio stops its echo may still come: the learned echo
+        path's last tap, or (none learned yet) the longest echo the canceller looks for;
+        a frame more either way."""
+        aec = self.detector.echo_canceller
+        if aec.h is None:
+            return self._settings.bargein.echo_tail_ms + FRAME_MS
+        return (aec.start + aec.taps) * 1000 / SAMPLE_RATE + FRAME_MS
 
     def _words_confirm_in(self, results: Iterable[Any] | None) -> bool:
         """True (marked) when a recogniser result holds a word that is not a backchannel."""

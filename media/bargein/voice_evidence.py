@@ -17,8 +17,8 @@ sessions 13 and 14):
 - one voice, not music or a room: either the sound dipped (a frame whose residual, the
   echo taken out, is `confirm_dip_db` under the pause's 90th-percentile level: one voice
   stops between syllables and words, music and a room of voices go on), or it ran on as a
-  fluent voice does (at least `confirm_fluent_voiced` voiced frames and at most half as
-  many tonal ones: music's notes are tonal, babble gives few voiced frames). On fresh draws
+  fluent voice does (at least `confirm_fluent_voiced` voiced or glide frames and at most
+  half as many tonal ones: music's notes are tonal, babble gives few voiced frames). On fresh draws
   of recorded music on hold and babble, 16 of 30 pauses passed the first two measures;
   3 pass this one. Of the dev call flows' real barge-ins, 60 of the 61 first pauses that
   confirmed before still do (the other resumes and pauses again).
@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from media.bargein.config import BargeInConfig
-from media.bargein.rule import TONAL, VOICED
+from media.bargein.rule import GLIDE, TONAL, VOICED
 
 _CLIP_DB = 30.0  # levels are clipped this far under the loudest frame of the pause
 _FULL_DB = 10.0 * math.log10(32768.0**2)  # an int16 frame's level in dB -> dBFS
@@ -40,7 +40,7 @@ _FULL_DB = 10.0 * math.log10(32768.0**2)  # an int16 frame's level in dB -> dBFS
 class VoiceEvidence:
     """Frames of one pause: `add` each, then `voice()` at the point of confirming."""
 
-    __slots__ = ("_cfg", "_levels", "_residual", "tonal", "voiced")
+    __slots__ = ("_cfg", "_levels", "_residual", "glides", "tonal", "voiced")
 
     def __init__(self, config: BargeInConfig) -> None:
         self._cfg = config
@@ -48,6 +48,7 @@ class VoiceEvidence:
         self._residual: list[float] = []  # the detector's residual level (dBFS)
         self.voiced = 0
         self.tonal = 0
+        self.glides = 0
 
     def add(self, frame: np.ndarray, kind: int, residual_dbfs: float | None = None) -> None:
         """One caller frame, the detector's kind for it and its residual level (None: the
@@ -58,6 +59,7 @@ class VoiceEvidence:
         self._residual.append(level - _FULL_DB if residual_dbfs is None else residual_dbfs)
         self.voiced += kind == VOICED
         self.tonal += kind == TONAL
+        self.glides += kind == GLIDE
 
     def flutter_db(self) -> float:
         """Spread of the frame-to-frame level steps (dB), levels clipped under the top."""
@@ -77,8 +79,8 @@ class VoiceEvidence:
 
     def fluent(self) -> bool:
         """Voiced frames enough for a voice that runs on, and few tonal ones beside them."""
-        return (self.voiced >= self._cfg.confirm_fluent_voiced
-                and 2 * self.tonal <= self.voiced)
+        pitched = self.voiced + self.glides
+        return pitched >= self._cfg.confirm_fluent_voiced and 2 * self.tonal <= pitched
 
     def voice(self) -> bool:
         """Enough voiced frames, a level that does not flutter, and one voice's shape: it

@@ -206,3 +206,24 @@ def test_a_recorded_voice_that_runs_on_without_a_dip_is_confirmed(cal):
     out = run(make_flow("dev", "speech", "echo120", voice="rec:en_US_f_Allison",
                         offset_s=1.0, later=True, seed=2026064), cal)
     assert out.caught and out.early_pauses == []
+
+
+def test_over_a_phone_line_a_quiet_recorded_caller_is_judged_alone_once_the_echo_is_over(
+        cal):
+    """A recorded voice at -15 dB, 1.0 s into the first reply on the 120 ms echo line, 8 kHz
+    mu-law. While paused, the detector's gate weighs the caller against the echo until the
+    echo is over, then the plain VAD judges it. That moment is now the learned echo path's
+    end (about 150 ms here), not the longest echo searched for (220 ms; 370 ms over SIP):
+    the quiet voice, gated against a gone echo, resumed the agent and was never confirmed."""
+    out = run_wire(make_flow("dev", "speech", "echo120", voice="rec:fr_CA_f_June",
+                             level_db=-15.0, offset_s=1.0, seed=2026047), cal)
+    assert out.early_pauses == [] and out.caught
+
+
+def test_over_a_phone_line_a_synthetic_caller_with_held_vowels_is_confirmed_at_once(cal):
+    """espeak on the wire: no dip in the first 640 ms and held vowels (6 tonal frames), but
+    13 voiced or glide frames: a fluent voice, confirmed at the first pause (before, the
+    agent resumed for half a second and paused again)."""
+    out = run_wire(make_flow("dev", "speech", "clean", voice="en-us+f4", offset_s=0.5,
+                             seed=2026025), cal)
+    assert out.caught and len(out.pauses) == 1 and out.resumes == []

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from media.bargein import OTHER, TONAL, VOICED, BargeInConfig
+from media.bargein import GLIDE, OTHER, TONAL, VOICED, BargeInConfig
 from media.bargein.voice_evidence import VoiceEvidence
 from media.frames import FRAME_SAMPLES, SAMPLE_RATE, split_frames
 from tests.kit.speech import speech
@@ -89,3 +89,15 @@ def test_a_fluent_voice_needs_no_dip_but_music_is_tonal() -> None:
         music.add(frame, VOICED if i % 3 == 0 else TONAL, -20.0)
     assert music.voiced == 11 and music.tonal == 21
     assert not music.fluent() and not music.voice()
+
+
+def test_glides_count_toward_a_fluent_voice() -> None:
+    """An espeak caller on a phone line: 7 voiced, 6 glide and 6 tonal frames (its held
+    vowels) in 640 ms and no dip. Glides are pitch that moves as a voice's: with them it
+    runs on as one voice (it resumed and paused again a second later before)."""
+    ev = VoiceEvidence(BargeInConfig())
+    kinds = [VOICED] * 7 + [GLIDE] * 6 + [TONAL] * 6 + [OTHER] * 13
+    for frame, kind in zip(_steady(-20.0, FRAMES), kinds, strict=True):
+        ev.add(frame, kind, -20.0)
+    assert ev.voiced == 7 and ev.glides == 6 and ev.dips() == 0
+    assert ev.fluent() and ev.voice()
