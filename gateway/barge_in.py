@@ -80,6 +80,7 @@ class BargeIn:
         self._far_end = FarEndClock()  # frame numbers, to pair caller frames with the echo
         self.pause: Pause | None = None
         self._evidence = VoiceEvidence(settings.bargein)  # the pause's (`_pause_now` renews it)
+        self._t: float | None = None  # the time of the caller frame being decided
 
     # -- the clock and the detector -------------------------------------------------------
     def caller_arrived(self, t: float) -> int:
@@ -106,10 +107,23 @@ class BargeIn:
         self.detector.reset()
 
     # -- the pause ------------------------------------------------------------------------
-    def decide(self, frame: np.ndarray, fired: bool) -> bool:
-        """One caller frame the detector has seen (`fired` or not): True when it confirms a
-        barge-in (then `confirm`). Pauses at a fire (or with `bargein_confirm_ms` 0, confirms
-        at once), watches the caller while paused, keeps the other frames in the preroll."""
+    def decide(self, frame: np.ndarray, fired: bool, t: float) -> bool:
+        """One caller frame the detector has seen (`fired` or not), heard at `t` (the call's
+        elapsed seconds): True when it confirms a barge-in (then `confirm`). Pauses at a
+        fire (or with `bargein_confirm_ms` 0, confirms at once), watches the caller while
+        paused, keeps the other frames in the preroll. Its times are `t`, not when the work
+        is done, so that a live call under load decides as its replay does."""
+        self._t = t
+        try:
+            return self._decide(frame, fired)
+        finally:
+            self._t = None
+
+    def _now(self) -> float:
+        """The time of the caller frame being decided, or (none) the call's clock."""
+        return self._owner.elapsed() if self._t is None else self._t
+
+    def _decide(self, frame: np.ndarray, fired: bool) -> bool:
         if self.pause is None:
             if not fired:
                 self._ears.hold(frame)
@@ -119,13 +133,13 @@ class BargeIn:
             return True
         return self._pause_frame(frame)
 
-    def confirm(self) -> Pause:
-        """The barge-in is real: the pause is over (one at this moment if there was none:
-        `bargein_confirm_ms` 0 interrupts at the fire)."""
+    def confirm(self, t: float) -> Pause:
+        """The barge-in is real, confirmed by the frame heard at `t`: the pause is over (one
+        at `t` if there was none: `bargein_confirm_ms` 0 interrupts at the fire)."""
         pause, self.pause = self.pause, None
         if pause is None:
-            pause = Pause(self._owner.elapsed(), False)
-            self._owner.mark("bargein.pause")
+            pause = Pause(t, False)
+            self._owner.mark("bargein.pause", at=t)
         return pause
 
     def resume(self, reason: str) -> None:
@@ -137,9 +151,10 @@ class BargeIn:
         owner = self._owner
         self._playout.resume()
         self.detector.reset()  # (so that the caller's next words can barge in again)
-        owner.turns.resumed(owner.elapsed())
-        owner.mark("bargein.resume", reason=reason,
-                   paused_ms=round((owner.elapsed() - pause.t) * 1000, 1))
+        now = self._now()
+        owner.turns.resumed(now)
+        owner.mark("bargein.resume", at=now, reason=reason,
+                   paused_ms=round((now - pause.t) * 1000, 1))
         if pause.words:
             self._ears.forget_turn()
 
@@ -165,9 +180,9 @@ class BargeIn:
         once (the recogniser already has words)."""
         owner = self._owner
         self._playout.pause()
-        self.pause = pause = Pause(owner.elapsed(), self._words)
+        self.pause = pause = Pause(self._now(), self._words)
         self._evidence = VoiceEvidence(self._settings.bargein)
-        owner.mark("bargein.pause")
+        owner.mark("bargein.pause", at=pause.t)
         owner.turns.paused(pause.t)
         words = False
         if pause.words:  # the recogniser hears the caller from 500 ms before the fire
@@ -185,7 +200,7 @@ class BargeIn:
         last = self.detector.last
         self._evidence.add(frame, self.detector.last_kind,
                            None if last is None else last.level_dbfs)
-        if (self._owner.elapsed() - pause.t) * 1000 > self._echo_ends_ms():
+        if (self._now() - pause.t) * 1000 > self._echo_ends_ms():
             # the agent's audio stopped longer ago than its echo lasts: the caller channel
             # is the caller alone, and the plain VAD judges it (the detector's gate would
             # still weigh it against an echo that is gone)
@@ -197,7 +212,7 @@ class BargeIn:
             return True
         if voiced and pause.frames * FRAME_MS >= cfg.bargein_confirm_ms:
             if self._evidence.voice():
-                self._owner.mark("bargein.confirm", reason="speech")
+                self._owner.mark("bargein.confirm", at=self._now(), reason="speech")
                 return True
             self.resume("not a voice")
             self._ears.hold(frame)
@@ -224,9 +239,9 @@ class BargeIn:
         confirmed = False
         for result in results or ():
             text = getattr(result, "text", "")
-            self._owner.mark("stt.partial", text=text)
+            self._owner.mark("stt.partial", at=self._now(), text=text)
             if not confirmed and self._not_backchannel(text):
-                self._owner.mark("bargein.confirm", reason="words", text=text)
+                self._owner.mark("bargein.confirm", at=self._now(), reason="words", text=text)
                 confirmed = True
         return confirmed
 

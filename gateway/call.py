@@ -289,10 +289,13 @@ class Call:
             fired = self.barge_in.detect(frame, n)
             # (where the caller's sound began: the barge-in latency)
             self.turns.detector_frame(self.barge_in.hears_sound, at - self._t0 - FRAME_S)
-            if not self.barge_in.decide(frame, fired):  # pause first ...
+            # what the frame decides happens when it was heard (the tick's time), however
+            # long the work takes: the call's timeline is then the same live and in replay
+            heard = self.clock.now() - self._t0
+            if not self.barge_in.decide(frame, fired, heard):  # pause first ...
                 return
-            pause = self.barge_in.confirm()
-            await self._interrupt(pause)  # ... interrupt when it is real
+            pause = self.barge_in.confirm(heard)
+            await self._interrupt(pause, heard)  # ... interrupt when it is real
             if self.closed:  # the caller hung up meanwhile: the recogniser is gone
                 return
             if pause.words:  # (the recogniser has had this frame)
@@ -313,11 +316,11 @@ class Call:
         await self.deliver(SDKSystemDtmfEvent(digit=digit))
 
     # -- barge-in: interrupt when it is real (`gateway.barge_in` pauses first) ------------
-    async def _interrupt(self, pause: Pause) -> None:
-        """The caller talks over the agent, confirmed: silence the agent first (no await in
-        between, so no frame can slip out), then clear the far end, interrupt the session,
-        and tell it what the caller heard."""
-        self.mark("interrupt", paused_ms=round((self.elapsed() - pause.t) * 1000, 1))
+    async def _interrupt(self, pause: Pause, at: float) -> None:
+        """The caller talks over the agent, confirmed by the frame heard at `at` (elapsed
+        seconds): silence the agent first (no await in between, so no frame can slip out),
+        then clear the far end, interrupt the session, and tell it what the caller heard."""
+        self.mark("interrupt", at=at, paused_ms=round((at - pause.t) * 1000, 1))
         self.interrupts.append(pause.t)
         self.turns.interrupted(pause.t)
         heard = self._silence()
@@ -502,8 +505,8 @@ class Call:
         finally:
             first_token_observer.reset(token)
 
-    def mark(self, kind: str, **fields: Any) -> None:
-        t = self.elapsed()
+    def mark(self, kind: str, at: float | None = None, **fields: Any) -> None:
+        t = self.elapsed() if at is None else at
         self.timeline.append({"t_ms": round(t * 1000, 1), "type": kind, **fields})
         if self.recorder is not None:
             self.recorder.event(t, kind, **fields)

@@ -26,8 +26,9 @@ class CallOwner(Protocol):
         """Seconds since the call started, on its clock."""
         ...
 
-    def mark(self, kind: str, **fields: Any) -> None:
-        """An entry in the call's timeline (and its recording)."""
+    def mark(self, kind: str, at: float | None = None, **fields: Any) -> None:
+        """An entry in the call's timeline (and its recording), at `at` (elapsed seconds;
+        default: now)."""
 
     async def deliver(self, event: SDKEvent) -> None:
         """Show an event to the caller's transport and deliver it to the session."""
