@@ -229,10 +229,10 @@ class BargeIn:
         """How long after the agent's audio stops its echo may still come: the learned echo
         path's last tap, or (none learned yet) the longest echo the canceller looks for;
         a frame more either way."""
-        aec = self.detector.echo_canceller
-        if aec.h is None:
+        end = self.detector.echo_canceller.echo_end()
+        if end is None:
             return self._settings.bargein.echo_tail_ms + FRAME_MS
-        return (aec.start + aec.taps) * 1000 / SAMPLE_RATE + FRAME_MS
+        return end * 1000 / SAMPLE_RATE + FRAME_MS
 
     def _words_confirm_in(self, results: Iterable[Any] | None) -> bool:
         """True (marked) when a recogniser result holds a word that is not a backchannel."""

@@ -230,7 +230,7 @@ class EchoCanceller:
             q = _N // 4
             seg = r[len(r) - _N - self.delay - q : len(r) - self.delay + min(q, self.delay)]
             self.ref_energy = float(np.dot(seg, seg)) * _N / len(seg)
-        if self.delay is None or (self._welch_n < cfg.converged and not self._seeded):
+        if self._untrusted():
             # No filter to trust yet: expect the loudest reference frame of the span times
             # the echo ratio learned from explained frames (none: -60 dB, no echo).
             frames = r[len(r) - _N * (self._max_lag // _N + 1) :].reshape(-1, _N)
@@ -264,11 +264,9 @@ class EchoCanceller:
         sure = (self.explained and self._explained_before
                 and self.explained_share >= cfg.seed_fit)
         if sure:
-            lo, hi, _ = self._fit
             if self.h is None:
                 self._seed(m_e)
-            elif self._explained_run >= 3 and not (
-                    self.start <= (lo + hi) // 2 < self.start + self.taps):
+            elif self._explained_run >= 3 and not self._covers(self._fit_lag()):
                 # the echo comes from lags the filter does not cover: the path moved.
                 # Start over (conservative until explained frames seed a new filter).
                 self._relock(None)
@@ -286,7 +284,7 @@ class EchoCanceller:
                 else:
                     self._correct()
         if loudest > self._audible_e and (
-                self.delay is None or (self._welch_n < cfg.converged and not self._seeded)):
+                self._untrusted()):
             ratio = max(_db(e_e / loudest), cfg.no_echo_db)
             if sure:
                 self.raw_leak_db += 0.5 * (ratio - self.raw_leak_db)
@@ -339,22 +337,36 @@ class EchoCanceller:
         or (a path that moved) within `lag_agree` of the last tested frame's fit. A caller
         whose voice a fit happens to match (the agent's own voice, say) is matched at lags
         that wander from frame to frame; taken for echo, they would move the path away."""
-        lo, hi, _ = self._fit
-        lag, last = (lo + hi) // 2, self._last_fit_lag
+        lag, last = self._fit_lag(), self._last_fit_lag
         self._last_fit_lag = lag
-        if self.delay is None or (self._welch_n < self.config.converged and not self._seeded):
-            return True
-        if self.start <= lag < self.start + self.taps:
+        if self._untrusted() or self._covers(lag):
             return True
         return last is not None and abs(lag - last) <= self.config.lag_agree
+
+    def _untrusted(self) -> bool:
+        """No echo filter to trust yet: no delay, or a filter neither seeded nor converged."""
+        return self.delay is None or (self._welch_n < self.config.converged
+                                      and not self._seeded)
+
+    def _fit_lag(self) -> int:
+        """The centre lag of the last fit (`_explained_share`)."""
+        lo, hi, _ = self._fit
+        return (lo + hi) // 2
+
+    def _covers(self, lag: int) -> bool:
+        """The echo filter's taps span `lag`."""
+        return self.start <= lag < self.start + self.taps
+
+    def echo_end(self) -> int | None:
+        """The lag (samples) of the learned echo path's last tap; None when none is learned."""
+        return None if self.h is None else self.start + self.taps
 
     def _echo_not_louder(self, e_e: float) -> bool:
         """The share of the residual the fit explains is no louder than the reference it
         came from, plus `max_echo_gain_db`: a line's echo is a loss (G.168 asks hybrids
         for 6 dB at least), so a loud caller whose voice a fit happens to match (same
         voice, same pitch) does not pass for echo."""
-        lo, hi, _ = self._fit
-        lag = (lo + hi) // 2
+        lag = self._fit_lag()
         r = self._ref
         seg = r[len(r) - _N - lag : len(r) - lag]
         gain = 10 ** (self.config.max_echo_gain_db / 10)
