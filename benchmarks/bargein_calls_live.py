@@ -49,13 +49,11 @@ from tests.kit.bargein_call_flows import (  # noqa: E402
     Calibration,
     CallFlow,
     Outcome,
-    agent_tts,
     build_call_flows,
     calibrate,
-    caller_first_demo,
     run_call_flow,
 )
-from tests.kit.live_flows import CALLS, HOST, Router, live_flow  # noqa: E402
+from tests.kit.live_flows import CALLS, live_flow, served  # noqa: E402
 
 
 def pick(flows: list[CallFlow], n: int) -> list[CallFlow]:
@@ -118,21 +116,10 @@ def summary(tag: str, outs: list[Outcome]) -> None:
 
 async def run(splits: list[str], n: int, show: bool, cal: Calibration, keep: str = "",
               only: tuple[str, ...] = (), via: str = "twilio") -> None:
-    from gateway.app import AtomsApp
-
     with tempfile.TemporaryDirectory() as scratch:
         tmp = keep or scratch
         Path(tmp).mkdir(parents=True, exist_ok=True)
-        router = Router()
-        app = AtomsApp(setup_handler=caller_first_demo, record_dir=tmp, host=HOST,
-                       sip_port=0 if via == "sip" else None)
-        app.stt = router
-        app.tts = agent_tts()
-        port = await app.start(HOST, 0)
-        if via == "sip":
-            assert app.sip_port is not None
-            port = app.sip_port
-        try:
+        async with served(tmp, via) as (_, router, port):
             for split in splits:
                 flows = pick(build_call_flows(split), n)
                 if only:
@@ -180,8 +167,6 @@ async def run(splits: list[str], n: int, show: bool, cal: Calibration, keep: str
                            for r in rows)
                 print(f"  live recording replayed: the same pauses and interrupts within a "
                       f"frame in {same}/{len(rows)} calls")
-        finally:
-            await app.stop(drain_timeout=0.5)
 
 
 def main() -> None:

@@ -22,13 +22,11 @@ import pytest
 
 from gateway.app import AtomsApp
 from tests.kit.bargein_call_flows import (
-    agent_tts,
     calibrate,
-    caller_first_demo,
     make_flow,
     run_call_flow,
 )
-from tests.kit.live_flows import HOST, Router, live_flow
+from tests.kit.live_flows import live_flow, served
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,18 +63,13 @@ async def test_a_call_whose_loop_stalled_mid_reply_replays_from_its_recording_th
     replayed = await asyncio.to_thread(run_call_flow, flow, cal, True)
     assert replayed.ok, replayed.problem
 
-    router = Router()
-    app = AtomsApp(setup_handler=caller_first_demo, record_dir=str(tmp_path), host=HOST)
-    app.stt = router
-    app.tts = agent_tts()
-    port = await app.start(HOST, 0)
-    staller = asyncio.create_task(_stall_while_the_agent_talks(app))
-    try:
-        live, again, wav = await live_flow(port, router, tmp_path, replayed)
-    finally:
-        staller.cancel()
-        await asyncio.gather(staller, return_exceptions=True)
-        await app.stop(drain_timeout=0.5)
+    async with served(str(tmp_path)) as (app, router, port):
+        staller = asyncio.create_task(_stall_while_the_agent_talks(app))
+        try:
+            live, again, wav = await live_flow(port, router, tmp_path, replayed)
+        finally:
+            staller.cancel()
+            await asyncio.gather(staller, return_exceptions=True)
 
     media = json.loads(wav.with_suffix(".json").read_text())["media"]
     reply = [t for t in media["agent"] if t >= live.reply_start_ms]

@@ -7,7 +7,9 @@ replay; tests/sip_interop runs one flow."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,11 @@ from tests.kit.bargein_call_flows import (
     CallFlow,
     Outcome,
     ScriptedSTT,
+    agent_tts,
+    caller_first_demo,
     score_events,
 )
-from tests.kit.clients import FRAME_S, TwilioClient, decode, encode
+from tests.kit.clients import FRAME_S, TwilioClient, decode, encode, frame_slots
 from tests.kit.clients.sip_line import SipLineClient
 
 HOST = "127.0.0.1"
@@ -92,10 +96,7 @@ class LineClient(TwilioClient):
         n = WIRE_FRAME
         t0 = self.loop.time()
         self.t_line = t0 - FRAME_S  # frame i holds what was said in the 20 ms before it
-        for i in range(len(self.caller) // n):
-            delay = t0 + i * FRAME_S - self.loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for i in frame_slots(self.loop, t0, len(self.caller) // n):
             frame = self.caller[i * n : (i + 1) * n] + self.line[i * n : (i + 1) * n]
             pcm = np.clip(np.round(frame), -32768, 32767).astype(np.int16)
             try:
@@ -185,6 +186,32 @@ async def _call_sip(port: int, caller: np.ndarray, echo_db: float | None,
 
 
 CALLS = {"twilio": _call_twilio, "sip": _call_sip}
+
+
+@contextlib.asynccontextmanager
+async def served(record_dir: str, via: str = "twilio", **app_args: Any
+                 ) -> AsyncIterator[tuple[Any, Router, int]]:
+    """The flows' agent (the demo without its greeting, the flows' recogniser router and
+    voice) served on 127.0.0.1, recording into `record_dir`: the app, its router, and the
+    port a `via` call dials (the HTTP one, or the SIP listener's). `app_args` go to
+    `AtomsApp` (a SIP call's listener is on a free port unless `sip_port` says)."""
+    from gateway.app import AtomsApp
+
+    if via == "sip":
+        app_args.setdefault("sip_port", 0)
+    router = Router()
+    app = AtomsApp(setup_handler=caller_first_demo, record_dir=record_dir, host=HOST,
+                   **app_args)
+    app.stt = router
+    app.tts = agent_tts()
+    port = await app.start(HOST, 0)
+    try:
+        if via == "sip":
+            assert app.sip_port is not None
+            port = app.sip_port
+        yield app, router, port
+    finally:
+        await app.stop(drain_timeout=0.5)
 
 
 async def live_flow(port: int, router: Router, folder: Path, replayed: Outcome,

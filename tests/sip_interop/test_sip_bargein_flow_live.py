@@ -14,16 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import AtomsApp
 from tests.kit.bargein_call_flows import (
-    agent_tts,
     calibrate,
-    caller_first_demo,
     make_flow,
     run_call_flow,
 )
-from tests.kit.live_flows import Router, live_flow
-from tests.sip_interop.helpers import LOCALHOST, free_port
+from tests.kit.live_flows import live_flow, served
+from tests.sip_interop.helpers import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,19 +40,11 @@ async def test_a_barge_in_over_sip_pauses_confirms_and_replays_from_its_recordin
     replayed = await asyncio.to_thread(run_call_flow, flow, cal, True)
     assert replayed.ok, replayed.problem
 
-    router = Router()
     rtp_base = free_port(even=True)
-    app = AtomsApp(setup_handler=caller_first_demo, record_dir=str(tmp_path), host=LOCALHOST,
-                   sip_port=free_port(tcp_too=True), rtp_port_min=rtp_base,
-                   rtp_port_max=min(rtp_base + 100, 65534))
-    app.stt = router
-    app.tts = agent_tts()
-    await app.start(LOCALHOST, 0)
-    try:
-        assert app.sip_port is not None
-        live, again, wav = await live_flow(app.sip_port, router, tmp_path, replayed, via="sip")
-    finally:
-        await app.stop(drain_timeout=0.5)
+    async with served(str(tmp_path), "sip", sip_port=free_port(tcp_too=True),
+                      rtp_port_min=rtp_base, rtp_port_max=min(rtp_base + 100, 65534)
+                      ) as (_, router, port):
+        live, again, wav = await live_flow(port, router, tmp_path, replayed, via="sip")
 
     assert wav.exists()
     assert live.ok, live.problem

@@ -17,6 +17,7 @@ from tests.kit.clients.base import (
     bytes_per_frame,
     decode,
     encode,
+    frame_slots,
 )
 from tests.kit.clients.exotel import ExotelClient
 from tests.kit.clients.plivo import PlivoClient
@@ -27,7 +28,8 @@ from tests.kit.clients.webclient import WebClient
 
 __all__ = ["CLIENTS", "FRAME_S", "OPEN", "AgentFrame", "AudioSocketClient", "CallClient",
            "Control", "ExotelClient", "FarEnd", "PlivoClient", "TelnyxClient", "TwilioClient",
-           "VonageClient", "WebClient", "b64", "bytes_per_frame", "decode", "encode"]
+           "VonageClient", "WebClient", "b64", "bytes_per_frame", "decode", "encode",
+           "frame_slots"]
 
 CLIENTS: dict[str, type[CallClient]] = {
     c.provider: c

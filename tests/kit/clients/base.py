@@ -20,6 +20,7 @@ import json
 import uuid
 import warnings
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,19 @@ with warnings.catch_warnings():
 
 FRAME_S = 0.020
 OPEN: set[CallClient] = set()  # clients not yet closed (the fixtures close leftovers)
+
+
+async def frame_slots(loop: asyncio.AbstractEventLoop, t0: float,
+                      count: int | None = None) -> AsyncIterator[int]:
+    """Frame numbers 0, 1, ... (`count` of them, or without end), each once its 20 ms slot
+    after `t0` on `loop`'s clock has come: a microphone's ticker that does not drift."""
+    i = 0
+    while count is None or i < count:
+        delay = t0 + i * FRAME_S - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield i
+        i += 1
 
 
 # ------------------------------------------------------------------------------ codecs
@@ -236,12 +250,9 @@ class CallClient:
     async def _mic(self) -> None:
         n = self.rate * 20 // 1000
         silence = np.zeros(n, dtype=np.int16)
-        t0 = self.loop.time()
-        i = 0
-        while not self.mic_stopped and not self.closed.is_set():
-            delay = t0 + i * FRAME_S - self.loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        if self.mic_stopped or self.closed.is_set():
+            return
+        async for _ in frame_slots(self.loop, self.loop.time()):
             frame = self._speech.popleft() if self._speech else silence
             try:
                 await self.send_audio(encode(self.codec, frame))
@@ -252,7 +263,8 @@ class CallClient:
                 _, fut = self._speech_done.popleft()
                 if not fut.done():
                     fut.set_result(self.loop.time())
-            i += 1
+            if self.mic_stopped or self.closed.is_set():
+                break
 
     def say(self, pcm: np.ndarray) -> asyncio.Future[float]:
         """Queue speech (int16 at the wire rate) on the microphone. The future gives the

@@ -32,7 +32,7 @@ import numpy as np
 from gateway.sip.message import SipParseError, SipRequest, SipResponse, parse_message
 from gateway.sip.rtp import RtpError, RtpSender, is_rtcp, parse_rtp
 from gateway.sip.sdp import Codec, build_offer, parse_sdp
-from tests.kit.clients.base import FRAME_S, decode, encode
+from tests.kit.clients.base import FRAME_S, decode, encode, frame_slots
 from tests.sip.phone import Phone
 
 log = logging.getLogger(__name__)
@@ -197,10 +197,7 @@ class SipLineClient:
         n = FRAME
         t0 = self.loop.time()
         self.t_line = t0 - FRAME_S  # frame i holds what was said in the 20 ms before it
-        for i in range(len(self.caller) // n):
-            delay = t0 + i * FRAME_S - self.loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for i in frame_slots(self.loop, t0, len(self.caller) // n):
             frame = self.caller[i * n : (i + 1) * n].astype(np.float32)
             if self.gain:
                 lo = i * n - self.delay
