@@ -45,6 +45,12 @@ class Pause:
     quiet: int = 0  # caller frames in a row with no voice
 
 
+def paused_ms(paused: float, now: float) -> float:
+    """How long a pause lasted (ms), as the difference of the two times as the timeline
+    gives them (0.1 ms), so that an event's time less its `paused_ms` is the pause's."""
+    return round(round(now * 1000, 1) - round(paused * 1000, 1), 1)
+
+
 class Ears(Protocol):
     """What a pause needs of the call's listening side."""
 
@@ -154,7 +160,7 @@ class BargeIn:
         now = self._now()
         owner.turns.resumed(now)
         owner.mark("bargein.resume", at=now, reason=reason,
-                   paused_ms=round((now - pause.t) * 1000, 1))
+                   paused_ms=paused_ms(pause.t, now))
         if pause.words:
             self._ears.forget_turn()
 

@@ -52,7 +52,7 @@ from agent.events import (
     SDKSystemUpdateOutputAgentSettingsEvent,
     SDKSystemUserJoinedEvent,
 )
-from gateway.barge_in import BargeIn, Pause
+from gateway.barge_in import BargeIn, Pause, paused_ms
 from gateway.listening import BARGE_IN_PREROLL_FRAMES, Listening
 from gateway.speaker import Speaker
 from gateway.speaking import Speaking
@@ -320,7 +320,7 @@ class Call:
         """The caller talks over the agent, confirmed by the frame heard at `at` (elapsed
         seconds): silence the agent first (no await in between, so no frame can slip out),
         then clear the far end, interrupt the session, and tell it what the caller heard."""
-        self.mark("interrupt", at=at, paused_ms=round((at - pause.t) * 1000, 1))
+        self.mark("interrupt", at=at, paused_ms=paused_ms(pause.t, at))
         self.interrupts.append(pause.t)
         self.turns.interrupted(pause.t)
         heard = self._silence()
