@@ -6,6 +6,8 @@ detector fires, `BargeIn` pauses the agent's audio (held, nothing dropped) and w
 caller: speech that goes on for `bargein_confirm_ms` from the pause, or a recogniser word
 that is not a backchannel, confirms it, and `Call` interrupts the agent; `bargein_resume_ms`
 of quiet before that resumes the agent where it paused, and the session never hears of it.
+A pause that comes within `RELINK_MS` of such a resume goes on counting from the first
+(the comma of "wait, stop" is as long as the quiet that resumes).
 
 `Call` drives it, per caller frame (`caller_arrived`, `detect`, `decide`, `confirm`) and
 per agent frame (`agent_frame`, `resume_if_overdue`); the caller's frames it holds, and the
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
     from gateway.call_owner import CallOwner
 
 _WORDS = re.compile(r"[a-z0-9']+")
+# A pause this soon after a resume on quiet continues it: espeak's comma ("wait, stop" at
+# 140 words a minute) is 250-400 ms of quiet, so "wait" resumed and "stop" alone was too
+# short to confirm (benchmarks/README.md, session 15).
+RELINK_MS = 400
 
 
 @dataclass(slots=True)
@@ -40,6 +46,7 @@ class Pause:
 
     t: float  # when it paused (the call's elapsed time): the barge-in latency ends here
     words: bool  # the recogniser hears the caller meanwhile
+    fired: bool  # the detector fired (else the pause is an eager one, so far)
     frames: int = 0  # caller frames since the pause, the firing one included
     held: int = 0  # of them, kept in the preroll for the recogniser (not fed yet)
     quiet: int = 0  # caller frames in a row with no voice
@@ -87,6 +94,8 @@ class BargeIn:
         self.pause: Pause | None = None
         self._evidence = VoiceEvidence(settings.bargein)  # the pause's (`_pause_now` renews it)
         self._t: float | None = None  # the time of the caller frame being decided
+        # the last pause that resumed on quiet, its evidence, and when (`RELINK_MS`)
+        self._resumed: tuple[float, Pause, VoiceEvidence] | None = None
 
     # -- the clock and the detector -------------------------------------------------------
     def caller_arrived(self, t: float) -> int:
@@ -110,6 +119,7 @@ class BargeIn:
 
     def agent_quiet(self) -> None:
         """The agent's audio ran out: the detector starts afresh."""
+        self._resumed = None
         self.detector.reset()
 
     # -- the pause ------------------------------------------------------------------------
@@ -131,12 +141,16 @@ class BargeIn:
 
     def _decide(self, frame: np.ndarray, fired: bool) -> bool:
         if self.pause is None:
-            if not fired:
+            confirming = self._settings.bargein_confirm_ms > 0
+            if not (fired or (confirming and self.detector.eager)):
                 self._ears.hold(frame)
                 return False
-            if self._settings.bargein_confirm_ms > 0:
-                return self._pause_now(frame)
+            if confirming:
+                return self._pause_now(frame, fired)
             return True
+        if fired and not self.pause.fired:  # an eager pause: weigh the sound from the fire
+            self.pause.fired = True
+            self._evidence = VoiceEvidence(self._settings.bargein)
         return self._pause_frame(frame)
 
     def confirm(self, t: float) -> Pause:
@@ -144,7 +158,7 @@ class BargeIn:
         at `t` if there was none: `bargein_confirm_ms` 0 interrupts at the fire)."""
         pause, self.pause = self.pause, None
         if pause is None:
-            pause = Pause(t, False)
+            pause = Pause(t, False, True)
             self._owner.mark("bargein.pause", at=t)
         return pause
 
@@ -158,6 +172,7 @@ class BargeIn:
         self._playout.resume()
         self.detector.reset()  # (so that the caller's next words can barge in again)
         now = self._now()
+        self._resumed = (now, pause, self._evidence) if reason == "quiet" else None
         owner.turns.resumed(now)
         owner.mark("bargein.resume", at=now, reason=reason,
                    paused_ms=paused_ms(pause.t, now))
@@ -177,17 +192,24 @@ class BargeIn:
 
     def drop(self) -> None:
         """The agent's audio was flushed: no pause, and the detector starts afresh."""
-        self.pause = None
+        self.pause = self._resumed = None
         self.detector.reset()
 
-    def _pause_now(self, frame: np.ndarray) -> bool:
+    def _pause_now(self, frame: np.ndarray, fired: bool) -> bool:
         """The detector fired: hold the agent's audio (nothing more is sent from the next
         tick on; nothing is dropped) and start watching the caller. True if confirmed at
         once (the recogniser already has words)."""
         owner = self._owner
         self._playout.pause()
-        self.pause = pause = Pause(self._now(), self._words)
+        self.pause = pause = Pause(self._now(), self._words, fired)
         self._evidence = VoiceEvidence(self._settings.bargein)
+        last, self._resumed = self._resumed, None
+        if last is not None and not pause.words and (pause.t - last[0]) * 1000 <= RELINK_MS:
+            # the sound goes on after a short gap: count from the first pause
+            gap = round((pause.t - last[0]) / FRAME_S)
+            pause.frames, pause.held = last[1].frames + gap, last[1].held + gap
+            pause.fired |= last[1].fired
+            self._evidence = last[2]
         owner.mark("bargein.pause", at=pause.t)
         owner.turns.paused(pause.t)
         words = False
@@ -217,7 +239,7 @@ class BargeIn:
         if pause.words and self._words_confirm_in(self._ears.hear(frame)):
             return True
         if voiced and pause.frames * FRAME_MS >= cfg.bargein_confirm_ms:
-            if self._evidence.voice():
+            if pause.fired and self._evidence.voice():
                 self._owner.mark("bargein.confirm", at=self._now(), reason="speech")
                 return True
             self.resume("not a voice")

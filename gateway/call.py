@@ -136,7 +136,7 @@ class CallSettings:
     # `bargein_confirm_ms` from the pause (0: interrupt at the fire, no pause) or, with
     # `bargein_words`, when the recogniser hears a word outside `backchannel_words`;
     # `bargein_resume_ms` of quiet before that resumes the agent where it paused.
-    bargein_confirm_ms: int = 640
+    bargein_confirm_ms: int = 720
     bargein_resume_ms: int = 200
     bargein_words: bool | None = None  # None: if the recogniser's stream has `interim_words`
     backchannel_words: frozenset[str] = BACKCHANNEL_WORDS

@@ -63,6 +63,15 @@ class BargeInConfig:
     echo_voice_guard_db: float = 10.0  # voiced at the echo's own pitch (within
     echo_voice_tol: float = 0.015  # this) and less than this over the echo: leftover echo
     onset_max_stationarity: float = 0.975  # spectral similarity of the two: below a held note
+    # an eager pause (`DecisionRule.eager`: the agent pauses, nothing is interrupted until
+    # the pause is confirmed) needs less than a fire: `eager_frames` frames in a row (0: off)
+    # of a sound webrtcvad calls speech, not tonal, with some pitch in either band, well over
+    # the expected echo and the recent floor, that the agent's audio does not explain
+    eager_frames: int = 2
+    eager_min_periodicity: float = 0.6
+    eager_guard_db: float = 15.0
+    eager_rise_db: float = 20.0
+    eager_max_share: float = 0.4  # (the caller's voice: 0.15 median; echo: 0.98)
     # a pause that duration alone would confirm needs a voice (`media.bargein.voice_evidence`):
     confirm_min_voiced: int = 3  # voiced frames since the pause (babble: 1, dev speech: >= 4)
     confirm_max_flutter_db: float = 13.0  # level steps' spread (a 20 Hz bell: 15-19 dB)

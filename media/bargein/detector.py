@@ -77,6 +77,13 @@ class BargeInDetector:
         self.last_kind, hit = self._rule.push(feats)
         return hit
 
+    @property
+    def eager(self) -> bool:
+        """The last caller frame calls for an eager pause: a loud, voice-like sound that has
+        not fired the detector (yet). A pause may come this early; an interruption must wait
+        for its confirmation (`gateway.barge_in`)."""
+        return self._rule.eager
+
     def _features(self, e: np.ndarray) -> FrameFeatures:
         cfg = self.config
         e_e = float(np.dot(e, e))

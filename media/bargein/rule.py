@@ -12,7 +12,7 @@ KIND_MARKS = ".VT-G"  # one character per kind, for timelines
 
 
 class DecisionRule:
-    """Frame kinds and the firing rule, from `FrameFeatures` alone.
+    """Frame kinds, the firing rule and the eager pause, from `FrameFeatures` alone.
 
     Split from the signal processing so that benchmarks/bargein.py can replay recorded
     features under other settings.
@@ -27,14 +27,18 @@ class DecisionRule:
         self._levels = np.full(config.context, np.inf)  # residual level (inf: before reset)
         self._lags = np.zeros(config.context)  # pitch of onset-eligible voiced frames, else 0
         self._i = 0
+        self._loud = 0  # frames in a row of a loud, voice-like sound (`eager`)
         self.fired = False
+        self.eager = False  # the last frame calls for an eager pause (not a fire)
 
     def reset(self) -> None:
         self._kinds[:] = GATED
         self._low_kinds[:] = GATED
         self._levels[:] = np.inf
         self._lags[:] = 0.0
+        self._loud = 0
         self.fired = False
+        self.eager = False
 
     def kind(self, f: FrameFeatures) -> int:
         """The (full-band) kind of one frame (updates the frame-to-frame state)."""
@@ -56,12 +60,17 @@ class DecisionRule:
             self._low.gated()
             k[j] = lk[j] = GATED
             self._lags[j] = 0.0
+            self._loud = 0
+            self.eager = False
             return GATED, False
         k[j] = kind = self.kind(f)
         lk[j] = self.low_kind(f) if cfg.low_path else GATED
         self._lags[j] = self._onset_lag(f, kind, int(lk[j]))
+        self._loud = self._loud + 1 if self._loud_voice(f, kind) else 0
+        self.eager = False
         if self.fired or not _tonal_ok(k, cfg):
             return kind, False
+        self.eager = 0 < cfg.eager_frames <= self._loud
         idx = np.arange(j - cfg.window + 1, j + 1) % cfg.context
         if not (_window_ok(k[idx], cfg.min_voiced, cfg.max_other)
                 or (cfg.low_path and _window_ok(lk[idx], cfg.min_voiced, cfg.low_max_other)
@@ -70,6 +79,16 @@ class DecisionRule:
             return kind, False
         self.fired = True
         return kind, True
+
+    def _loud_voice(self, f: FrameFeatures, kind: int) -> bool:
+        """A frame of an eager pause's run: speech to webrtcvad, not tonal, some pitch in
+        either band, well over the expected echo and the recent floor, and not explained by
+        the agent's audio."""
+        cfg = self.config
+        return (f.vad and kind != TONAL and f.guard_db >= cfg.eager_guard_db
+                and f.rise_db >= cfg.eager_rise_db and f.rumble <= cfg.max_rumble
+                and max(f.periodicity, f.low_periodicity) >= cfg.eager_min_periodicity
+                and f.echo_share < cfg.eager_max_share)
 
     def _onset_lag(self, f: FrameFeatures, kind: int, low_kind: int) -> float:
         """The pitch lag of a frame that may be half of an onset pair, else 0: voiced (either

@@ -2,12 +2,13 @@
 
 A pause confirms by duration when the recogniser gives no words: sound that lasts
 `bargein_confirm_ms` interrupts the agent. Sounds that pass webrtcvad for that long are not
-all voices. Measures over the pause's caller frames (the firing one included), set on the
+all voices. Measures over the pause's caller frames from the detector's fire (the firing one
+included; an eager pause's frames before it are not weighed), set on the
 dev call flows and on fresh draws of music on hold and babble (benchmarks/README.md,
 sessions 13 and 14):
 
 - voiced frames: a voice gives the detector's *voiced* kind (pitch that moves as a voice's,
-  over its recent floor) in at least `confirm_min_voiced` frames of the 640 ms (dev speech:
+  over its recent floor) in at least `confirm_min_voiced` frames up to the confirmation (dev speech:
   4 at the least, 13 at the median); babble under the agent gives one. (A *glide* frame
   fires the detector as a voiced one does but does not count here.)
 - flutter: the spread (standard deviation, dB) of frame-to-frame level steps, levels

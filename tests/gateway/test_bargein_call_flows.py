@@ -149,6 +149,9 @@ def test_a_loud_caller_in_the_agents_own_voice_barges_in_at_once(cal):
     # has tonal frames and no dip, a room of voices neither dips nor runs on as one voice
     ("moh", "echo120", 0.0, 1.0, False, 102),
     ("babble", "phone", 0.0, 1.8, True, 139),
+    # a room of voices that calls for an eager pause at its onset and fires the detector
+    # 140 ms later: weighed from the fire, it is no voice (from the pause, it passed)
+    ("babble", "echo120", 0.0, 1.0, False, 222),
 ])
 def test_a_sound_that_lasts_but_is_no_voice_resumes(cal, kind, line, level_db, offset_s,
                                                      later, seed):
@@ -227,3 +230,22 @@ def test_over_a_phone_line_a_synthetic_caller_with_held_vowels_is_confirmed_at_o
     out = run_wire(make_flow("dev", "speech", "clean", voice="en-us+f4", offset_s=0.5,
                              seed=2026025), cal)
     assert out.caught and len(out.pauses) == 1 and out.resumes == []
+
+
+@pytest.mark.parametrize(("voice", "line", "offset_s", "later", "seed"), [
+    ("en+m3", "clean", 0.25, False, 2026005),
+    ("en-us+f4", "phone", 1.0, False, 2026029),
+    pytest.param("rec:fr_CA_f_June", "phone", 1.8, True, 2026068, marks=pytest.mark.skipif(
+        not os.path.isdir(os.path.join(ASTERISK, "sounds", "fr_CA_f_June")),
+        reason="recorded voices not installed (make system-deps)")),
+])
+def test_a_quiet_caller_pauses_the_agent_at_the_first_syllable(cal, voice, line, offset_s,
+                                                               later, seed):
+    """-15 dB callers whose first frames are loud but only weakly periodic (a consonant
+    into a vowel): the detector fired 210-450 ms after the onset; the eager pause holds
+    the agent within 120 ms, and the fire and the speech going on confirm it."""
+    out = run(make_flow("dev", "speech", line, voice=voice, level_db=-15.0,
+                        offset_s=offset_s, later=later, seed=seed), cal)
+    assert out.early_pauses == []
+    assert out.pause_latency_ms is not None and out.pause_latency_ms <= 120
+    assert out.caught and out.interrupt_pauses[0] in out.sound_pauses

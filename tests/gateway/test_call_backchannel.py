@@ -117,6 +117,18 @@ async def test_a_real_interruption_pauses_then_interrupts(greeting, clears):
     assert t.index("system.control.interrupt") < t.index("system.user.started_speaking")
 
 
+async def test_a_pause_soon_after_a_resume_goes_on_counting(greeting, clears):
+    """"wait, stop" said slowly: its comma is as long as the quiet that resumes the agent,
+    so "wait" resumed and "stop" alone was too short to confirm. The second pause, soon
+    after the resume, counts from the first: the interruption is confirmed."""
+    words = trim_silence(speech("wait, stop", voice="en+f3", speed=140))
+    r = await replay_async(at(2000, words))
+    t = types(r)
+    assert t.count("bargein.pause") == 2 and t.count("bargein.resume") == 1
+    assert t.index("bargein.resume") < t.index("interrupt") < t.index("system.control.interrupt")
+    assert clears == [1]
+
+
 async def test_a_short_sound_that_pauses_resumes():
     """A cough with a voiced grunt in it (enough for the detector) is over in 200 ms."""
     rng = np.random.default_rng(3)

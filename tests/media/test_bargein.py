@@ -241,6 +241,41 @@ def test_onset_pair_fires_on_two_voiced_frames_out_of_quiet() -> None:
     assert _pair_fires([], [_voiced(150.0), _voiced(153.0)]) == [False, False]
 
 
+def _onset(per: float = 0.65, guard: float = 25.0, share: float = 0.1, rise: float = 30.0,
+           peak: float = 0.5) -> FrameFeatures:
+    """A loud frame at a voice's onset: speech to webrtcvad, weakly periodic (a consonant
+    going into a vowel), so neither voiced kind nor a fire."""
+    return FrameFeatures(-30.0, guard, rise, True, True, per, 0.3, 180.0, peak, 0.5, per, 0.3,
+                         180.0, 0.0, 0.1, share)
+
+
+def _eager(frames: list[FrameFeatures]) -> list[bool]:
+    rule = DecisionRule(BargeInConfig())
+    rule.reset()
+    out = []
+    for f in frames:
+        assert not rule.push(f)[1]  # (none of these fires the detector)
+        out.append(rule.eager)
+    return out
+
+
+def test_two_loud_voice_like_frames_call_for_an_eager_pause() -> None:
+    """An eager pause (the agent pauses; only a fire and the confirmation interrupt): two
+    frames in a row of a loud sound with some pitch that webrtcvad calls speech. Not for
+    one frame, weak pitch, a small margin over the expected echo or the recent floor, a
+    tone, a sound the agent's audio explains, or with eager pauses off."""
+    assert _eager([_onset(), _onset(), _onset()]) == [False, True, True]
+    assert _eager([_onset(), _quiet(), _onset()]) == [False, False, False]
+    assert _eager([_onset(per=0.5), _onset(per=0.5)]) == [False, False]
+    assert _eager([_onset(guard=10.0), _onset(guard=10.0)]) == [False, False]
+    assert _eager([_onset(rise=10.0), _onset(rise=10.0)]) == [False, False]
+    assert _eager([_onset(peak=0.995), _onset(peak=0.995)]) == [False, False]
+    assert _eager([_onset(share=0.7), _onset(share=0.7)]) == [False, False]
+    rule = DecisionRule(BargeInConfig(eager_frames=0))
+    rule.reset()
+    assert [rule.push(f)[1] or rule.eager for f in [_onset()] * 3] == [False] * 3
+
+
 def test_onset_pair_speeds_up_a_word_cut_by_a_stop() -> None:
     """Dev's 'Hello' by a quiet low voice on a phone line: two voiced frames, then the
     'l' that webrtcvad rejects; the window rule waits for the next syllable."""
