@@ -66,9 +66,11 @@ class DecisionRule:
         k[j] = kind = self.kind(f)
         lk[j] = self.low_kind(f) if cfg.low_path else GATED
         self._lags[j] = self._onset_lag(f, kind, int(lk[j]))
-        self._loud = self._loud + 1 if self._loud_voice(f, kind) else 0
         self.eager = False
-        if self.fired or not _tonal_ok(k, cfg):
+        if self.fired:
+            return kind, False
+        self._loud = self._loud + 1 if self._loud_voice(f, kind) else 0
+        if not _tonal_ok(k, cfg):
             return kind, False
         self.eager = 0 < cfg.eager_frames <= self._loud
         idx = np.arange(j - cfg.window + 1, j + 1) % cfg.context
@@ -87,7 +89,8 @@ class DecisionRule:
         cfg = self.config
         return (f.vad and kind != TONAL and f.guard_db >= cfg.eager_guard_db
                 and f.rise_db >= cfg.eager_rise_db and f.rumble <= cfg.max_rumble
-                and max(f.periodicity, f.low_periodicity) >= cfg.eager_min_periodicity
+                and (f.periodicity >= cfg.eager_min_periodicity
+                     or f.low_periodicity >= cfg.eager_min_periodicity)
                 and f.echo_share < cfg.eager_max_share)
 
     def _onset_lag(self, f: FrameFeatures, kind: int, low_kind: int) -> float:
