@@ -2,8 +2,9 @@
 
 The far-end clock pairs each caller frame with the agent frame that played during it (its
 echo), so the detector (`media.bargein`) can hear the caller through that echo. When the
-detector fires, `BargeIn` pauses the agent's audio (held, nothing dropped) and watches the
-caller: speech that goes on for `bargein_confirm_ms` from the pause, or a recogniser word
+detector fires, or sooner calls for an eager pause, `BargeIn` pauses the agent's audio
+(held, nothing dropped) and watches the caller: speech that goes on for
+`bargein_confirm_ms` from the pause once the detector has fired, or a recogniser word
 that is not a backchannel, confirms it, and `Call` interrupts the agent; `bargein_resume_ms`
 of quiet before that resumes the agent where it paused, and the session never hears of it.
 A pause that comes within `RELINK_MS` of such a resume goes on counting from the first
@@ -196,9 +197,9 @@ class BargeIn:
         self.detector.reset()
 
     def _pause_now(self, frame: np.ndarray, fired: bool) -> bool:
-        """The detector fired: hold the agent's audio (nothing more is sent from the next
-        tick on; nothing is dropped) and start watching the caller. True if confirmed at
-        once (the recogniser already has words)."""
+        """The detector fired (`fired`) or called for an eager pause: hold the agent's audio
+        (nothing more is sent from the next tick on; nothing is dropped) and start watching
+        the caller. True if confirmed at once (the recogniser already has words)."""
         owner = self._owner
         self._playout.pause()
         self.pause = pause = Pause(self._now(), self._words, fired)
@@ -208,8 +209,9 @@ class BargeIn:
             # the sound goes on after a short gap: count from the first pause
             gap = round((pause.t - last[0]) / FRAME_S)
             pause.frames, pause.held = last[1].frames + gap, last[1].held + gap
-            pause.fired |= last[1].fired
-            self._evidence = last[2]
+            if last[1].fired:  # (its evidence counts from a fire, as a pause's does)
+                pause.fired = True
+                self._evidence = last[2]
         owner.mark("bargein.pause", at=pause.t)
         owner.turns.paused(pause.t)
         words = False
