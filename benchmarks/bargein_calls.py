@@ -56,6 +56,7 @@ from tests.kit.bargein_call_flows import (  # noqa: E402
     build_call_flows,
     calibrate,
     draw_flows,
+    fresh_voice_flows,
     run_call_flow,
 )
 
@@ -190,6 +191,10 @@ def main() -> None:
     ap.add_argument("--draws", default="", metavar="FIRST-LAST",
                     help="instead of the splits: fresh draws of --kinds (default moh,babble) "
                     "for seeds FIRST..LAST (tests.kit.bargein_call_flows.draw_flows)")
+    ap.add_argument("--fresh", default="", metavar="FIRST-LAST",
+                    help="instead of the splits: fresh real barge-ins and backchannels in "
+                    "holdout's voices for seeds FIRST..LAST "
+                    "(tests.kit.bargein_call_flows.fresh_voice_flows)")
     ap.add_argument("--wire", default=None, choices=["pcmu", "pcma"],
                     help="every line a phone call's: 8 kHz G.711 both ways, the echo made at "
                     "the far end (as on Twilio or SIP)")
@@ -205,9 +210,13 @@ def main() -> None:
     cal = calibrate()
     print(f"agent level {cal.agent_dbfs:.1f} dBFS; its reply {cal.story_frames * 20 / 1000:.1f} s")
     rows: dict[str, list[dict[str, Any]]] = {}
-    splits = [f"draws {args.draws}"] if args.draws else args.splits
+    splits = ([f"draws {args.draws}"] if args.draws else [f"fresh {args.fresh}"] if args.fresh
+              else args.splits)
     for split in splits:
-        if args.draws:
+        if args.fresh:
+            first, last = (int(x) for x in args.fresh.split("-"))
+            flows = fresh_voice_flows(first, last)
+        elif args.draws:
             first, last = (int(x) for x in args.draws.split("-"))
             flows: list[CallFlow] = draw_flows(first, last, sorted(kinds & set(NONSPEECH))
                                                or ("moh", "babble"))

@@ -411,6 +411,30 @@ def draw_flows(first: int, last: int, kinds: Iterable[str] = ("moh", "babble")
             for seed in range(first, last + 1) for kind in kinds]
 
 
+def fresh_voice_flows(first: int, last: int) -> list[CallFlow]:
+    """Fresh draws in holdout's voices: per seed `first` .. `last` (inclusive), a real
+    barge-in (espeak set B, piper or a recorded voice) and an espeak backchannel, the line,
+    level, offset and word cycling with the seed (a quarter of the barge-ins into a later
+    reply). Session 15 first ran seeds 600-659, after its settings were chosen."""
+    h = _SPLITS["holdout"]
+    espeak = list(h["espeak"])
+    voices = [*espeak, "piper", *(f"rec:{r}" for r in h["recorded"])]
+    lines = list(LINES)
+    flows = []
+    for seed in range(first, last + 1):
+        flows.append(make_flow("holdout", "speech", lines[seed % 5],
+                               voice=voices[seed % len(voices)],
+                               level_db=LEVELS_DB[(seed // 5) % 3],
+                               offset_s=OFFSETS_S[(seed // 3) % 6], later=seed % 4 == 3,
+                               seed=seed))
+        flows.append(make_flow("holdout", "backchannel", lines[(seed + 2) % 5],
+                               voice=espeak[seed % len(espeak)],
+                               word=BACKCHANNELS[seed % len(BACKCHANNELS)],
+                               level_db=LEVELS_DB[(seed // 2) % 3],
+                               offset_s=OFFSETS_S[(seed // 5) % 6], seed=seed))
+    return flows
+
+
 # -- running ------------------------------------------------------------------------------
 
 def _replay(flow: CallFlow, channel: np.ndarray, settings: CallSettings | None = None,
