@@ -150,6 +150,16 @@ async def test_no_pause_setting_interrupts_at_the_fire():
     assert first(r, "bargein.pause")["t_ms"] == first(r, "interrupt")["t_ms"]
 
 
+async def test_no_pause_setting_waits_for_the_fire_not_an_eager_pause():
+    """With no pause to confirm, only the detector's fire interrupts: the eager pause, which
+    comes 40 ms sooner here, would interrupt on any loud voice-like sound."""
+    words = trim_silence(speech("no no, that's wrong", voice="en-us"))
+    eager = first(await replay_async(at(2000, words)), "bargein.pause")["t_ms"]
+    r = await replay_async(at(2000, words), settings=CallSettings(bargein_confirm_ms=0))
+    assert len(r.interrupts) == 1
+    assert first(r, "interrupt")["t_ms"] > eager
+
+
 class _WordsStt:
     """A recogniser with trustworthy interim words: it reports `text` 100 ms into each
     utterance (and as the final), and counts the utterances it was asked to end."""
