@@ -51,6 +51,8 @@ class Pause:
     frames: int = 0  # caller frames since the pause, the firing one included
     held: int = 0  # of them, kept in the preroll for the recogniser (not fed yet)
     quiet: int = 0  # caller frames in a row with no voice
+    evidence: VoiceEvidence | None = None  # what it heard, from the fire (`VoiceEvidence`)
+    ended: float = 0.0  # when it resumed (a pause that resumed on quiet may go on)
 
 
 def paused_ms(paused: float, now: float) -> float:
@@ -93,10 +95,8 @@ class BargeIn:
         self.detector = BargeInDetector(settings.bargein)
         self._far_end = FarEndClock()  # frame numbers, to pair caller frames with the echo
         self.pause: Pause | None = None
-        self._evidence = VoiceEvidence(settings.bargein)  # the pause's (`_pause_now` renews it)
         self._t: float | None = None  # the time of the caller frame being decided
-        # the last pause that resumed on quiet, its evidence, and when (`RELINK_MS`)
-        self._resumed: tuple[float, Pause, VoiceEvidence] | None = None
+        self._resumed: Pause | None = None  # the last pause that resumed on quiet (`RELINK_MS`)
 
     # -- the clock and the detector -------------------------------------------------------
     def caller_arrived(self, t: float) -> int:
@@ -151,7 +151,7 @@ class BargeIn:
             return True
         if fired and not self.pause.fired:  # an eager pause: weigh the sound from the fire
             self.pause.fired = True
-            self._evidence = VoiceEvidence(self._settings.bargein)
+            self.pause.evidence = VoiceEvidence(self._settings.bargein)
         return self._pause_frame(frame)
 
     def confirm(self, t: float) -> Pause:
@@ -172,8 +172,8 @@ class BargeIn:
         owner = self._owner
         self._playout.resume()
         self.detector.reset()  # (so that the caller's next words can barge in again)
-        now = self._now()
-        self._resumed = (now, pause, self._evidence) if reason == "quiet" else None
+        pause.ended = now = self._now()
+        self._resumed = pause if reason == "quiet" else None
         owner.turns.resumed(now)
         owner.mark("bargein.resume", at=now, reason=reason,
                    paused_ms=paused_ms(pause.t, now))
@@ -202,16 +202,15 @@ class BargeIn:
         the caller. True if confirmed at once (the recogniser already has words)."""
         owner = self._owner
         self._playout.pause()
-        self.pause = pause = Pause(self._now(), self._words, fired)
-        self._evidence = VoiceEvidence(self._settings.bargein)
+        self.pause = pause = Pause(self._now(), self._words, fired,
+                                   evidence=VoiceEvidence(self._settings.bargein))
         last, self._resumed = self._resumed, None
-        if last is not None and not pause.words and (pause.t - last[0]) * 1000 <= RELINK_MS:
+        if last is not None and not pause.words and (pause.t - last.ended) * 1000 <= RELINK_MS:
             # the sound goes on after a short gap: count from the first pause
-            gap = round((pause.t - last[0]) / FRAME_S)
-            pause.frames, pause.held = last[1].frames + gap, last[1].held + gap
-            if last[1].fired:  # (its evidence counts from a fire, as a pause's does)
-                pause.fired = True
-                self._evidence = last[2]
+            gap = round((pause.t - last.ended) / FRAME_S)
+            pause.frames, pause.held = last.frames + gap, last.held + gap
+            if last.fired:  # (its evidence counts from a fire, as a pause's does)
+                pause.fired, pause.evidence = True, last.evidence
         owner.mark("bargein.pause", at=pause.t)
         owner.turns.paused(pause.t)
         words = False
@@ -228,8 +227,9 @@ class BargeIn:
         cfg = self._settings
         pause.frames += 1
         last = self.detector.last
-        self._evidence.add(frame, self.detector.last_kind,
-                           None if last is None else last.level_dbfs)
+        evidence = pause.evidence
+        assert evidence is not None  # (only a pause `confirm` makes at once has none)
+        evidence.add(frame, self.detector.last_kind, None if last is None else last.level_dbfs)
         if (self._now() - pause.t) * 1000 > self._echo_ends_ms():
             # the agent's audio stopped longer ago than its echo lasts: the caller channel
             # is the caller alone, and the plain VAD judges it (the detector's gate would
@@ -241,7 +241,7 @@ class BargeIn:
         if pause.words and self._words_confirm_in(self._ears.hear(frame)):
             return True
         if voiced and pause.frames * FRAME_MS >= cfg.bargein_confirm_ms:
-            if pause.fired and self._evidence.voice():
+            if pause.fired and evidence.voice():
                 self._owner.mark("bargein.confirm", at=self._now(), reason="speech")
                 return True
             self.resume("not a voice")
