@@ -51,7 +51,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.*
 from gateway.call import CallSettings  # noqa: E402
 from tests.kit.bargein_call_flows import (  # noqa: E402
     NONSPEECH,
-    CallFlow,
     Outcome,
     build_call_flows,
     calibrate,
@@ -176,6 +175,12 @@ def report(split: str, outcomes: list[Outcome]) -> None:
         print("  not paused:", ", ".join(o.flow.name for o in back if not o.pauses) or "-")
 
 
+def _seeds(text: str) -> tuple[int, int]:
+    """'FIRST-LAST' -> (FIRST, LAST)."""
+    first, last = (int(x) for x in text.split("-"))
+    return first, last
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("splits", nargs="*", default=["dev", "holdout"])
@@ -188,10 +193,10 @@ def main() -> None:
                     help="CallSettings.bargein_confirm_ms (default: the gateway's)")
     ap.add_argument("--resume-ms", type=int, default=None,
                     help="CallSettings.bargein_resume_ms (default: the gateway's)")
-    ap.add_argument("--draws", default="", metavar="FIRST-LAST",
+    ap.add_argument("--draws", type=_seeds, metavar="FIRST-LAST",
                     help="instead of the splits: fresh draws of --kinds (default moh,babble) "
                     "for seeds FIRST..LAST (tests.kit.bargein_call_flows.draw_flows)")
-    ap.add_argument("--fresh", default="", metavar="FIRST-LAST",
+    ap.add_argument("--fresh", type=_seeds, metavar="FIRST-LAST",
                     help="instead of the splits: fresh real barge-ins and backchannels in "
                     "holdout's voices for seeds FIRST..LAST "
                     "(tests.kit.bargein_call_flows.fresh_voice_flows)")
@@ -210,16 +215,13 @@ def main() -> None:
     cal = calibrate()
     print(f"agent level {cal.agent_dbfs:.1f} dBFS; its reply {cal.story_frames * 20 / 1000:.1f} s")
     rows: dict[str, list[dict[str, Any]]] = {}
-    splits = ([f"draws {args.draws}"] if args.draws else [f"fresh {args.fresh}"] if args.fresh
-              else args.splits)
+    splits = (["draws {}-{}".format(*args.draws)] if args.draws
+              else ["fresh {}-{}".format(*args.fresh)] if args.fresh else args.splits)
     for split in splits:
         if args.fresh:
-            first, last = (int(x) for x in args.fresh.split("-"))
-            flows = fresh_voice_flows(first, last)
+            flows = fresh_voice_flows(*args.fresh)
         elif args.draws:
-            first, last = (int(x) for x in args.draws.split("-"))
-            flows: list[CallFlow] = draw_flows(first, last, sorted(kinds & set(NONSPEECH))
-                                               or ("moh", "babble"))
+            flows = draw_flows(*args.draws, sorted(kinds & set(NONSPEECH)) or ("moh", "babble"))
         else:
             flows = build_call_flows(split)
         if kinds:
